@@ -1,0 +1,34 @@
+"""hiddenlens: look inside neural networks.
+
+Hooks pull hidden activations from any PyTorch model into an on-disk store; analyzers (sae,
+codebook, probe, info, collapse, shortcut, attribution) turn them into results; viz and
+report turn results into figures and a self-contained HTML page.
+
+The top-level names below are imported lazily, so ``import hiddenlens`` does no work.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_model": "hiddenlens.hooks",
+    "hook_points": "hiddenlens.hooks",
+    "resolve_hook_points": "hiddenlens.hooks",
+    "capture": "hiddenlens.hooks",
+    "patch": "hiddenlens.hooks",
+    "ModelHandle": "hiddenlens.hooks",
+    "cache_activations": "hiddenlens.store",
+    "ActivationStore": "hiddenlens.store",
+    "Report": "hiddenlens.report",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hiddenlens' has no attribute {name!r}")

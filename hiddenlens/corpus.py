@@ -1,0 +1,186 @@
+"""Text corpora that work offline: the bundled demo corpus and local text files.
+
+The demo corpus is real English prose that no one on this project wrote: the Python
+language reference and library documentation that ship with CPython (``pydoc_data``) and
+the docstrings of a fixed list of standard-library modules. It is cut into paragraphs of
+prose (code listings and tables dropped), in a fixed order, so every machine gets the same
+documents; together they hold well over 100k MiniLM tokens.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import re
+from pathlib import Path
+
+_DOCSTRING_MODULES = (
+    "argparse",
+    "asyncio",
+    "collections",
+    "contextlib",
+    "csv",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "email",
+    "fractions",
+    "functools",
+    "heapq",
+    "http.client",
+    "inspect",
+    "io",
+    "itertools",
+    "json",
+    "logging",
+    "os",
+    "pathlib",
+    "pickle",
+    "random",
+    "re",
+    "shutil",
+    "socket",
+    "sqlite3",
+    "statistics",
+    "string",
+    "subprocess",
+    "tarfile",
+    "tempfile",
+    "textwrap",
+    "threading",
+    "typing",
+    "unittest",
+    "urllib.parse",
+    "uuid",
+    "zipfile",
+    "ast",
+    "calendar",
+    "cmd",
+    "codecs",
+    "configparser",
+    "copy",
+    "difflib",
+    "enum",
+    "ftplib",
+    "gettext",
+    "gzip",
+    "hashlib",
+    "imaplib",
+    "ipaddress",
+    "locale",
+    "mailbox",
+    "multiprocessing",
+    "numbers",
+    "optparse",
+    "pdb",
+    "pprint",
+    "pydoc",
+    "queue",
+    "sched",
+    "selectors",
+    "smtplib",
+    "ssl",
+    "struct",
+    "traceback",
+    "types",
+    "warnings",
+    "wave",
+    "weakref",
+    "xml.dom.minidom",
+    "xml.etree.ElementTree",
+    "zipimport",
+    "zoneinfo",
+)
+
+
+def _is_prose(paragraph: str) -> bool:
+    lines = paragraph.splitlines()
+    code_like = sum(1 for ln in lines if ln.startswith(("   ", ">>>", "...", "+", "|", "=")))
+    words = paragraph.split()
+    letters = sum(ch.isalpha() for ch in paragraph)
+    return len(words) >= 8 and code_like <= len(lines) // 3 and letters >= 0.6 * len(paragraph)
+
+
+def _paragraphs(text: str) -> list[str]:
+    out = []
+    for block in re.split(r"\n\s*\n", text):
+        if _is_prose(block):
+            out.append(" ".join(block.split()))
+    return out
+
+
+def _docstrings(module_name: str) -> list[str]:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return []
+    docs = [inspect.getdoc(module) or ""]
+    for name, obj in sorted(vars(module).items()):
+        if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+            continue
+        if inspect.isfunction(obj):
+            docs.append(inspect.getdoc(obj) or "")
+        elif inspect.isclass(obj):
+            docs.append(inspect.getdoc(obj) or "")
+            docs.extend(
+                inspect.getdoc(member) or ""
+                for member_name, member in sorted(vars(obj).items())
+                if not member_name.startswith("_") and inspect.isfunction(member)
+            )
+    return [p for d in docs for p in _paragraphs(d)]
+
+
+def demo_corpus(max_docs: int | None = None) -> list[str]:
+    """The bundled English corpus: a list of prose paragraphs, in a fixed order."""
+    from pydoc_data.topics import topics
+
+    docs = [p for key in sorted(topics) for p in _paragraphs(topics[key])]
+    for module_name in _DOCSTRING_MODULES:
+        docs.extend(_docstrings(module_name))
+    docs = list(dict.fromkeys(docs))  # de-duplicate, keep order
+    return docs[:max_docs] if max_docs else docs
+
+
+def load_texts(source: str | Path, *, text_column: str = "text") -> list[str]:
+    """Texts from ``"demo"``, a .txt file (one document per blank-line-separated paragraph),
+    a .jsonl file (``text_column`` of each line) or a saved Hugging Face dataset directory."""
+    if str(source) == "demo":
+        return demo_corpus()
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"data source {str(source)!r} does not exist; accepted: 'demo', a .txt file, "
+            "a .jsonl file or a dataset directory saved with datasets.save_to_disk"
+        )
+    if path.is_dir():
+        from datasets import load_from_disk
+
+        ds = load_from_disk(str(path))
+        if text_column not in ds.column_names:
+            raise ValueError(f"dataset at {path} has no column {text_column!r}: {ds.column_names}")
+        texts = list(ds[text_column])
+    elif path.suffix == ".jsonl":
+        texts = _jsonl_texts(path, text_column)
+    else:
+        raw = path.read_text(encoding="utf-8")
+        texts = [" ".join(p.split()) for p in re.split(r"\n\s*\n", raw) if p.strip()]
+    if not texts:
+        raise ValueError(f"data source {path} holds no text")
+    return texts
+
+
+def _jsonl_texts(path: Path, text_column: str) -> list[str]:
+    texts = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno} is not valid JSON: {err.msg}") from err
+            if not isinstance(record, dict) or text_column not in record:
+                raise ValueError(f"{path}:{lineno} has no field {text_column!r}")
+            texts.append(str(record[text_column]))
+    return texts

@@ -1,0 +1,138 @@
+"""Render a Report as one self-contained HTML page.
+
+Every piece of text (titles, captions, table cells, metric names — which may come from
+datasets or model tokens) is HTML-escaped. matplotlib figures are inlined as PNG data URIs;
+plotly figures as divs sharing one embedded copy of plotly.js, so the page works offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+from hiddenlens.viz.save import is_plotly, save_figure
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;
+background:#fafafa}main{max-width:1100px;margin:0 auto;padding:1.5rem 2rem 4rem}
+h1{font-size:1.8rem;margin:.5rem 0 1rem}h2{border-bottom:2px solid #4477AA;padding-bottom:.2rem;
+margin-top:2.5rem}nav a{margin-right:1rem;color:#4477AA}section{background:#fff;padding:.5rem 1.5rem
+1.5rem;border-radius:6px;box-shadow:0 1px 3px rgba(0,0,0,.08);margin-bottom:1.5rem}
+table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0}td,th{border:1px solid #ddd;
+padding:.25rem .6rem;text-align:left}th{background:#f0f3f8}td.num{text-align:right;
+font-variant-numeric:tabular-nums}.missing{color:#999}figure{margin:1rem 0}figcaption{color:#555;
+font-size:.9rem}img{max-width:100%}.summary td.num{font-weight:600}
+"""
+
+
+def _fmt(value: Any) -> tuple[str, str]:
+    """(cell html, css class) for a metric value; NaN/None are shown as missing."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return '<span class="missing">—</span>', "num"
+    if isinstance(value, bool):
+        return html.escape(str(value)), ""
+    if isinstance(value, int):
+        return f"{value:,}", "num"
+    if isinstance(value, float):
+        text = f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+        return text, "num"
+    return html.escape(str(value)), ""
+
+
+def _metrics_table(metrics: dict[str, Any], css: str = "") -> str:
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td class='{c}'>{v}</td></tr>"
+        for k, (v, c) in ((k, _fmt(val)) for k, val in metrics.items())
+    )
+    return f"<table class='{css}'>{rows}</table>"
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = ""
+    for row in rows:
+        cells = (_fmt(row.get(c)) for c in columns)
+        body += "<tr>" + "".join(f"<td class='{cls}'>{v}</td>" for v, cls in cells) + "</tr>"
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _text(text: str) -> str:
+    parts = []
+    for para in text.strip().split("\n\n"):
+        lines = para.splitlines()
+        if lines and all(ln.lstrip().startswith("- ") for ln in lines):
+            items = "".join(f"<li>{html.escape(ln.lstrip()[2:])}</li>" for ln in lines)
+            parts.append(f"<ul>{items}</ul>")
+        else:
+            parts.append(f"<p>{html.escape(para)}</p>")
+    return "".join(parts)
+
+
+def _figure(fig: Any, name: str, fig_dir: Path) -> str:
+    if is_plotly(fig):
+        save_figure(fig, fig_dir / f"{name}.json")
+        return fig.to_html(full_html=False, include_plotlyjs=False, default_width="100%")
+    path = save_figure(fig, fig_dir / f"{name}.png")
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
+
+
+def _unique(name: str, used: set[str]) -> str:
+    candidate, i = name, 1
+    while candidate in used:
+        i += 1
+        candidate = f"{name}_{i}"
+    used.add(candidate)
+    return candidate
+
+
+def _section_html(section, index: int, fig_dir: Path, used: set[str]) -> tuple[str, bool]:
+    parts, has_plotly = [], False
+    for block in section.blocks:
+        caption = f"<figcaption>{html.escape(block.caption)}</figcaption>" if block.caption else ""
+        if block.kind == "text":
+            parts.append(_text(block.payload))
+        elif block.kind == "metrics":
+            parts.append(f"<figure>{_metrics_table(block.payload)}{caption}</figure>")
+        elif block.kind == "table":
+            parts.append(f"<figure>{_table(block.payload)}{caption}</figure>")
+        elif block.kind == "html":
+            parts.append(f"<figure>{block.payload}{caption}</figure>")
+        else:
+            has_plotly |= is_plotly(block.payload)
+            name = _unique(block.name, used)
+            parts.append(f"<figure>{_figure(block.payload, name, fig_dir)}{caption}</figure>")
+    body = "".join(parts)
+    return (
+        f"<section id='s{index}'><h2>{html.escape(section.title)}</h2>{body}</section>",
+        has_plotly,
+    )
+
+
+def render_html(report, fig_dir: Path) -> str:
+    """The full page for ``report``; figures are also written into ``fig_dir``."""
+    used: set[str] = set()
+    rendered = [_section_html(s, i, fig_dir, used) for i, s in enumerate(report.sections)]
+    needs_plotly = any(flag for _, flag in rendered)
+    script = ""
+    if needs_plotly:
+        from plotly.offline import get_plotlyjs
+
+        script = f"<script type='text/javascript'>{get_plotlyjs()}</script>"
+    nav = "".join(
+        f"<a href='#s{i}'>{html.escape(s.title)}</a>" for i, s in enumerate(report.sections)
+    )
+    summary = ""
+    if report.headline:
+        summary = f"<section><h2>Summary</h2>{_metrics_table(report.headline, 'summary')}</section>"
+    title = html.escape(report.title)
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<style>{_CSS}</style>{script}</head><body><main><h1>{title}</h1><nav>{nav}</nav>"
+        f"{summary}{''.join(h for h, _ in rendered)}</main></body></html>"
+    )

@@ -1,0 +1,116 @@
+"""The Report model: sections of text, flat metrics, tables and figures.
+
+``Report.write(out_dir)`` produces ``report.html`` (self-contained: images inlined,
+plotly.js embedded once, works offline), ``metrics.json`` (flat metrics + config +
+provenance), ``config.json`` and ``figures/``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hiddenlens.report.metrics import flatten, provenance, write_json
+
+_NAME_OK = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass
+class Block:
+    """One item of a section: kind is 'text', 'metrics', 'table' or 'figure'."""
+
+    kind: str
+    payload: Any
+    caption: str | None = None
+    name: str | None = None
+
+
+@dataclass
+class Section:
+    """A titled part of a report, usually one analyzer."""
+
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+    def add_text(self, text: str) -> Section:
+        """Plain text; blank lines separate paragraphs, lines starting '- ' are bullets."""
+        self.blocks.append(Block("text", str(text)))
+        return self
+
+    def add_metrics(self, metrics: dict[str, Any], caption: str | None = None) -> Section:
+        self.blocks.append(Block("metrics", flatten(dict(metrics)), caption))
+        return self
+
+    def add_table(self, rows: list[dict[str, Any]], caption: str | None = None) -> Section:
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise TypeError("add_table takes a list of dicts (one per row)")
+        self.blocks.append(Block("table", rows, caption))
+        return self
+
+    def add_figure(self, fig: Any, name: str, caption: str | None = None) -> Section:
+        if not (hasattr(fig, "savefig") or type(fig).__module__.startswith("plotly")):
+            raise TypeError(
+                f"add_figure takes a matplotlib or plotly figure, got {type(fig).__name__}"
+            )
+        self.blocks.append(Block("figure", fig, caption, _NAME_OK.sub("_", name) or "figure"))
+        return self
+
+    def add_html(self, html: str, caption: str | None = None) -> Section:
+        """Trusted HTML produced by hiddenlens itself (already escaped), e.g. token heatmaps."""
+        self.blocks.append(Block("html", html, caption))
+        return self
+
+    def metrics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for block in self.blocks:
+            if block.kind == "metrics":
+                out.update(block.payload)
+        return out
+
+
+class Report:
+    """A report under construction; see the module docstring for what ``write`` produces."""
+
+    def __init__(self, title: str, *, config: dict[str, Any] | None = None) -> None:
+        self.title = title
+        self.config = dict(config or {})
+        self.sections: list[Section] = []
+        self.headline: dict[str, Any] = {}
+
+    def add_section(self, title: str, *, text: str | None = None) -> Section:
+        section = Section(title)
+        if text:
+            section.add_text(text)
+        self.sections.append(section)
+        return section
+
+    def add_metrics(self, metrics: dict[str, Any]) -> None:
+        """Headline metrics, shown in the summary at the top of the report."""
+        self.headline.update(flatten(dict(metrics)))
+
+    def all_metrics(self) -> dict[str, Any]:
+        out = dict(self.headline)
+        for section in self.sections:
+            out.update(section.metrics())
+        return out
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write report.html, metrics.json, config.json and figures/; returns the html path."""
+        from hiddenlens.report.html import render_html
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "figures").mkdir(exist_ok=True)
+        write_json(out / "config.json", self.config)
+        write_json(
+            out / "metrics.json",
+            {"metrics": self.all_metrics(), "config": self.config, "provenance": provenance()},
+        )
+        html = render_html(self, out / "figures")
+        path = out / "report.html"
+        tmp = out / ".report.html.tmp"
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(path)
+        return path
