@@ -184,3 +184,43 @@ def _jsonl_texts(path: Path, text_column: str) -> list[str]:
                 raise ValueError(f"{path}:{lineno} has no field {text_column!r}")
             texts.append(str(record[text_column]))
     return texts
+
+
+def token_properties(
+    tokenizer, texts: list[str], sample_idx, position, *, seq_len: int | None = None
+) -> dict:
+    """Per-row token properties read off the original text (works for uncased tokenizers).
+
+    Rows are identified by ``sample_idx`` and ``position`` as in a store's metadata. Returns
+    boolean arrays ``is_digit``, ``is_capitalised``, ``is_punct``, ``is_continuation`` (a
+    word piece that continues a word) and ``is_word_start``, plus ``position``.
+    """
+    import numpy as np
+
+    sample_idx = np.asarray(sample_idx)
+    position = np.asarray(position)
+    n = len(sample_idx)
+    props = {k: np.zeros(n, dtype=bool) for k in
+             ("is_digit", "is_capitalised", "is_punct", "is_continuation", "is_word_start")}
+    order = np.argsort(sample_idx, kind="stable")
+    bounds = np.searchsorted(sample_idx[order], np.unique(sample_idx), side="left")
+    groups = np.split(order, bounds[1:])
+    for rows in groups:
+        s = int(sample_idx[rows[0]])
+        text = texts[s]
+        enc = tokenizer(text, return_offsets_mapping=True, truncation=seq_len is not None,
+                        max_length=seq_len)
+        offsets = enc["offset_mapping"]
+        for r in rows:
+            start, end = offsets[int(position[r])]
+            piece = text[start:end]
+            if not piece:
+                continue
+            props["is_digit"][r] = piece.isdigit()
+            props["is_capitalised"][r] = piece[0].isupper()
+            props["is_punct"][r] = all(not ch.isalnum() and not ch.isspace() for ch in piece)
+            continues = start > 0 and text[start - 1].isalnum() and piece[0].isalnum()
+            props["is_continuation"][r] = continues
+            props["is_word_start"][r] = piece[0].isalnum() and not continues
+    props["position"] = position.astype(np.int64)
+    return props

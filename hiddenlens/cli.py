@@ -1,0 +1,137 @@
+"""The ``hiddenlens`` command line: parse arguments, then call the library.
+
+    hiddenlens hooks MODEL [--match GLOB]
+    hiddenlens cache --model minilm --data demo --hooks 'encoder.layer.*' --out runs/minilm
+    hiddenlens train-sae --store runs/minilm --hook encoder.layer.3 --out runs/sae
+    hiddenlens report RUN_DIR
+    hiddenlens run EXPERIMENT [--out DIR]
+
+Every long job shows a progress bar and can be interrupted with Ctrl-C; re-running the
+same command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+EXIT_INTERRUPTED = 130
+
+
+def _cmd_hooks(args: argparse.Namespace) -> int:
+    from hiddenlens.hooks import hook_points, load_model, resolve_hook_points
+
+    handle = load_model(args.model)
+    names = resolve_hook_points(handle, args.match) if args.match else hook_points(handle)
+    for name in names:
+        sys.stdout.write(name + "\n")
+    return 0
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from hiddenlens.corpus import load_texts
+    from hiddenlens.hooks import load_model
+    from hiddenlens.store import cache_activations
+
+    handle = load_model(args.model)
+    texts = load_texts(args.data, text_column=args.text_column)
+    if args.max_docs:
+        texts = texts[: args.max_docs]
+    store = cache_activations(
+        handle, texts, args.hooks, args.out, batch_size=args.batch_size, max_rows=args.max_rows,
+        seq_len=args.seq_len, dtype=args.dtype, overwrite=args.overwrite, progress=True,
+    )
+    sys.stdout.write(f"cached {len(store):,} rows x {len(store.hook_points)} hook points -> {args.out}\n")
+    return 0
+
+
+def _cmd_train_sae(args: argparse.Namespace) -> int:
+    from hiddenlens.sae.cli import train_from_args
+
+    return train_from_args(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from hiddenlens.report.rebuild import rebuild_report
+
+    path = rebuild_report(args.run_dir)
+    sys.stdout.write(f"report written to {path}\n")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from hiddenlens.report.experiments import run_experiment
+
+    return run_experiment(args.experiment, args.out, extra=args.extra)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hiddenlens", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("hooks", help="list a model's hook points")
+    p.add_argument("model", help="'minilm', a Hugging Face model path or id")
+    p.add_argument("--match", help="only names matching this glob (e.g. 'encoder.layer.*')")
+    p.set_defaults(func=_cmd_hooks)
+
+    p = sub.add_parser("cache", help="cache activations to an on-disk store (resumable)")
+    p.add_argument("--model", required=True, help="'minilm', a Hugging Face model path or id")
+    p.add_argument("--data", required=True,
+                   help="'demo', a .txt file, a .jsonl file or a saved HF dataset directory")
+    p.add_argument("--hooks", required=True, nargs="+", help="hook points or globs")
+    p.add_argument("--out", required=True, type=Path, help="store directory")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-rows", type=int, default=None)
+    p.add_argument("--max-docs", type=int, default=None, help="use only the first N documents")
+    p.add_argument("--seq-len", type=int, default=None, help="truncate sequences to N tokens")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--overwrite", action="store_true", help="replace a different run in --out")
+    p.set_defaults(func=_cmd_cache)
+
+    p = sub.add_parser("train-sae", help="train a sparse autoencoder on a store")
+    _add_train_sae_args(p)
+    p.set_defaults(func=_cmd_train_sae)
+
+    p = sub.add_parser("report", help="rebuild report.html from a run directory's saved results")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("run", help="run an experiment from experiments/ and write its report")
+    p.add_argument("experiment", help="experiment folder name, e.g. codebook_fsm or demo")
+    p.add_argument("--out", type=Path, default=None, help="output directory (runs/NAME)")
+    p.add_argument("extra", nargs=argparse.REMAINDER, help="arguments passed to the experiment")
+    p.set_defaults(func=_cmd_run)
+    return parser
+
+
+def _add_train_sae_args(p: argparse.ArgumentParser) -> None:
+    try:
+        from hiddenlens.sae.cli import add_train_args
+    except ImportError:  # the sae package is optional at parse time
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        return
+    add_train_args(p)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted; re-run the same command to resume\n")
+        return EXIT_INTERRUPTED
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
+        sys.stderr.write(f"hiddenlens: error: {err}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
