@@ -40,10 +40,20 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     if args.max_docs:
         texts = texts[: args.max_docs]
     store = cache_activations(
-        handle, texts, args.hooks, args.out, batch_size=args.batch_size, max_rows=args.max_rows,
-        seq_len=args.seq_len, dtype=args.dtype, overwrite=args.overwrite, progress=True,
+        handle,
+        texts,
+        args.hooks,
+        args.out,
+        batch_size=args.batch_size,
+        max_rows=args.max_rows,
+        seq_len=args.seq_len,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+        progress=True,
     )
-    sys.stdout.write(f"cached {len(store):,} rows x {len(store.hook_points)} hook points -> {args.out}\n")
+    sys.stdout.write(
+        f"cached {len(store):,} rows x {len(store.hook_points)} hook points -> {args.out}\n"
+    )
     return 0
 
 
@@ -79,8 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cache", help="cache activations to an on-disk store (resumable)")
     p.add_argument("--model", required=True, help="'minilm', a Hugging Face model path or id")
-    p.add_argument("--data", required=True,
-                   help="'demo', a .txt file, a .jsonl file or a saved HF dataset directory")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="'demo', a .txt file, a .jsonl file or a saved HF dataset directory",
+    )
     p.add_argument("--hooks", required=True, nargs="+", help="hook points or globs")
     p.add_argument("--out", required=True, type=Path, help="store directory")
     p.add_argument("--batch-size", type=int, default=32)

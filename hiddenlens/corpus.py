@@ -200,16 +200,19 @@ def token_properties(
     sample_idx = np.asarray(sample_idx)
     position = np.asarray(position)
     n = len(sample_idx)
-    props = {k: np.zeros(n, dtype=bool) for k in
-             ("is_digit", "is_capitalised", "is_punct", "is_continuation", "is_word_start")}
+    props = {
+        k: np.zeros(n, dtype=bool)
+        for k in ("is_digit", "is_capitalised", "is_punct", "is_continuation", "is_word_start")
+    }
     order = np.argsort(sample_idx, kind="stable")
     bounds = np.searchsorted(sample_idx[order], np.unique(sample_idx), side="left")
     groups = np.split(order, bounds[1:])
     for rows in groups:
         s = int(sample_idx[rows[0]])
         text = texts[s]
-        enc = tokenizer(text, return_offsets_mapping=True, truncation=seq_len is not None,
-                        max_length=seq_len)
+        enc = tokenizer(
+            text, return_offsets_mapping=True, truncation=seq_len is not None, max_length=seq_len
+        )
         offsets = enc["offset_mapping"]
         for r in rows:
             start, end = offsets[int(position[r])]

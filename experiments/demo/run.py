@@ -34,16 +34,25 @@ def build_context(out: Path, *, fast: bool, seed: int = 0) -> DemoContext:
     max_rows = 3_000 if fast else 60_000
     t0 = time.perf_counter()
     store = hiddenlens.cache_activations(
-        handle, texts, HOOKS, out / "store", batch_size=32, max_rows=max_rows, seq_len=256,
+        handle,
+        texts,
+        HOOKS,
+        out / "store",
+        batch_size=32,
+        max_rows=max_rows,
+        seq_len=256,
         progress=not fast,
     )
     cache_s = time.perf_counter() - t0
     meta = store.meta
-    labels = token_properties(handle.tokenizer, texts, meta["sample_idx"], meta["position"],
-                              seq_len=256)
+    labels = token_properties(
+        handle.tokenizer, texts, meta["sample_idx"], meta["position"], seq_len=256
+    )
     labels["token_id"] = meta["token_id"]
-    report = Report("hiddenlens demo: all-MiniLM-L6-v2 on the bundled corpus",
-                    config={"hooks": HOOKS, "max_rows": max_rows, "fast": fast, "seed": seed})
+    report = Report(
+        "hiddenlens demo: all-MiniLM-L6-v2 on the bundled corpus",
+        config={"hooks": HOOKS, "max_rows": max_rows, "fast": fast, "seed": seed},
+    )
     section = report.add_section("Activations")
     section.add_text(
         f"Cached {len(store):,} token rows from {len(set(meta['sample_idx'].tolist())):,} "
@@ -51,8 +60,9 @@ def build_context(out: Path, *, fast: bool, seed: int = 0) -> DemoContext:
         f"{len(store.hook_points)} hook points in {cache_s:.1f} s."
     )
     section.add_metrics({f"mean_norm/{h}": store.stats(h)["mean_norm"] for h in store.hook_points})
-    return DemoContext(handle, store, list(store.hook_points), texts, labels, report, out,
-                       seed=seed, fast=fast)
+    return DemoContext(
+        handle, store, list(store.hook_points), texts, labels, report, out, seed=seed, fast=fast
+    )
 
 
 def run_sections(ctx: DemoContext, names=SECTIONS) -> list[str]:

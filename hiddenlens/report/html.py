@@ -72,13 +72,39 @@ def _text(text: str) -> str:
     return "".join(parts)
 
 
-def _figure(fig: Any, name: str, fig_dir: Path) -> str:
+def _figure(fig: Any, name: str, fig_dir: Path) -> tuple[str, str]:
+    """(html, file name under fig_dir) for a live figure or one saved by an earlier run."""
+    if isinstance(fig, SavedFigure):
+        fig = fig.load()
     if is_plotly(fig):
-        save_figure(fig, fig_dir / f"{name}.json")
-        return fig.to_html(full_html=False, include_plotlyjs=False, default_width="100%")
-    path = save_figure(fig, fig_dir / f"{name}.png")
+        path = save_figure(fig, fig_dir / f"{name}.json")
+        div = fig.to_html(full_html=False, include_plotlyjs=False, default_width="100%")
+        return div, path.name
+    path = fig_dir / f"{name}.png"
+    if isinstance(fig, bytes):
+        path.write_bytes(fig)
+    else:
+        save_figure(fig, path)
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
+    return f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>", path.name
+
+
+class SavedFigure:
+    """A figure file written by an earlier run (PNG bytes or plotly JSON), for rebuilds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def is_plotly(self) -> bool:
+        return self.path.suffix == ".json"
+
+    def load(self) -> Any:
+        if self.is_plotly:
+            import plotly.io
+
+            return plotly.io.from_json(self.path.read_text(encoding="utf-8"))
+        return self.path.read_bytes()
 
 
 def _unique(name: str, used: set[str]) -> str:
@@ -103,9 +129,11 @@ def _section_html(section, index: int, fig_dir: Path, used: set[str]) -> tuple[s
         elif block.kind == "html":
             parts.append(f"<figure>{block.payload}{caption}</figure>")
         else:
-            has_plotly |= is_plotly(block.payload)
+            payload = block.payload
+            has_plotly |= is_plotly(payload) or getattr(payload, "is_plotly", False)
             name = _unique(block.name, used)
-            parts.append(f"<figure>{_figure(block.payload, name, fig_dir)}{caption}</figure>")
+            fig_html, block.file = _figure(payload, name, fig_dir)
+            parts.append(f"<figure>{fig_html}{caption}</figure>")
     body = "".join(parts)
     return (
         f"<section id='s{index}'><h2>{html.escape(section.title)}</h2>{body}</section>",

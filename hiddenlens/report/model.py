@@ -15,6 +15,7 @@ from typing import Any
 from hiddenlens.report.metrics import flatten, provenance, write_json
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.-]+")
+REPORT_JSON = "report.json"  # the report's structure, so `hiddenlens report` can rebuild it
 
 
 @dataclass
@@ -25,6 +26,11 @@ class Block:
     payload: Any
     caption: str | None = None
     name: str | None = None
+    file: str | None = None  # figure file under figures/, set when the report is written
+
+    def to_json(self) -> dict[str, Any]:
+        payload = self.file if self.kind == "figure" else self.payload
+        return {"kind": self.kind, "payload": payload, "caption": self.caption, "name": self.name}
 
 
 @dataclass
@@ -96,6 +102,41 @@ class Report:
             out.update(section.metrics())
         return out
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "config": self.config,
+            "headline": self.headline,
+            "sections": [
+                {"title": s.title, "blocks": [b.to_json() for b in s.blocks]} for s in self.sections
+            ],
+        }
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path) -> Report:
+        """Load a written report's structure; figures point at the files in figures/."""
+        import json
+
+        from hiddenlens.report.html import SavedFigure
+
+        run_dir = Path(run_dir)
+        path = run_dir / REPORT_JSON
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{run_dir} has no {REPORT_JSON}; pass a directory written by Report.write"
+            )
+        data = json.loads(path.read_text(encoding="utf-8"))
+        report = cls(data["title"], config=data.get("config"))
+        report.headline = dict(data.get("headline") or {})
+        for sec in data["sections"]:
+            section = report.add_section(sec["title"])
+            for b in sec["blocks"]:
+                payload = b["payload"]
+                if b["kind"] == "figure":
+                    payload = SavedFigure(run_dir / "figures" / payload)
+                section.blocks.append(Block(b["kind"], payload, b.get("caption"), b.get("name")))
+        return report
+
     def write(self, out_dir: str | Path) -> Path:
         """Write report.html, metrics.json, config.json and figures/; returns the html path."""
         from hiddenlens.report.html import render_html
@@ -109,6 +150,7 @@ class Report:
             {"metrics": self.all_metrics(), "config": self.config, "provenance": provenance()},
         )
         html = render_html(self, out / "figures")
+        write_json(out / REPORT_JSON, self.to_json())
         path = out / "report.html"
         tmp = out / ".report.html.tmp"
         tmp.write_text(html, encoding="utf-8")
