@@ -1,0 +1,44 @@
+"""The report and the dashboard as a person sees them: in headless Chromium."""
+
+import numpy as np
+from PIL import Image
+
+from hiddenlens.report.dashboard import write_dashboard
+from hiddenlens.report.features import feature_cards
+
+from .browser import open_page
+from .test_report import _report
+
+XSS = ['<script>document.title="pwned"</script>', "<img src=x onerror=\"document.title='pwned'\">"]
+
+
+class _Tok:
+    def convert_ids_to_tokens(self, ids):
+        return [XSS[i % 2] if i % 5 == 0 else f"tok{i}" for i in ids]
+
+
+def _nonblank(png) -> bool:
+    img = np.asarray(Image.open(png).convert("L"), dtype=float)
+    return img.std() > 5
+
+
+def test_report_renders_without_console_errors(tmp_path):
+    page = _report().write(tmp_path / "run")
+    dom, console = open_page(page, screenshot=tmp_path / "shot.png")
+    assert console == [], console
+    assert "plotly-graph-div" in dom and "main-svg" in dom  # plotly drew its svg
+    assert "<title>demo &lt;script&gt;" in dom and "pwned" not in dom
+    assert _nonblank(tmp_path / "shot.png")
+
+
+def test_dashboard_paginates_and_runs_no_injected_code(tmp_path):
+    rng = np.random.default_rng(0)
+    acts = np.maximum(rng.normal(size=(2000, 600)) - 2.0, 0).astype(np.float32)
+    cards = feature_cards(acts, np.arange(2000), np.arange(2000) // 25, _Tok(), n_top=6)
+    path = write_dashboard(cards, tmp_path / "dash.html", title="latents")
+    dom, console = open_page(path, screenshot=tmp_path / "dash.png")
+    assert console == [], console
+    assert dom.count('class="card"') == 40 and "page 1 / 15" in dom  # lazy: one page rendered
+    assert "<title>latents</title>" in dom  # no token rewrote the title
+    assert '<img src="x"' not in dom and "&lt;img src=x" in dom  # shown as text, not markup
+    assert _nonblank(tmp_path / "dash.png")

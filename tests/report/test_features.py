@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from hiddenlens.report.dashboard import render_dashboard
+from hiddenlens.report.features import feature_cards, to_neuronpedia
+
+
+def test_cards_match_a_hand_computation():
+    acts = np.zeros((12, 3), dtype=np.float32)
+    acts[[1, 5, 9], 0] = [0.5, 2.0, 1.0]  # latent 0 fires on three rows
+    sample = np.repeat([0, 1, 2], 4)  # rows 0-3, 4-7, 8-11 are three documents
+    cards = feature_cards(sp.csr_matrix(acts), np.arange(12), sample, n_top=2, context=2)
+    c0 = cards[0]
+    assert c0.density == pytest.approx(3 / 12) and c0.max_act == pytest.approx(2.0)
+    assert [e.value for e in c0.top] == [2.0, 1.0]
+    top = c0.top[0]  # row 5: context stays inside document 1 (rows 4-7)
+    assert top.tokens == ["4", "5", "6", "7"] and top.focus == 1 and top.acts[1] == 2.0
+    assert cards[1].top == [] and cards[1].density == 0.0  # a dead latent
+    assert sum(c0.hist_counts) == 3
+
+
+def test_neuronpedia_export_and_bad_input():
+    acts = np.abs(np.random.default_rng(0).normal(size=(30, 4)))
+    cards = feature_cards(acts, np.arange(30), np.zeros(30, int), latents=[2])
+    (feat,) = to_neuronpedia(cards, model_id="minilm", layer="3")
+    assert feat["index"] == "2" and len(feat["activations"]) == 10
+    assert feat["activations"][0]["maxValue"] == pytest.approx(acts[:, 2].max(), abs=1e-4)
+    with pytest.raises(ValueError, match="out of range"):
+        feature_cards(acts, np.arange(30), np.zeros(30, int), latents=[9])
+    with pytest.raises(ValueError, match="30 rows"):
+        feature_cards(acts, np.arange(5), np.zeros(5, int))
+
+
+def test_dashboard_embeds_untrusted_tokens_as_escaped_json():
+    class Tok:
+        def convert_ids_to_tokens(self, ids):
+            return ["</script><script>alert(1)</script>" for _ in ids]
+
+    acts = np.ones((3, 1))
+    page = render_dashboard(feature_cards(acts, np.arange(3), np.zeros(3, int), Tok()))
+    assert "</script><script>alert(1)" not in page and "\\u003c/script\\u003e" in page
