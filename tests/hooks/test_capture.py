@@ -1,6 +1,5 @@
 import pytest
 import torch
-from torch import nn
 
 from hiddenlens.hooks import capture, load_model, patch
 
@@ -8,8 +7,12 @@ from hiddenlens.hooks import capture, load_model, patch
 def test_equals_run_with_cache(tiny_tl):
     tokens = torch.randint(0, 20, (2, 10))
     _, cache = tiny_tl.run_with_cache(tokens)
-    names = ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_post", "blocks.0.attn.hook_pattern",
-             "blocks.1.mlp.hook_post"]
+    names = [
+        "blocks.0.hook_resid_pre",
+        "blocks.1.hook_resid_post",
+        "blocks.0.attn.hook_pattern",
+        "blocks.1.mlp.hook_post",
+    ]
     with capture(tiny_tl, names, stop_early=False) as cap:
         tiny_tl(tokens)
     for name in names:
@@ -76,8 +79,9 @@ def test_tuple_outputs_on_hf_bert(tiny_bert):
     model, tok = tiny_bert
     handle = load_model(model)
     enc = tok(["the cat sat", "a dog ran fast ."], padding=True, return_tensors="pt")
-    with capture(handle, ["encoder.layer.*", "encoder.layer.1.attention.self:output.0"],
-                 stop_early=False) as cap:
+    with capture(
+        handle, ["encoder.layer.*", "encoder.layer.1.attention.self:output.0"], stop_early=False
+    ) as cap:
         out = model(**enc)
     torch.testing.assert_close(cap["encoder.layer.1"], out.last_hidden_state)
     assert cap["encoder.layer.0"].shape == (2, enc["input_ids"].shape[1], 16)

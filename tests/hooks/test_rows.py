@@ -33,8 +33,16 @@ def test_text_rows_drop_padding_and_specials(tiny_bert):
 def test_labels_broadcast_and_resume_offset(tiny_bert):
     handle = _handle(tiny_bert)
     texts = ["the cat", "a dog", "red mat"]
-    batches = list(iter_row_batches(handle, texts, "encoder.layer.0", batch_size=1,
-                                    labels={"y": np.array([7, 8, 9])}, start_sample=1))
+    batches = list(
+        iter_row_batches(
+            handle,
+            texts,
+            "encoder.layer.0",
+            batch_size=1,
+            labels={"y": np.array([7, 8, 9])},
+            start_sample=1,
+        )
+    )
     assert batches[0].meta["sample_idx"][0] == 1
     assert set(np.concatenate([b.meta["y"] for b in batches])) == {8, 9}
     with pytest.raises(ValueError, match="has 2 values but the data has 3"):
@@ -63,8 +71,9 @@ def test_tensor_and_dataloader_rows(mlp, cnn):
 
 def test_grads_and_bad_input(mlp):
     x = torch.randn(6, 8)
-    (b,) = iter_row_batches(mlp, x, "2", batch_size=6, grads=True,
-                            loss_fn=lambda out, batch: out.sum())
+    (b,) = iter_row_batches(
+        mlp, x, "2", batch_size=6, grads=True, loss_fn=lambda out, batch: out.sum()
+    )
     assert b.acts["2#grad"].shape == (6, 16)
     with pytest.raises(ValueError, match="empty"):
         next(iter_row_batches(mlp, torch.empty(0, 8), "2"))
