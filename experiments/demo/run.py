@@ -19,7 +19,16 @@ from pathlib import Path
 
 from experiments.demo.context import DemoContext
 
-SECTIONS = ("sae", "probe", "collapse", "info", "shortcut", "attribution", "codebook")
+SECTIONS = (
+    "activations",
+    "sae",
+    "probe",
+    "collapse",
+    "info",
+    "shortcut",
+    "attribution",
+    "codebook",
+)
 HOOKS = "encoder.layer.*"
 logger = logging.getLogger("hiddenlens.demo")
 
