@@ -1,0 +1,126 @@
+"""Information plane of Shwartz-Ziv & Tishby (2017) and the critique of Saxe et al. (2018).
+
+12-bit icosahedron task (hiddenlens.info.tasks), network 12-10-7-5-4-3-2, tanh and ReLU,
+softmax output, Adam lr 4e-4, batch 256, Saxe et al.'s init (truncated normal std
+1/sqrt(fan_out), zero bias) and PyTorch's default init, several seeds, all trained at once as
+one batched model. Planes by binning (tanh: 30 bins on [-1, 1]; ReLU: bins over a fixed
+global range vs bins rescaled to each epoch's maximum) and by KDE, with the saturation
+fraction and the maximum activation next to them, plus local rank and generalisation gap vs
+I(X;T|Y). Then the same on scikit-learn digits.
+
+    python experiments/info_plane/run.py --epochs 5000 --seeds 5   # the full run
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from analysis import Recorder, after_peak_corr, fall  # noqa: E402
+from batched import BatchedMLP, ModelSpec, log_epochs, train_batched  # noqa: E402
+from figures import add_task_section  # noqa: E402
+
+from hiddenlens.info.tasks import szt_12bit_task  # noqa: E402
+from hiddenlens.report import Report  # noqa: E402
+
+
+def run_task(name, x, y, dims, specs, args, *, epochs, lr, train_frac, rank_models=()):
+    """Train ``specs`` as one batched model on (x, y); return the Recorder."""
+    n = len(y)
+    n_train = int(round(train_frac * n))
+    train_idx = torch.stack([torch.randperm(n, generator=torch.Generator().manual_seed(s.seed))[:n_train]
+                             for s in specs])
+    model = BatchedMLP(dims, specs)
+    rec = Recorder(model, specs, x, y, train_idx, bins=args.bins, noise_var=args.noise_var,
+                   kde_rows=args.kde_rows, rank_models=rank_models)
+    t0 = time.time()
+    train_batched(model, x, y, train_idx, epochs=epochs, record_epochs=set(log_epochs(epochs, args.n_record)),
+                  on_record=rec, lr=lr, batch_size=256, seed=args.seed)
+    rec.finish()
+    print(f"[{name}] {len(specs)} models, {epochs} epochs: {time.time() - t0:.0f} s")
+    return rec
+
+
+def headline(name, rec, specs, last):
+    """Per-model falls of the last hidden layer's I(X;T) and what they track."""
+    rows = []
+    for i, s in enumerate(specs):
+        h = rec.hist[i]
+        row = {"task": name, "model": s.name, "final_test_acc": h.records[-1].get("test_acc", float("nan"))}
+        if s.activation == "tanh":
+            row["fall_binning"] = fall(h, "binning", last)
+            row["corr_with_saturation"] = after_peak_corr(h, "binning", last, "saturation")
+        else:
+            row["fall_fixed_global_bins"] = fall(h, "binning", last)
+            row["fall_rescaled_bins"] = fall(h, "binning_rescaled", last)
+            row["corr_rescaled_with_max_act"] = after_peak_corr(h, "binning_rescaled", last, "max_abs")
+        row["fall_kde"] = fall(h, "kde", last)
+        rows.append({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
+    return rows
+
+
+def print_rows(rows):
+    for r in rows:
+        print("  " + ", ".join(f"{k}={v}" for k, v in r.items()))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=5000)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--n-record", type=int, default=30, help="log-spaced epochs recorded")
+    p.add_argument("--bins", type=int, default=30)
+    p.add_argument("--noise-var", type=float, default=0.1, help="KDE noise variance")
+    p.add_argument("--kde-rows", type=int, default=1024, help="rows subsampled for KDE")
+    p.add_argument("--digits-epochs", type=int, default=500)
+    p.add_argument("--digits-seeds", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/info_plane")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)  # tiny ops: threads only add synchronisation (see info/_threads.py)
+    report = Report("Information plane: which compression is real?", config=vars(args))
+
+    x, y = szt_12bit_task()
+    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    specs = [ModelSpec(a, i, s) for a in ("tanh", "relu") for i in ("saxe", "default") for s in range(args.seeds)]
+    rank_models = [k for k, s in enumerate(specs) if s.seed == 0]
+    rec = run_task("12-bit", xt, yt, [12, 10, 7, 5, 4, 3, 2], specs, args, epochs=args.epochs, lr=4e-4,
+                   train_frac=0.8, rank_models=rank_models)
+    rows = headline("12-bit", rec, specs, rec.hooks[-1])
+    print("12-bit task, last hidden layer (width 3):")
+    print_rows(rows)
+    add_task_section(report, "12-bit task (Shwartz-Ziv & Tishby)", rec, specs, rows, args, epochs=args.epochs)
+
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    dx, dy = torch.tensor(d.data / 16.0, dtype=torch.float32), torch.tensor(d.target)
+    dspecs = [ModelSpec(a, "saxe", s) for a in ("tanh", "relu") for s in range(args.digits_seeds)]
+    drec = run_task("digits", dx, dy, [64, 32, 16, 8, 10], dspecs, args, epochs=args.digits_epochs,
+                    lr=1e-3, train_frac=0.7)
+    drows = headline("digits", drec, dspecs, drec.hooks[-1])
+    print("digits, last hidden layer (width 8):")
+    print_rows(drows)
+    add_task_section(report, "scikit-learn digits", drec, dspecs, drows, args, epochs=args.digits_epochs)
+
+    tanh_saxe = [r["fall_binning"] for r in rows if r["model"].startswith("tanh-saxe")]
+    tanh_def = [r["fall_binning"] for r in rows if r["model"].startswith("tanh-default")]
+    report.add_metrics({
+        "szt/tanh_saxe/mean_fall_bits": float(np.mean(tanh_saxe)),
+        "szt/tanh_saxe/n_fall_over_0.5": float(np.sum(np.array(tanh_saxe) > 0.5)),
+        "szt/tanh_default/n_fall_over_0.5": float(np.sum(np.array(tanh_def) > 0.5)),
+        "szt/relu/mean_fall_fixed_bins": float(np.mean([r["fall_fixed_global_bins"] for r in rows if "relu" in r["model"]])),
+        "szt/relu/mean_fall_rescaled_bins": float(np.mean([r["fall_rescaled_bins"] for r in rows if "relu" in r["model"]])),
+    })
+    out = report.write(args.out)
+    print(f"report: {out}")
+
+
+if __name__ == "__main__":
+    main()

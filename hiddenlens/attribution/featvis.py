@@ -1,0 +1,266 @@
+"""Feature visualisation by activation maximisation, and its multifaceted variant.
+
+- Activation maximisation (Erhan et al. 2009; Simonyan et al. 2014; Yosinski et al.,
+  "Understanding Neural Networks Through Deep Visualization", 2015; Olah et al., "Feature
+  Visualization", Distill 2017): optimise an input image to maximise a unit, regularised by
+  random jitter, periodic Gaussian blur, L2 decay, and optionally a frequency prior (the image
+  parameterised by its 2-D Fourier spectrum scaled by 1/frequency, as in Lucid).
+- Multifaceted feature visualisation (Nguyen, Yosinski & Clune, "Multifaceted Feature
+  Visualization", 2016): cluster the unit's top-activating real inputs (on their hidden
+  activations, PCA then k-means) and optimise one image per cluster, each started from the
+  cluster's mean image, to expose the different facets a unit responds to.
+
+Objectives: an int (unit / channel index, averaged over spatial positions or tokens), a tuple
+index into one example's activation, a callable ``act -> [n]``, :func:`sae_latent` or
+:func:`code_direction`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hiddenlens.attribution._core import run_model
+
+__all__ = [
+    "FeatureVis",
+    "activation_maximisation",
+    "multifaceted_visualisation",
+    "objective_values",
+    "sae_latent",
+    "code_direction",
+]
+
+Objective = int | tuple | Callable[[Tensor], Tensor]
+
+
+def _per_position(act: Tensor) -> Tensor:
+    """[n, positions, d]: channels last for conv maps, tokens for sequences."""
+    if act.ndim == 4:
+        return act.flatten(2).transpose(1, 2)
+    if act.ndim == 3:
+        return act
+    return act[:, None]
+
+
+def sae_latent(sae, latent: int) -> Callable[[Tensor], Tensor]:
+    """Objective: mean activation of SAE latent ``latent`` over positions (any encode/decode)."""
+
+    def fn(act: Tensor) -> Tensor:
+        rows = _per_position(act)
+        z = sae.encode(rows.reshape(-1, rows.shape[-1]))
+        return z.reshape(rows.shape[0], rows.shape[1], -1)[..., latent].mean(1)
+
+    return fn
+
+
+def code_direction(codebook: Tensor, code: int) -> Callable[[Tensor], Tensor]:
+    """Objective: mean inner product of the activation with codebook vector ``code`` [n_codes, d]."""
+    vec = codebook[code].detach()
+    return lambda act: (_per_position(act) @ vec.to(act)).mean(1)
+
+
+def _objective(objective: Objective) -> Callable[[Tensor], Tensor]:
+    if callable(objective):
+        return objective
+    if isinstance(objective, int):
+        return lambda act: act[:, objective].reshape(act.shape[0], -1).mean(1)
+    if isinstance(objective, tuple):
+        return lambda act: act[(slice(None), *objective)].reshape(act.shape[0], -1).mean(1)
+    raise TypeError(f"objective must be an int, a tuple index or a callable, got {objective!r}")
+
+
+def objective_values(
+    model, hook_point: str, objective: Objective, x: Tensor, batch_size: int = 256
+):
+    """(values [N], flattened activations [N, D]) of the objective on real inputs, no grad."""
+    from hiddenlens.attribution.layer import capture_activations
+
+    fn = _objective(objective)
+    vals, acts = [], []
+    for i in range(0, x.shape[0], batch_size):
+        act = next(iter(capture_activations(model, x[i : i + batch_size], hook_point).values()))
+        with torch.no_grad():
+            vals.append(fn(act))
+        acts.append(act.flatten(1))
+    return torch.cat(vals), torch.cat(acts)
+
+
+@dataclass
+class FeatureVis:
+    """images: [n, *shape] in value_range; trace: objective per step [steps, n]."""
+
+    images: Tensor
+    trace: np.ndarray
+    final: np.ndarray
+    facets: list[np.ndarray] = field(default_factory=list)
+    facet_means: Tensor | None = None
+
+
+def _fourier_scale(h: int, w: int, decay: float = 1.0) -> Tensor:
+    fy = torch.fft.fftfreq(h)[:, None]
+    fx = torch.fft.rfftfreq(w)[None, :]
+    freq = (fx**2 + fy**2).sqrt()
+    return 1.0 / freq.clamp_min(1.0 / max(h, w)) ** decay
+
+
+def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    radius = max(1, int(round(2 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.conv2d(
+        F.pad(x, (radius, radius, 0, 0), mode="replicate"),
+        k.view(1, 1, 1, -1).repeat(c, 1, 1, 1),
+        groups=c,
+    )
+    return F.conv2d(
+        F.pad(x, (0, 0, radius, radius), mode="replicate"),
+        k.view(1, 1, -1, 1).repeat(c, 1, 1, 1),
+        groups=c,
+    )
+
+
+def activation_maximisation(
+    model,
+    hook_point: str,
+    objective: Objective,
+    *,
+    shape: tuple[int, int, int],
+    n_images: int = 1,
+    steps: int = 200,
+    lr: float = 0.05,
+    jitter: int = 1,
+    blur_every: int = 4,
+    blur_sigma: float = 0.5,
+    l2_decay: float = 1e-3,
+    frequency_prior: bool = False,
+    init: Tensor | None = None,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    seed: int = 0,
+) -> FeatureVis:
+    """Optimise ``n_images`` inputs of ``shape`` (C, H, W) to maximise ``objective`` at ``hook_point``.
+
+    init: [n_images, C, H, W] starting images (pixel parameterisation only).
+    """
+    from hiddenlens.hooks import patch
+
+    if steps < 1 or lr <= 0:
+        raise ValueError(f"steps must be >= 1 and lr > 0, got steps={steps}, lr={lr}")
+    if frequency_prior and init is not None:
+        raise ValueError(
+            "init is only supported with the pixel parameterisation (frequency_prior=False)"
+        )
+    fn = _objective(objective)
+    lo, hi = value_range
+    c, h, w = shape
+    gen = torch.Generator().manual_seed(seed)
+    if frequency_prior:
+        scale = _fourier_scale(h, w)
+        param = (0.01 * torch.randn((n_images, c, h, w // 2 + 1, 2), generator=gen)).requires_grad_(
+            True
+        )
+
+        def image() -> Tensor:
+            spec = torch.view_as_complex(param) * scale
+            return lo + (hi - lo) * torch.sigmoid(
+                torch.fft.irfft2(spec, s=(h, w), norm="ortho") * 4
+            )
+    else:
+        start = (
+            torch.full((n_images, c, h, w), 0.5)
+            if init is None
+            else (init.detach() - lo) / (hi - lo)
+        )
+        start = start.clamp(0.02, 0.98) + 0.01 * torch.randn(start.shape, generator=gen)
+        param = torch.logit(start.clamp(0.01, 0.99)).requires_grad_(True)
+
+        def image() -> Tensor:
+            return lo + (hi - lo) * torch.sigmoid(param)
+
+    opt = torch.optim.Adam([param], lr=lr)
+    seen: dict[str, Tensor] = {}
+
+    def record(act: Tensor) -> Tensor:
+        seen["act"] = act
+        return act
+
+    trace = []
+    with patch(model, {hook_point: record}), torch.enable_grad():
+        for step in range(steps):
+            base_img = image()
+            img = base_img
+            if jitter:
+                dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist()
+                img = torch.roll(img, shifts=(dy, dx), dims=(2, 3))
+            run_model(model, img)
+            value = fn(seen["act"])
+            centred = base_img - (lo + hi) / 2
+            loss = -value.sum() + l2_decay * (centred**2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            trace.append(value.detach().numpy().copy())
+            if blur_every and not frequency_prior and (step + 1) % blur_every == 0:
+                with torch.no_grad():  # blur the image, then map back to the parameter
+                    blurred = _gaussian_blur(image(), blur_sigma)
+                    param.copy_(torch.logit(((blurred - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)))
+    with torch.no_grad():
+        final_img = image().detach()
+    final = objective_values(model, hook_point, fn, final_img)[0].numpy()
+    return FeatureVis(final_img, np.asarray(trace), final)
+
+
+def multifaceted_visualisation(
+    model,
+    hook_point: str,
+    objective: Objective,
+    data: Tensor,
+    *,
+    n_facets: int = 3,
+    top_n: int = 30,
+    n_components: int = 10,
+    seed: int = 0,
+    **kwargs,
+) -> FeatureVis:
+    """One visualisation per facet of the unit: cluster its ``top_n`` top-activating inputs in
+    ``data`` [N, C, H, W] and start each optimisation from a cluster's mean image.
+
+    Extra keyword arguments go to :func:`activation_maximisation`. ``facets[i]`` holds the data
+    indices of facet i; ``facet_means`` the starting images.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    if not 1 <= n_facets <= top_n <= data.shape[0]:
+        raise ValueError(
+            f"need 1 <= n_facets ({n_facets}) <= top_n ({top_n}) <= len(data) ({data.shape[0]})"
+        )
+    fn = _objective(objective)
+    values, acts = objective_values(model, hook_point, fn, data)
+    top = torch.argsort(values, descending=True)[:top_n].numpy()
+    feats = acts[top].numpy()
+    feats = PCA(n_components=min(n_components, *feats.shape), random_state=seed).fit_transform(
+        feats
+    )
+    labels = KMeans(n_clusters=n_facets, n_init=10, random_state=seed).fit_predict(feats)
+    facets = [top[labels == k] for k in range(n_facets)]
+    means = torch.stack([data[idx].mean(0) for idx in facets])
+    vis = activation_maximisation(
+        model,
+        hook_point,
+        fn,
+        shape=tuple(data.shape[1:]),
+        n_images=n_facets,
+        init=means,
+        seed=seed,
+        **kwargs,
+    )
+    vis.facets, vis.facet_means = facets, means
+    return vis

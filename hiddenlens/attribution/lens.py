@@ -1,0 +1,146 @@
+"""Direct logit attribution and the logit lens for TransformerLens models.
+
+- Direct logit attribution (Elhage et al., "A Mathematical Framework for Transformer
+  Circuits", 2021): the residual stream at the final position is a sum of component outputs
+  (embeddings, each attention head, each MLP); each component's contribution to a logit (or
+  logit difference) is its output, scaled by the final LayerNorm's cached scale, dotted with
+  the unembedding direction. Uses TransformerLens' ``ActivationCache.decompose_resid`` and
+  ``stack_head_results``.
+- Logit lens (nostalgebraist, 2020): every layer's residual stream through the final norm and
+  the unembedding; the rank of a token per layer shows where the prediction forms ("early
+  excitation" in VISTA).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["DirectLogitAttribution", "LogitLens", "direct_logit_attribution", "logit_lens"]
+
+
+def _check_tl(model) -> None:
+    try:
+        from transformer_lens import HookedTransformer
+    except ImportError as err:  # pragma: no cover - transformer-lens is a core dependency
+        raise ImportError("direct logit attribution needs transformer-lens") from err
+    if not isinstance(model, HookedTransformer):
+        raise TypeError(
+            f"{type(model).__name__} is not a TransformerLens HookedTransformer; for other models "
+            "use layer_gradient_x_activation or activation_patching"
+        )
+
+
+def _token_index(tokens: Tensor, ids, vocab: int, name: str) -> Tensor:
+    idx = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
+    if idx.numel() == 1:
+        idx = idx.expand(tokens.shape[0])
+    if idx.numel() != tokens.shape[0]:
+        raise ValueError(f"{name} has {idx.numel()} ids for a batch of {tokens.shape[0]}")
+    bad = idx[(idx < 0) | (idx >= vocab)]
+    if bad.numel():
+        raise ValueError(f"{name} id {int(bad[0])} is out of range for a vocabulary of {vocab}")
+    return idx
+
+
+@dataclass
+class DirectLogitAttribution:
+    """Mean over the batch of each component's direct contribution to the logit (difference).
+
+    components: {label: value} for embed, pos_embed, per-layer attn_out / mlp_out;
+    heads: [n_layers, n_heads]; per_layer: [n_layers] (attention + MLP); logit: the model's
+    mean logit (difference), which ``total`` (sum of components + unembedding bias) reproduces.
+    """
+
+    components: dict[str, float]
+    heads: np.ndarray
+    per_layer: np.ndarray
+    total: float
+    logit: float
+
+    def top(self, k: int = 5) -> list[tuple[str, float]]:
+        """The k heads with the largest absolute contribution, as ("L{layer}H{head}", value)."""
+        flat = np.argsort(-np.abs(self.heads).ravel())[:k]
+        n_heads = self.heads.shape[1]
+        return [(f"L{i // n_heads}H{i % n_heads}", float(self.heads.ravel()[i])) for i in flat]
+
+
+def direct_logit_attribution(
+    model, tokens: Tensor, answer, *, counterfactual=None, position: int = -1
+) -> DirectLogitAttribution:
+    """DLA of logit[answer] (minus logit[counterfactual]) at ``position``. tokens: [batch, seq]."""
+    _check_tl(model)
+    vocab = model.cfg.d_vocab_out
+    ans = _token_index(tokens, answer, vocab, "answer")
+    direction = model.W_U[:, ans].T.detach()  # [batch, d_model]
+    bias = model.b_U[ans].detach()
+    if counterfactual is not None:
+        cf = _token_index(tokens, counterfactual, vocab, "counterfactual")
+        direction = direction - model.W_U[:, cf].T.detach()
+        bias = bias - model.b_U[cf].detach()
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(tokens)
+        comps, labels = cache.decompose_resid(
+            layer=-1, pos_slice=position, apply_ln=True, return_labels=True
+        )
+        heads = cache.stack_head_results(layer=-1, pos_slice=position, apply_ln=True)
+        contrib = (comps * direction[None]).sum(-1).mean(1)  # [n_components]
+        head_contrib = (heads * direction[None]).sum(-1).mean(1)
+        chosen = logits[:, position].gather(1, ans[:, None])[:, 0]
+        if counterfactual is not None:
+            chosen = chosen - logits[:, position].gather(1, cf[:, None])[:, 0]
+    components = {lab: float(v) for lab, v in zip(labels, contrib)}
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    per_layer = np.array(
+        [
+            components.get(f"{i}_attn_out", 0.0) + components.get(f"{i}_mlp_out", 0.0)
+            for i in range(n_layers)
+        ]
+    )
+    return DirectLogitAttribution(
+        components=components,
+        heads=head_contrib.reshape(n_layers, n_heads).cpu().numpy().astype(np.float64),
+        per_layer=per_layer,
+        total=float(contrib.sum() + bias.mean()),
+        logit=float(chosen.mean()),
+    )
+
+
+@dataclass
+class LogitLens:
+    """ranks / probs: [n_layers + 1, batch] of the tracked token at each residual stage.
+
+    labels name the stages ("0_pre" ... "final_post"); rank 0 = the top prediction.
+    """
+
+    ranks: np.ndarray
+    probs: np.ndarray
+    labels: list[str]
+
+    def first_top1_layer(self) -> np.ndarray:
+        """[batch] first stage whose top prediction is the token (-1 if never)."""
+        hit = self.ranks == 0
+        return np.where(hit.any(0), hit.argmax(0), -1)
+
+
+def logit_lens(model, tokens: Tensor, token_ids, *, position: int = -1) -> LogitLens:
+    """Rank and probability of ``token_ids`` when each layer's residual is decoded through the
+    final norm and the unembedding. tokens: [batch, seq]; token_ids: one id or one per example."""
+    _check_tl(model)
+    ids = _token_index(tokens, token_ids, model.cfg.d_vocab_out, "token_ids")
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens)
+        acc, labels = cache.accumulated_resid(layer=None, pos_slice=position, return_labels=True)
+        # [stages, batch, d]: the final norm is recomputed on each stage (its own scale)
+        logits = (
+            model.unembed(model.ln_final(acc)) if hasattr(model, "ln_final") else model.unembed(acc)
+        )
+        own = logits.gather(2, ids.view(1, -1, 1).expand(logits.shape[0], -1, 1))  # [S, B, 1]
+        ranks = (logits > own).sum(-1)
+        probs = logits.softmax(-1).gather(2, ids.view(1, -1, 1).expand(logits.shape[0], -1, 1))[
+            ..., 0
+        ]
+    return LogitLens(ranks.cpu().numpy(), probs.cpu().numpy().astype(np.float64), list(labels))

@@ -1,0 +1,103 @@
+"""One entry point for every mutual-information estimator, with an optional bootstrap CI.
+
+Which estimator to trust depends on the question (see the info section of the research
+digest and Saxe et al. 2018): binning and KDE need a free parameter (bin width, noise
+variance) that shapes the answer; KSG is consistent for continuous data but biased in high
+dimension; neural bounds are lower bounds (InfoNCE capped at log batch). So the estimator is
+always named, its parameters returned, and its cap reported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hiddenlens.info._validate import as_2d
+from hiddenlens.info.binning import binning_mi
+from hiddenlens.info.kde import kde_mi
+from hiddenlens.info.knn import ksg_mi
+from hiddenlens.info.result import MIEstimate
+
+ESTIMATORS = ("binning", "kde_upper", "kde_lower", "ksg", "infonce", "mine", "smile")
+
+
+def _estimate_once(x, y, estimator: str, params: dict) -> MIEstimate:
+    if estimator == "binning":
+        return binning_mi(x, y, **params)
+    if estimator in ("kde_upper", "kde_lower"):
+        upper, lower = kde_mi(x, y, **params)
+        main, other = (upper, lower) if estimator == "kde_upper" else (lower, upper)
+        key = "kde_lower_bits" if estimator == "kde_upper" else "kde_upper_bits"
+        return MIEstimate(
+            main.bits, main.estimator, main.params, main.n, main.cap, None, {key: other.bits}
+        )
+    if estimator == "ksg":
+        if y is None:
+            raise ValueError("ksg needs both x and y")
+        return ksg_mi(x, y, **params)
+    from hiddenlens.info.neural import neural_mi
+
+    if y is None:
+        raise ValueError(f"{estimator} needs both x and y")
+    return neural_mi(x, y, bound=estimator, **params)
+
+
+def mutual_information(
+    x,
+    y=None,
+    *,
+    estimator: str = "binning",
+    bootstrap: int = 0,
+    confidence: float = 0.95,
+    seed: int = 0,
+    **params,
+) -> MIEstimate:
+    """Estimate I(X;Y) in bits.
+
+    Args:
+        x: [n] or [n, d] array (numpy or torch). For "kde_*", the continuous activations T.
+        y: [n] or [n, d], or None. None means "each row is a distinct input of a
+            deterministic network", so the result is I(X;T) (binning: H(T); KDE: the
+            noise-smoothed I(X;T)). Integer arrays are treated as discrete labels.
+        estimator: one of "binning", "kde_upper", "kde_lower", "ksg", "infonce", "mine",
+            "smile".
+        bootstrap: number of bootstrap resamples (rows drawn with replacement) for a
+            percentile confidence interval; 0 for none. The CI shows sampling variability,
+            not the estimator's bias.
+        confidence: CI level.
+        seed: seed of the bootstrap resampling.
+        **params: estimator settings — binning: bins, strategy ("fixed" | "quantile"),
+            value_range; kde: noise_var, chunk_size; ksg: k, jitter, seed; neural: hidden,
+            n_steps, batch_size, lr, clip, ema, eval_fraction, seed.
+
+    Returns an :class:`MIEstimate` (bits, estimator, params, n, cap, ci, extras).
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    if not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
+        raise ValueError(f"bootstrap must be a non-negative int, got {bootstrap!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    est = _estimate_once(x, y, estimator, params)
+    if bootstrap == 0:
+        return est
+    xa = as_2d(x, "x")
+    ya = None if y is None else as_2d(y, "y")
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(bootstrap):
+        idx = rng.integers(0, xa.shape[0], xa.shape[0])
+        try:
+            vals.append(_estimate_once(xa[idx], None if ya is None else ya[idx], estimator, params).bits)
+        except ValueError:  # a degenerate resample (e.g. a class drawn too rarely): skip it
+            continue
+    if len(vals) < max(2, bootstrap // 2):
+        raise ValueError(
+            f"only {len(vals)} of {bootstrap} bootstrap resamples were estimable; "
+            "use more samples or fewer bins / a smaller k"
+        )
+    a = (1 - confidence) / 2
+    lo, hi = np.quantile(vals, [a, 1 - a])
+    return MIEstimate(
+        est.bits, est.estimator, {**est.params, "bootstrap": int(bootstrap)},
+        est.n, est.cap, (float(lo), float(hi)), est.extras,
+    )

@@ -1,0 +1,170 @@
+"""Probe hygiene: control tasks and selectivity, and MDL online-code probes.
+
+- Control tasks (Hewitt & Liang 2019, "Designing and Interpreting Probes with Control
+  Tasks"): every word *type* gets a random label drawn from the empirical distribution of
+  the task's labels; a probe that scores well on it is memorising types, not reading a
+  property from the representation.  Selectivity = task accuracy - control accuracy.
+- Online code (Voita & Titov 2020, "Information-Theoretic Probing with Minimum Description
+  Length"): the data (in a random order) is cut at 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.25,
+  12.5, 25, 50 and 100 % of its rows; the first block is sent with a uniform code
+  (t_1 log2 K bits) and each later block with -sum log2 p(y|x) under a probe trained on all
+  rows before it.  Compression = N log2 K / codelength.  All blocks' probes, for every
+  layer, are fitted in one batched optimisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hiddenlens.probe._data import layer_arrays, resolve_labels
+from hiddenlens.probe._solver import fit_batched
+from hiddenlens.probe.linear import check_labels
+
+VOITA_FRACTIONS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0)
+
+
+def control_task(types, labels, *, seed: int = 0) -> np.ndarray:
+    """Control labels: one random label per type, drawn from the labels' empirical
+    distribution (Hewitt & Liang 2019).  types, labels: arrays [n] aligned with rows."""
+    types, labels = np.asarray(types), np.asarray(labels)
+    if types.shape != labels.shape or types.ndim != 1:
+        raise ValueError(f"types {types.shape} and labels {labels.shape} must be 1-D and aligned")
+    classes, counts = np.unique(labels, return_counts=True)
+    uniq, inv = np.unique(types, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    per_type = rng.choice(len(classes), size=len(uniq), p=counts / counts.sum())
+    return classes[per_type[inv]]
+
+
+def selectivity(task, control) -> dict[str, float]:
+    """``{"selectivity/<hook>": task score - control score}`` from two ``SweepResult``s."""
+    sel = task.selectivity(control)
+    return {f"selectivity/{h}": float(s) for h, s in zip(task.hook_points, sel)}
+
+
+def probe_with_control(store, labels, types, hook_points=None, *, seed: int = 0, **sweep_kw):
+    """Sweep a task and its control task on the same folds; returns (task, control)."""
+    from hiddenlens.probe.sweep import sweep
+
+    rows = sweep_kw.get("rows")
+    n = len(next(iter(layer_arrays(store, hook_points, rows).values())))
+    y = resolve_labels(store, labels, n, rows)
+    t = resolve_labels(store, types, n, rows)
+    name = sweep_kw.pop("name", "probe")
+    task = sweep(store, y, hook_points, seed=seed, name=name, **sweep_kw)
+    ctrl = sweep(
+        store,
+        control_task(t, y, seed=seed),
+        hook_points,
+        seed=seed,
+        name=f"{name}_control",
+        **sweep_kw,
+    )
+    return task, ctrl
+
+
+@dataclass
+class MDLResult:
+    """Online codelength per layer (bits), the uniform codelength and their ratio."""
+
+    hook_points: list[str]
+    codelength_bits: np.ndarray  # [L]
+    uniform_bits: float
+    block_bits: np.ndarray  # [L, S] bits spent on each block, the first one uniform
+    block_ends: list[int]
+    n_rows: int
+    n_classes: int
+    name: str = "mdl"
+
+    @property
+    def compression(self) -> np.ndarray:
+        return self.uniform_bits / self.codelength_bits
+
+    def to_metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {f"{self.name}_uniform_bits": float(self.uniform_bits)}
+        for i, h in enumerate(self.hook_points):
+            out[f"{self.name}_codelength_bits/{h}"] = float(self.codelength_bits[i])
+            out[f"{self.name}_compression/{h}"] = float(self.compression[i])
+        return out
+
+
+def block_ends(n: int, fractions=VOITA_FRACTIONS) -> list[int]:
+    """Row counts at which the online code's blocks end (strictly increasing, last = n)."""
+    f = np.asarray(fractions, float)
+    if f.ndim != 1 or len(f) < 2 or np.any(np.diff(f) <= 0) or f[0] <= 0 or f[-1] != 1.0:
+        raise ValueError(f"fractions must increase strictly from > 0 to 1.0, got {fractions}")
+    ends = sorted({max(1, int(round(x * n))) for x in f})
+    if len(ends) < 2:
+        raise ValueError(f"{n} rows are too few for an online code over {len(f)} blocks")
+    return ends
+
+
+def mdl_probe(
+    store,
+    labels,
+    hook_points=None,
+    *,
+    fractions=VOITA_FRACTIONS,
+    lam: float = 1.0,
+    rows=None,
+    seed: int = 0,
+    max_iter: int = 500,
+    tol: float = 1e-4,
+    name: str = "mdl",
+) -> MDLResult:
+    """Online (prequential) codelength of ``labels`` given each layer, with linear probes.
+
+    lam: L2 strength in the summed-loss scale (scikit-learn's 1 / C), so small early blocks
+    are regularised more strongly than late ones, as a fixed prior should be.
+    """
+    arrays = layer_arrays(store, hook_points, rows)
+    hooks = list(arrays)
+    n = next(iter(arrays.values())).shape[0]
+    y = resolve_labels(store, labels, n, rows)
+    classes, enc = check_labels(y, n)
+    K = len(classes)
+    order = np.random.default_rng(seed).permutation(n)  # the transmission order
+    enc = enc[order]
+    ends = block_ends(n, fractions)
+    P = len(ends) - 1
+    train = np.zeros((P, n), np.float32)
+    for p in range(P):
+        train[p, : ends[p]] = 1.0
+    alpha = torch.tensor([lam / ends[p] for p in range(P)])
+    blocks = np.zeros((len(hooks), P + 1))
+    blocks[:, 0] = ends[0] * np.log2(K)
+    by_d: dict[int, list[int]] = {}
+    for i, h in enumerate(hooks):
+        by_d.setdefault(arrays[h].shape[1], []).append(i)
+    for idx in by_d.values():
+        X = torch.from_numpy(
+            np.stack([np.asarray(arrays[hooks[i]], np.float32)[order] for i in idx])
+        )
+        fit = fit_batched(
+            X,
+            torch.from_numpy(enc),
+            torch.from_numpy(train),
+            alpha,
+            n_outputs=1 if K == 2 else K,
+            max_iter=max_iter,
+            tol=tol,
+            bias_alpha=1.0,
+        )
+        nll = _nll_bits(fit.logits(X), torch.from_numpy(enc))  # [G, P, n]
+        for p in range(P):
+            blocks[idx, p + 1] = nll[:, p, ends[p] : ends[p + 1]].sum(1)
+    return MDLResult(hooks, blocks.sum(1), n * np.log2(K), blocks, ends, n, K, name)
+
+
+def _nll_bits(Z: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """-log2 p(y | x) per row from logits Z [G, P, n, K]."""
+    if Z.shape[-1] == 1:
+        z = Z[..., 0].double()
+        nll = torch.nn.functional.softplus(torch.where(y.bool(), -z, z))
+    else:
+        logp = torch.log_softmax(Z.double(), -1)
+        nll = -logp.gather(-1, y.view(1, 1, -1, 1).expand(*Z.shape[:3], 1))[..., 0]
+    return nll.numpy() / np.log(2)

@@ -1,0 +1,294 @@
+"""Layer sweeps: one probe per hook point, all layers (and all folds) in one optimisation.
+
+The accuracy-by-layer curve of "CNN features off-the-shelf" (Razavian et al. 2014) and of
+BERT probing work, with the hygiene the probing literature asks for: held-out folds
+(optionally grouped, e.g. by sentence, so tokens of one text never sit on both sides),
+a pooled out-of-fold score with a bootstrap confidence interval (resampling groups when
+given), the majority-class chance level, and the out-of-fold cross-entropy that the
+V-information complexity (``complexity.py``) is computed from.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hiddenlens.probe._data import fold_assignment, layer_arrays, resolve_labels, task_of
+from hiddenlens.probe._solver import fit_batched
+
+logger = logging.getLogger(__name__)
+
+PROBES = ("linear", "nearest_mean")
+
+
+@dataclass
+class SweepResult:
+    """Per-layer probe scores.  Arrays are indexed like ``hook_points``.
+
+    score: pooled out-of-fold accuracy (classification) or R^2 (regression); ci_low /
+    ci_high: bootstrap percentile interval; fold_scores [L, F]; chance: majority-class
+    accuracy (0 for R^2); log_loss_bits: out-of-fold cross-entropy in bits per row and
+    prior_bits the cross-entropy of the training-fold class frequencies (classification).
+    """
+
+    hook_points: list[str]
+    metric: str
+    score: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    fold_scores: np.ndarray
+    chance: float
+    n_rows: int
+    name: str = "probe"
+    log_loss_bits: np.ndarray | None = None
+    prior_bits: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_metrics(self) -> dict[str, float]:
+        """Flat dict: ``{name}/{hook}``, ``{name}_ci_low/{hook}``, ``{name}_ci_high/{hook}``."""
+        out: dict[str, float] = {f"{self.name}_chance": float(self.chance)}
+        for i, h in enumerate(self.hook_points):
+            out[f"{self.name}/{h}"] = float(self.score[i])
+            out[f"{self.name}_ci_low/{h}"] = float(self.ci_low[i])
+            out[f"{self.name}_ci_high/{h}"] = float(self.ci_high[i])
+        return out
+
+    def best(self) -> tuple[str, float]:
+        """(hook point, score) of the best layer."""
+        i = int(np.nanargmax(self.score))
+        return self.hook_points[i], float(self.score[i])
+
+    def selectivity(self, control: SweepResult) -> np.ndarray:
+        """Task score minus control-task score per layer (Hewitt & Liang 2019)."""
+        if control.hook_points != self.hook_points:
+            raise ValueError("control sweep must cover the same hook points in the same order")
+        return self.score - control.score
+
+
+def sweep(
+    store,
+    labels,
+    hook_points=None,
+    *,
+    probe="linear",
+    cv=5,
+    alpha: float | None = None,
+    l1: float = 0.0,
+    groups=None,
+    rows=None,
+    task: str = "auto",
+    seed: int = 0,
+    n_boot: int = 200,
+    ci: float = 0.95,
+    name: str | None = None,
+    max_iter: int = 500,
+    tol: float = 1e-4,
+    device: str = "cpu",
+) -> SweepResult:
+    """Fit a probe per hook point with ``cv``-fold cross-validation.
+
+    store: an ``ActivationStore`` or a dict ``hook -> array [n, d]``; labels: array [n]
+    aligned with the rows, or the name of a ``store.meta`` column; hook_points: names or
+    None for all; probe: "linear" (batched logistic / ridge), "nearest_mean", or any
+    scikit-learn estimator (fitted in a loop on the same folds); cv: number of folds or a
+    scikit-learn splitter; alpha: L2 strength (default ``1 / n_train``, i.e. scikit-learn's
+    C = 1); groups: group id per row for grouped folds and a group bootstrap; rows:
+    indices of the rows to use (a subsample).
+    """
+    arrays = layer_arrays(store, hook_points, rows)
+    hooks = list(arrays)
+    n = next(iter(arrays.values())).shape[0]
+    y = resolve_labels(store, labels, n, rows)
+    groups = None if groups is None else resolve_labels(store, groups, n, rows)
+    task = task_of(y) if task == "auto" else task
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task must be 'auto', 'classification' or 'regression', got {task!r}")
+    if isinstance(probe, str) and probe not in PROBES:
+        raise ValueError(
+            f"probe must be one of {PROBES} or a scikit-learn estimator, got {probe!r}"
+        )
+    if task == "regression" and probe == "nearest_mean":
+        raise ValueError("probe='nearest_mean' needs class labels, not a continuous target")
+    enc, n_out, classes = _encode(y, task)
+    strat = enc if task == "classification" else None
+    test_fold, train_w = fold_assignment(strat, n, cv, groups, seed)
+    alpha = 1.0 / float(train_w.sum(1).mean()) if alpha is None else float(alpha)
+    oof = np.zeros((len(hooks), n, n_out), np.float32)
+    by_d: dict[int, list[int]] = {}
+    for i, h in enumerate(hooks):
+        by_d.setdefault(arrays[h].shape[1], []).append(i)
+    for idx in by_d.values():
+        X = torch.from_numpy(np.stack([np.asarray(arrays[hooks[i]], np.float32) for i in idx]))
+        oof[idx] = _oof(
+            X,
+            enc,
+            train_w,
+            test_fold,
+            probe,
+            task,
+            n_out,
+            dict(alpha=alpha, l1=l1, max_iter=max_iter, tol=tol, device=device),
+        )
+    metric = "accuracy" if task == "classification" else "r2"
+    result = _summarise(oof, enc, test_fold, task, groups, n_boot, ci, seed)
+    log_loss, prior = (None, None)
+    if task == "classification" and probe != "nearest_mean":
+        log_loss, prior = _cross_entropy_bits(oof, enc, test_fold, train_w, len(classes))
+    chance = float(np.bincount(enc).max() / n) if task == "classification" else 0.0
+    return SweepResult(
+        hooks,
+        metric,
+        *result,
+        chance=chance,
+        n_rows=n,
+        name=name or f"probe_{metric}",
+        log_loss_bits=log_loss,
+        prior_bits=prior,
+        extra={"alpha": alpha, "n_classes": len(classes)},
+    )
+
+
+def _encode(y: np.ndarray, task: str):
+    if task == "regression":
+        y = y.astype(np.float64)
+        if not np.all(np.isfinite(y)):
+            raise ValueError("regression targets contain NaN or inf")
+        return y, 1, np.array([])
+    from hiddenlens.probe.linear import check_labels
+
+    classes, enc = check_labels(y, len(y))
+    return enc, (1 if len(classes) == 2 else len(classes)), classes
+
+
+def _oof(X, enc, train_w, test_fold, probe, task, n_out, kw) -> np.ndarray:
+    """Out-of-fold logits (or predictions) for every row: [G, n, K]."""
+    G, n, _ = X.shape
+    rows = np.arange(n)
+    fold = np.where(test_fold >= 0, test_fold, 0)
+    if isinstance(probe, str):
+        W = torch.from_numpy(train_w)
+        if probe == "nearest_mean":
+            Z = _nearest_mean_logits(X, torch.from_numpy(enc), W, int(enc.max()) + 1)
+            if n_out == 1:  # binary outputs are one logit everywhere else
+                Z = (Z[..., 1:] - Z[..., :1]).nan_to_num(posinf=1e30, neginf=-1e30)
+        else:
+            if task == "regression":
+                scale = float(np.std(enc)) or 1.0
+                target = torch.from_numpy((enc / scale).astype(np.float32))[:, None]
+            else:
+                scale, target = 1.0, torch.from_numpy(enc)
+            fit = fit_batched(
+                X.to(kw["device"]),
+                target,
+                W,
+                torch.full((W.shape[0],), kw["alpha"]),
+                n_outputs=n_out,
+                loss="mse" if task == "regression" else "logistic",
+                l1=kw["l1"],
+                max_iter=kw["max_iter"],
+                tol=kw["tol"],
+            )
+            Z = fit.logits(X.to(kw["device"])).cpu() * scale
+        return Z[:, fold, rows].numpy()  # each row from the fold that held it out
+    return _oof_estimator(X.numpy(), enc, train_w, test_fold, probe, task, n_out)
+
+
+def _nearest_mean_logits(X, enc, W, K) -> torch.Tensor:
+    """Negative squared distance to each training-fold class mean: [G, P, n, K]."""
+    onehot = torch.nn.functional.one_hot(enc, K).to(X.dtype)  # [n, K]
+    cw = W[:, :, None] * onehot[None]  # [P, n, K]
+    counts = cw.sum(1).clamp_min(1.0)  # [P, K]
+    P = W.shape[0]
+    flat = cw.permute(0, 2, 1).reshape(P * K, -1)  # [P*K, n]
+    means = torch.stack([flat @ X[g] for g in range(X.shape[0])])  # [G, P*K, d]
+    means = means / counts.reshape(1, P * K, 1)
+    d2 = -2 * torch.bmm(X, means.transpose(1, 2)) + (means * means).sum(-1)[:, None, :]
+    Z = -d2.view(X.shape[0], -1, P, K).permute(0, 2, 1, 3)
+    empty = (cw.sum(1) == 0)[None, :, None, :]  # classes absent from a fold never win
+    return Z.masked_fill(empty, -float("inf"))
+
+
+def _oof_estimator(X, enc, train_w, test_fold, estimator, task, n_out) -> np.ndarray:
+    from sklearn.base import clone
+
+    oof = np.zeros((X.shape[0], X.shape[1], n_out), np.float32)
+    for f in range(train_w.shape[0]):
+        tr, te = train_w[f] > 0, test_fold == f
+        for g in range(X.shape[0]):
+            est = clone(estimator).fit(X[g][tr], enc[tr])
+            if task == "regression":
+                oof[g, te, 0] = est.predict(X[g][te])
+            else:
+                pred = np.asarray(est.predict(X[g][te])).astype(np.int64)
+                # encode hard predictions as logits with the predicted class on top
+                logits = np.full((te.sum(), max(n_out, 2)), -30.0, np.float32)
+                logits[np.arange(te.sum()), pred] = 30.0
+                oof[g, te] = logits[:, 1:2] - logits[:, :1] if n_out == 1 else logits
+    return oof
+
+
+def _predict(oof: np.ndarray) -> np.ndarray:
+    return (oof[..., 0] > 0).astype(np.int64) if oof.shape[-1] == 1 else oof.argmax(-1)
+
+
+def _summarise(oof, y, test_fold, task, groups, n_boot, ci, seed):
+    """(score, ci_low, ci_high, fold_scores) from out-of-fold outputs."""
+    held = test_fold >= 0
+    units = groups[held] if groups is not None else np.arange(held.sum())
+    _, unit = np.unique(units, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    n_units = unit.max() + 1
+    counts = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=n_boot)  # [B, U]
+    F = test_fold.max() + 1
+    yh = y[held]
+    scores, lows, highs, folds = [], [], [], np.zeros((oof.shape[0], F))
+    for g in range(oof.shape[0]):
+        if task == "classification":
+            hit = (_predict(oof[g]) == y)[held].astype(np.float64)
+            stats = np.stack([np.bincount(unit, hit, n_units), np.bincount(unit, None, n_units)], 1)
+            full, boot = stats.sum(0), counts @ stats
+            score, dist = full[0] / full[1], boot[:, 0] / boot[:, 1]
+            folds[g] = [hit[test_fold[held] == f].mean() for f in range(F)]
+        else:
+            pred = oof[g, :, 0][held]
+            cols = [np.ones_like(yh), yh, yh * yh, (yh - pred) ** 2]
+            stats = np.stack([np.bincount(unit, c, n_units) for c in cols], 1)
+            full, boot = stats.sum(0), counts @ stats
+
+            def r2(s):
+                return 1 - s[..., 3] / np.maximum(s[..., 2] - s[..., 1] ** 2 / s[..., 0], 1e-300)
+
+            score, dist = r2(full), r2(boot)
+            for f in range(F):
+                m = test_fold[held] == f
+                folds[g, f] = 1 - ((yh[m] - pred[m]) ** 2).sum() / max(
+                    ((yh[m] - yh[m].mean()) ** 2).sum(), 1e-300
+                )
+        scores.append(score)
+        lows.append(np.quantile(dist, (1 - ci) / 2))
+        highs.append(np.quantile(dist, 1 - (1 - ci) / 2))
+    return np.array(scores), np.array(lows), np.array(highs), folds
+
+
+def _cross_entropy_bits(oof, y, test_fold, train_w, K):
+    """Out-of-fold cross-entropy (bits/row) per layer, and that of the training-fold prior."""
+    held = test_fold >= 0
+    t = torch.from_numpy(oof[:, held])
+    yt = torch.from_numpy(y[held])
+    if t.shape[-1] == 1:
+        logp1 = torch.nn.functional.logsigmoid(t[..., 0])
+        logp0 = torch.nn.functional.logsigmoid(-t[..., 0])
+        nll = -torch.where(yt.bool(), logp1, logp0)
+    else:
+        nll = -torch.log_softmax(t, -1).gather(-1, yt.view(1, -1, 1).expand(t.shape[0], -1, 1))[
+            ..., 0
+        ]
+    ll = nll.double().mean(1).numpy() / np.log(2)
+    onehot = np.eye(K)[y]
+    prior_counts = train_w @ onehot + 0.5  # [F, K], add-half smoothing keeps it finite
+    prior = prior_counts / prior_counts.sum(1, keepdims=True)
+    prior_bits = -np.log2(prior[test_fold[held], y[held]]).mean()
+    return ll, float(prior_bits)

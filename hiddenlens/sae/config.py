@@ -1,0 +1,174 @@
+"""Configuration dataclasses for sparse autoencoders.
+
+The shape of an SAE (:class:`SAEConfig`) is kept apart from how it is trained
+(:class:`TrainConfig`), as in EleutherAI's sparsify. Both serialise to JSON next to every
+artifact so a run can be repeated exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu", "gated", "gradient_topk")
+TOPK_FAMILY = ("topk", "batchtopk", "gradient_topk")
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+@dataclass
+class SAEConfig:
+    """Shape and inference behaviour of a sparse autoencoder.
+
+    Fields:
+        d_in: width of the activations the SAE reads.
+        d_sae: number of latents (dictionary size).
+        architecture: one of ``ARCHITECTURES``.
+        k: active latents per row (``topk``/``gradient_topk``) or on average per row over a
+            batch (``batchtopk``); required for the TopK family, ignored otherwise.
+        apply_b_dec_to_input: subtract the decoder bias before encoding (SAELens default).
+        jumprelu_bandwidth: width of the rectangle kernel of JumpReLU's straight-through
+            estimator (Rajamanoharan et al. 2024).
+        jumprelu_init_threshold: initial JumpReLU threshold.
+        grad_beta: weight of the gradient term in the g-SAE selection score
+            ``z + beta * z * |W_dec g|`` (Olmo et al. 2024).
+        grad_normalize: divide ``|W_dec g|`` by its mean over latents per row so ``grad_beta``
+            does not depend on the scale of the loss; ``False`` is the paper's literal form.
+        hook_point / model_id: provenance, written to ``cfg.json``.
+    """
+
+    d_in: int
+    d_sae: int
+    architecture: str = "topk"
+    k: int | None = None
+    apply_b_dec_to_input: bool = True
+    jumprelu_bandwidth: float = 0.05
+    jumprelu_init_threshold: float = 0.05
+    grad_beta: float = 1.0
+    grad_normalize: bool = True
+    hook_point: str | None = None
+    model_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive_int("d_in", self.d_in)
+        _check_positive_int("d_sae", self.d_sae)
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
+            )
+        if self.architecture in TOPK_FAMILY:
+            if self.k is None:
+                raise ValueError(f"architecture {self.architecture!r} needs k (active latents)")
+            _check_positive_int("k", self.k)
+            if self.k > self.d_sae:
+                raise ValueError(f"k={self.k} must be <= d_sae={self.d_sae}")
+        if self.jumprelu_bandwidth <= 0 or self.jumprelu_init_threshold <= 0:
+            raise ValueError("jumprelu_bandwidth and jumprelu_init_threshold must be > 0")
+        if self.grad_beta < 0:
+            raise ValueError(f"grad_beta must be >= 0, got {self.grad_beta}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SAEConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class TrainConfig:
+    """How an SAE is trained (separate from its shape).
+
+    Fields:
+        total_tokens: rows to train on; steps = total_tokens // batch_size.
+        batch_size: global rows per optimizer step (split across ranks under torchrun).
+        lr, betas, eps: Adam hyper-parameters.
+        lr_warmup_steps: linear warm-up from 0.
+        lr_decay_fraction: linear decay to 0 over this final fraction of the steps.
+        l1_coefficient: sparsity weight for relu (decoder-norm-weighted L1), gated, and the
+            L0 weight of jumprelu.
+        l1_warmup_steps: the sparsity weight ramps linearly from 0 over these steps.
+        aux_k: latents used by the AuxK loss (default d_in // 2, Gao et al. App. B.1).
+        aux_coefficient: AuxK weight (1/32 in Gao et al.).
+        dead_tokens: a latent is dead after this many rows without firing.
+        b_dec_init: "mean" (store statistics), "geometric_median" (Weiszfeld on a sample)
+            or "zeros".
+        normalize_activations: scale inputs so E||x|| = sqrt(d_in) during training; the
+            scale is folded into the weights when the SAE is returned or saved.
+        unit_norm_decoder: keep decoder rows at unit norm (gradient projection + renorm).
+        batchtopk_threshold_lr: EMA rate of the BatchTopK inference threshold.
+        checkpoint_every: write a resumable checkpoint every N steps (0: never).
+        on_nonfinite: "skip" (warn and drop the batch) or "raise".
+        seed: seeds initialisation and the data order.
+        device: torch device for training.
+        log_every: steps between progress-bar updates.
+    """
+
+    total_tokens: int = 1_000_000
+    batch_size: int = 4096
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    lr_warmup_steps: int = 0
+    lr_decay_fraction: float = 0.2
+    l1_coefficient: float = 5.0
+    l1_warmup_steps: int = 0
+    aux_k: int | None = None
+    aux_coefficient: float = 1.0 / 32.0
+    dead_tokens: int = 1_000_000
+    b_dec_init: str = "mean"
+    normalize_activations: bool = True
+    unit_norm_decoder: bool = True
+    batchtopk_threshold_lr: float = 0.01
+    checkpoint_every: int = 0
+    on_nonfinite: str = "skip"
+    seed: int = 0
+    device: str = "cpu"
+    log_every: int = 10
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_positive_int("total_tokens", self.total_tokens)
+        _check_positive_int("batch_size", self.batch_size)
+        if self.total_tokens < self.batch_size:
+            raise ValueError(
+                f"total_tokens={self.total_tokens} is less than one batch ({self.batch_size})"
+            )
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive finite float, got {self.lr}")
+        if not 0.0 <= self.lr_decay_fraction <= 1.0:
+            raise ValueError(f"lr_decay_fraction must be in [0, 1], got {self.lr_decay_fraction}")
+        for name in ("lr_warmup_steps", "l1_warmup_steps", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.b_dec_init not in ("mean", "geometric_median", "zeros"):
+            raise ValueError(
+                f"b_dec_init must be 'mean', 'geometric_median' or 'zeros', got {self.b_dec_init!r}"
+            )
+        if self.on_nonfinite not in ("skip", "raise"):
+            raise ValueError(f"on_nonfinite must be 'skip' or 'raise', got {self.on_nonfinite!r}")
+        if self.aux_k is not None:
+            _check_positive_int("aux_k", self.aux_k)
+        _check_positive_int("dead_tokens", self.dead_tokens)
+        _check_positive_int("log_every", self.log_every)
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+    @property
+    def n_steps(self) -> int:
+        return self.total_tokens // self.batch_size
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,102 @@
+"""Inspecting SAE latents: top-activating rows with token context, direct output effects.
+
+Feature dashboards as in Bricken et al. 2023 ("Towards Monosemanticity"): the rows where a
+latent fires hardest, shown with the surrounding tokens (from the store's ``sample_idx``
+/ ``position`` / ``token_id`` row metadata), and the latent's direct effect on the output
+logits, W_dec[i] @ W_U, where the model has an unembedding (the final norm is ignored).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+@torch.no_grad()
+def top_activating(
+    sae,
+    store,
+    hook: str,
+    latents,
+    *,
+    n: int = 10,
+    tokenizer=None,
+    context: int = 6,
+    batch_size: int = 4096,
+    max_rows: int | None = None,
+) -> dict[int, list[dict]]:
+    """For each latent, its ``n`` highest activations over the store rows.
+
+    Each entry: latent, activation, row, and with text metadata sample_idx, position,
+    token_id, and (given a tokenizer) token and context (neighbouring tokens of the same
+    sample, the firing token in [[ ]]).
+    """
+    latents = [int(i) for i in latents]
+    if any(not 0 <= i < sae.cfg.d_sae for i in latents):
+        raise ValueError(f"latent indices must be in [0, {sae.cfg.d_sae}), got {latents}")
+    best_v = torch.full((len(latents), n), -float("inf"))
+    best_r = torch.full((len(latents), n), -1, dtype=torch.long)
+    start = 0
+    for x in store.batches(hook, batch_size, shuffle=False):
+        if max_rows is not None and start >= max_rows:
+            break
+        z = sae.encode(x.float())[:, latents].t()  # [L, b]
+        rows = torch.arange(start, start + x.shape[0]).expand(len(latents), -1)
+        v = torch.cat([best_v, z], 1)
+        r = torch.cat([best_r, rows], 1)
+        top = v.topk(min(n, v.shape[1]), dim=1)
+        best_v, best_r = top.values, r.gather(1, top.indices)
+        start += x.shape[0]
+    meta = getattr(store, "meta", None) or {}
+    out: dict[int, list[dict]] = {}
+    for li, lat in enumerate(latents):
+        out[lat] = [
+            _describe(lat, float(v), int(r), meta, tokenizer, context)
+            for v, r in zip(best_v[li], best_r[li])
+            if r >= 0 and v > 0
+        ]
+    return out
+
+
+def _describe(lat, value, row, meta, tokenizer, context) -> dict:
+    entry = {"latent": lat, "activation": value, "row": row}
+    if "sample_idx" not in meta or "token_id" not in meta:
+        return entry
+    sample, tok = np.asarray(meta["sample_idx"]), np.asarray(meta["token_id"])
+    entry["sample_idx"] = int(sample[row])
+    entry["position"] = int(np.asarray(meta["position"])[row]) if "position" in meta else -1
+    entry["token_id"] = int(tok[row])
+    if tokenizer is not None:
+        lo, hi = max(0, row - context), min(len(tok), row + context + 1)
+        # rows of one sample are contiguous in the store; keep only the same sample
+        ids = [(j, int(tok[j])) for j in range(lo, hi) if sample[j] == sample[row]]
+        pieces = tokenizer.convert_ids_to_tokens([t for _, t in ids])
+        entry["token"] = tokenizer.convert_ids_to_tokens([int(tok[row])])[0]
+        entry["context"] = " ".join(f"[[{p}]]" if j == row else p for (j, _), p in zip(ids, pieces))
+    return entry
+
+
+@torch.no_grad()
+def direct_effect(
+    sae, unembed: torch.Tensor, latents, *, top: int = 10, tokenizer=None
+) -> dict[int, dict[str, list]]:
+    """Top promoted / suppressed output tokens of each latent: W_dec[i] @ W_U [d_in, vocab]."""
+    if unembed.shape[0] != sae.cfg.d_in:
+        raise ValueError(
+            f"unembed must be [d_in={sae.cfg.d_in}, vocab], got {tuple(unembed.shape)}"
+        )
+    out = {}
+    for lat in [int(i) for i in latents]:
+        logits = sae.W_dec[lat] @ unembed.to(sae.W_dec.dtype)
+        up, down = logits.topk(top), (-logits).topk(top)
+        entry = {
+            "up_ids": up.indices.tolist(),
+            "up_logits": up.values.tolist(),
+            "down_ids": down.indices.tolist(),
+            "down_logits": (-down.values).tolist(),
+        }
+        if tokenizer is not None:
+            entry["up_tokens"] = tokenizer.convert_ids_to_tokens(entry["up_ids"])
+            entry["down_tokens"] = tokenizer.convert_ids_to_tokens(entry["down_ids"])
+        out[lat] = entry
+    return out

@@ -1,0 +1,156 @@
+"""Sparse encode/decode kernels for TopK-family SAEs.
+
+A TopK step needs one dense matmul (the encoder pre-activations, to choose the active
+latents). Everything after it touches only the active (row, latent) pairs, as in the
+sparse decoder of Gao et al. 2024 ("Scaling and evaluating sparse autoencoders") and
+EleutherAI sparsify: decoding is an ``embedding_bag`` over decoder rows; the gradient of
+the active values is a sampled dense-dense product (``torch.sparse.sampled_addmm``); the
+weight gradients are ``embedding_bag`` sums over the pairs grouped by latent. Each costs
+O(nnz * d_in) instead of O(batch * d_sae * d_in).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass
+class Active:
+    """Active (row, latent) pairs of a batch, sorted by row then latent.
+
+    rows, cols: [nnz] long; offsets: [n_rows] start of each row's pairs; crow: [n_rows + 1];
+    by_latent: [nnz] permutation sorting the pairs by latent; latent_offsets: [d_sae].
+    """
+
+    rows: Tensor
+    cols: Tensor
+    offsets: Tensor
+    crow: Tensor
+    by_latent: Tensor
+    latent_offsets: Tensor
+    n_rows: int
+    d_sae: int
+
+    @property
+    def nnz(self) -> int:
+        return int(self.cols.numel())
+
+    @classmethod
+    def from_coords(cls, rows: Tensor, cols: Tensor, n_rows: int, d_sae: int) -> Active:
+        """Build from unsorted coordinates (any order)."""
+        key = rows * d_sae + cols
+        order = torch.argsort(key)
+        rows, cols = rows[order], cols[order]
+        counts = torch.bincount(rows, minlength=n_rows)
+        crow = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
+        crow[1:] = torch.cumsum(counts, 0)
+        by_latent = torch.argsort(cols, stable=True)
+        lat_counts = torch.bincount(cols, minlength=d_sae)
+        latent_offsets = torch.zeros(d_sae, dtype=torch.long, device=rows.device)
+        latent_offsets[1:] = torch.cumsum(lat_counts, 0)[:-1]
+        return cls(rows, cols, crow[:-1], crow, by_latent, latent_offsets, n_rows, d_sae)
+
+    @classmethod
+    def from_topk(cls, idx: Tensor, d_sae: int) -> Active:
+        """Build from per-row indices ``idx`` [n_rows, k] (each row's latents distinct)."""
+        n_rows, k = idx.shape
+        cols = torch.sort(idx, dim=1).values.reshape(-1)
+        rows = torch.arange(n_rows, device=idx.device).repeat_interleave(k)
+        crow = torch.arange(0, n_rows * k + 1, k, device=idx.device)
+        by_latent = torch.argsort(cols, stable=True)
+        lat_counts = torch.bincount(cols, minlength=d_sae)
+        latent_offsets = torch.zeros(d_sae, dtype=torch.long, device=idx.device)
+        latent_offsets[1:] = torch.cumsum(lat_counts, 0)[:-1]
+        return cls(rows, cols, crow[:-1], crow, by_latent, latent_offsets, n_rows, d_sae)
+
+    def to_dense(self, values: Tensor) -> Tensor:
+        out = values.new_zeros(self.n_rows, self.d_sae)
+        out[self.rows, self.cols] = values
+        return out
+
+    def _group_by_latent(self, table: Tensor, weights: Tensor) -> Tensor:
+        """[d_sae, d] = sum over pairs (r, l) of weights * table[r], grouped by latent l."""
+        return F.embedding_bag(
+            self.rows[self.by_latent],
+            table,
+            self.latent_offsets,
+            mode="sum",
+            per_sample_weights=weights[self.by_latent],
+        )
+
+
+class _EncodeAt(torch.autograd.Function):
+    """Pre-activations at the active pairs, with sparse gradients.
+
+    forward(x_c [n, d_in], W_enc [d_in, d_sae], b_enc [d_sae], values [nnz], active)
+    returns ``values`` (computed by the caller under no_grad as (x_c @ W_enc + b_enc) at
+    the pairs) and routes gradients to x_c, W_enc and b_enc touching only active latents.
+    """
+
+    @staticmethod
+    def forward(ctx, x_c, w_enc, b_enc, values, active):  # noqa: D102
+        ctx.save_for_backward(x_c, w_enc)
+        ctx.active = active
+        return values.clone()
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        x_c, w_enc = ctx.saved_tensors
+        a: Active = ctx.active
+        g_x = g_w = g_b = None
+        if ctx.needs_input_grad[0]:
+            g_x = F.embedding_bag(
+                a.cols, w_enc.t().contiguous(), a.offsets, mode="sum", per_sample_weights=g
+            )
+        if ctx.needs_input_grad[1]:
+            g_w = a._group_by_latent(x_c, g).t()
+        if ctx.needs_input_grad[2]:
+            g_b = g.new_zeros(a.d_sae).index_add_(0, a.cols, g)
+        return g_x, g_w, g_b, None, None
+
+
+class _DecodeAt(torch.autograd.Function):
+    """Sum of decoder rows weighted by the active values: [n_rows, d_in], no bias."""
+
+    @staticmethod
+    def forward(ctx, values, w_dec, active):  # noqa: D102
+        ctx.save_for_backward(values, w_dec)
+        ctx.active = active
+        return F.embedding_bag(
+            active.cols, w_dec, active.offsets, mode="sum", per_sample_weights=values
+        )
+
+    @staticmethod
+    def backward(ctx, gy):  # noqa: D102
+        values, w_dec = ctx.saved_tensors
+        a: Active = ctx.active
+        g_v = g_w = None
+        gy = gy.contiguous()
+        if ctx.needs_input_grad[0]:
+            # <gy_r, W_dec[l]> only at the active pairs: a sampled dense-dense product.
+            with warnings.catch_warnings():
+                # "Sparse CSR tensor support is in beta": we only use sampled_addmm.
+                warnings.simplefilter("ignore", UserWarning)
+                mask = torch.sparse_csr_tensor(
+                    a.crow, a.cols, values.detach(), (a.n_rows, a.d_sae), check_invariants=False
+                )
+            g_v = torch.sparse.sampled_addmm(mask, gy, w_dec.t(), beta=0.0).values()
+        if ctx.needs_input_grad[1]:
+            g_w = a._group_by_latent(gy, values.detach())
+        return g_v, g_w, None
+
+
+def encode_at(x_c: Tensor, w_enc: Tensor, b_enc: Tensor, pre: Tensor, active: Active) -> Tensor:
+    """Differentiable pre-activations [nnz] at ``active``, read from ``pre`` [n, d_sae]."""
+    values = pre[active.rows, active.cols]
+    return _EncodeAt.apply(x_c, w_enc, b_enc, values, active)
+
+
+def decode_at(values: Tensor, w_dec: Tensor, active: Active) -> Tensor:
+    """Decode sparse latents: sum of ``values`` times decoder rows, [n_rows, d_in]."""
+    return _DecodeAt.apply(values, w_dec, active)

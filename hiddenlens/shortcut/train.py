@@ -1,0 +1,171 @@
+"""Many small models trained at once, for controlled shortcut studies.
+
+Hermann et al. ("On the Foundations of Shortcut Learning", ICLR 2024) compare linear models,
+one-hidden-layer ReLU / Tanh MLPs and small CNNs over a grid of predictivity x availability
+settings and seeds. Here every (setting, seed) pair is one slice of a leading "model"
+dimension, so a whole sweep trains as one batched network: weights [M, ...], inputs
+[M, n, ...], logits [M, n]. Full-batch training, so "converged" is well defined: the
+relative change of the training loss over the last stretch of steps is reported.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+ARCHS = ("linear", "relu", "tanh", "cnn")
+
+
+class BatchedNet(nn.Module):
+    """M independent binary classifiers evaluated together.
+
+    arch "linear": x -> w.x + b; "relu"/"tanh": one hidden layer of ``hidden`` units;
+    "cnn": 3x3 conv (``channels``) -> ReLU -> 2x2 average pool -> linear.
+    forward(x [M, n, *input_shape]) -> logits [M, n].
+    """
+
+    def __init__(
+        self,
+        n_models: int,
+        input_shape: tuple[int, ...],
+        arch: str = "relu",
+        hidden: int = 64,
+        channels: int = 4,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"arch={arch!r}: accepted {ARCHS}")
+        if arch == "cnn" and len(input_shape) != 3:
+            raise ValueError(f"arch='cnn' needs image inputs [C, H, W], got {input_shape}")
+        self.arch, self.m, self.input_shape = arch, n_models, tuple(input_shape)
+        gen = torch.Generator().manual_seed(seed)
+        d = math.prod(input_shape)
+        if arch == "cnn":
+            c_in, hgt, wid = input_shape
+            self.conv_w = self._uniform((n_models, c_in * 9, channels), c_in * 9, gen)
+            self.conv_b = self._uniform((n_models, 1, 1, channels), c_in * 9, gen)
+            d = channels * (hgt // 2) * (wid // 2)
+        if arch in ("relu", "tanh"):
+            self.w1 = self._uniform((n_models, d, hidden), d, gen)
+            self.b1 = self._uniform((n_models, 1, hidden), d, gen)
+            d = hidden
+        self.w = self._uniform((n_models, d), d, gen)
+        self.b = self._uniform((n_models, 1), d, gen)
+
+    @staticmethod
+    def _uniform(shape, fan_in: int, gen) -> nn.Parameter:
+        # PyTorch's default Linear/Conv initialisation bound 1/sqrt(fan_in)
+        bound = 1.0 / math.sqrt(fan_in)
+        return nn.Parameter((torch.rand(shape, generator=gen) * 2 - 1) * bound)
+
+    def prepare(self, x) -> torch.Tensor:
+        """Check x [M, n, *input_shape] and lay it out for ``forward(..., prepared=True)``.
+
+        For the CNN this is im2col ([M, n, H*W, 9*c]), done once for a fixed training set:
+        a grouped conv2d with M groups is an order of magnitude slower on CPU.
+        """
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if x.dim() < 3 or x.shape[0] != self.m or tuple(x.shape[2:]) != self.input_shape:
+            raise ValueError(
+                f"x has shape {tuple(x.shape)}; expected [{self.m}, n, *{self.input_shape}]"
+            )
+        m, n = x.shape[:2]
+        if self.arch != "cnn":
+            return x.reshape(m, n, -1)
+        c_in, hgt, wid = self.input_shape
+        cols = nn.functional.unfold(x.reshape(m * n, c_in, hgt, wid), 3, padding=1)
+        return cols.reshape(m, n, c_in * 9, hgt * wid).transpose(2, 3).contiguous()
+
+    def features(self, x: torch.Tensor, prepared: bool = False) -> torch.Tensor:
+        """Inputs of the last layer, [M, n, d_last]."""
+        h = x if prepared else self.prepare(x)
+        m, n = h.shape[:2]
+        if self.arch == "cnn":
+            _, hgt, wid = self.input_shape
+            h = torch.relu(torch.einsum("mnpk,mkc->mnpc", h, self.conv_w) + self.conv_b)
+            h = h.reshape(m, n, hgt // 2, 2, wid // 2, 2, -1).mean(dim=(3, 5))  # 2x2 avg pool
+            return h.reshape(m, n, -1)
+        if self.arch in ("relu", "tanh"):
+            act = torch.relu if self.arch == "relu" else torch.tanh
+            h = act(torch.baddbmm(self.b1, h, self.w1))
+        return h
+
+    def forward(self, x: torch.Tensor, prepared: bool = False) -> torch.Tensor:
+        """Logits [M, n]; ``prepared`` says x came from :meth:`prepare`."""
+        h = self.features(x, prepared)
+        return torch.bmm(h, self.w.unsqueeze(2)).squeeze(2) + self.b
+
+
+@dataclass
+class TrainResult:
+    """loss: [steps, M] full-batch training loss; eval_steps: steps at which ``evals`` were
+    taken; evals: list of whatever eval_fn returned; converged_rel_change: [M] relative loss
+    change over the last ``tail`` fraction of steps; seconds: wall time."""
+
+    loss: np.ndarray
+    eval_steps: list
+    evals: list
+    converged_rel_change: np.ndarray
+    seconds: float
+
+
+def train_batched(
+    net: BatchedNet,
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor,
+    *,
+    steps: int = 2000,
+    lr: float = 1e-2,
+    weight_decay: float = 0.0,
+    eval_every: int = 0,
+    eval_fn=None,
+    tail: float = 0.1,
+) -> TrainResult:
+    """Full-batch Adam on the mean logistic loss of every model. x [M, n, ...], y [M, n] 0/1.
+
+    ``eval_fn(net, step)`` is called every ``eval_every`` steps (and at the end) under
+    no_grad; its return values are collected in ``TrainResult.evals``.
+    """
+    import time
+
+    xt = net.prepare(x)
+    yt = torch.as_tensor(y, dtype=torch.float32)
+    if yt.shape != xt.shape[:2]:
+        raise ValueError(f"y has shape {tuple(yt.shape)}; expected {tuple(xt.shape[:2])}")
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    losses, ev_steps, evals = [], [], []
+    t0 = time.perf_counter()
+    for step in range(steps):
+        if eval_fn is not None and eval_every and step % eval_every == 0:
+            with torch.no_grad():
+                ev_steps.append(step)
+                evals.append(eval_fn(net, step))
+        opt.zero_grad(set_to_none=True)
+        per_model = nn.functional.binary_cross_entropy_with_logits(
+            net(xt, prepared=True), yt, reduction="none"
+        ).mean(dim=1)
+        # sum over models: each model's gradient is that of its own mean loss
+        per_model.sum().backward()
+        opt.step()
+        losses.append(per_model.detach().numpy().copy())
+    if eval_fn is not None:
+        with torch.no_grad():
+            ev_steps.append(steps)
+            evals.append(eval_fn(net, steps))
+    loss = np.stack(losses)
+    k = max(1, int(tail * steps))
+    rel = np.abs(loss[-k - 1] - loss[-1]) / np.maximum(loss[-k - 1], 1e-12)
+    return TrainResult(loss, ev_steps, evals, rel, time.perf_counter() - t0)
+
+
+def predict_batched(net: BatchedNet, x, batch: int = 4096) -> np.ndarray:
+    """0/1 decisions [M, n] of every model on its own inputs x [M, n, ...]."""
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    with torch.no_grad():
+        out = [net(xt[:, i : i + batch]) > 0 for i in range(0, max(xt.shape[1], 1), batch)]
+    return torch.cat(out, dim=1).numpy().astype(np.int64)

@@ -1,0 +1,263 @@
+"""Read an activation store: memory-mapped rows, metadata, statistics, checksums.
+
+Every shard file is verified against the sha256 in ``manifest.json`` the first time it is
+read (``ActivationStore.verify()`` checks them all at once); nothing is unpickled
+(``np.load(..., allow_pickle=False)``, JSON only).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hiddenlens.store import format as fmt
+
+
+class ActivationStore:
+    """A finished store on disk. Open with :meth:`ActivationStore.open`."""
+
+    def __init__(self, path: Path, manifest: fmt.Manifest, *, verify: bool = True):
+        self.path = Path(path)
+        self._manifest = manifest
+        self._verify = verify
+        self._verified: set[tuple[int, str]] = set()
+        self._maps: dict[tuple[int, str], np.ndarray] = {}
+        self._lock = threading.Lock()
+        self._meta: dict[str, np.ndarray] | None = None
+        self._starts = np.array([s["row_start"] for s in manifest.shards], dtype=np.int64)
+
+    @classmethod
+    def open(cls, path: str | Path, *, verify: bool = True) -> ActivationStore:
+        """Open the store in ``path``; ``verify=False`` skips the lazy checksum checks."""
+        path = Path(path).expanduser()
+        if not (path / fmt.MANIFEST).is_file():
+            if (path / fmt.PROGRESS).is_file():
+                raise ValueError(
+                    f"{path} holds an unfinished cache run (no {fmt.MANIFEST}); "
+                    "re-run the same cache_activations call to resume it"
+                )
+            raise FileNotFoundError(f"no activation store at {path} (missing {fmt.MANIFEST})")
+        try:
+            manifest = fmt.Manifest.load(path / fmt.MANIFEST)
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"corrupt {path / fmt.MANIFEST}: {err}") from err
+        if not manifest.complete:
+            raise ValueError(f"{path / fmt.MANIFEST} does not mark the store complete")
+        return cls(path, manifest, verify=verify)
+
+    # -- description -------------------------------------------------------------------
+    @property
+    def hook_points(self) -> list[str]:
+        """Stored hook names (including ``"<hook>#grad"`` entries)."""
+        return list(self._manifest.hooks)
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self._manifest.to_dict()
+
+    def __len__(self) -> int:
+        return self._manifest.n_rows
+
+    def __repr__(self) -> str:
+        return f"ActivationStore({str(self.path)!r}, rows={len(self)}, hooks={self.hook_points})"
+
+    def _info(self, hook: str) -> fmt.HookInfo:
+        if hook not in self._manifest.hooks:
+            raise ValueError(f"hook {hook!r} is not in this store; stored: {self.hook_points}")
+        return self._manifest.hooks[hook]
+
+    def d(self, hook: str) -> int:
+        """Width of the rows stored for ``hook``."""
+        return self._info(hook).d
+
+    def dtype(self, hook: str) -> str:
+        """Stored dtype name of ``hook`` (``float32``, ``float16`` or ``bfloat16``)."""
+        return self._info(hook).dtype
+
+    def stats(self, hook: str) -> dict[str, Any]:
+        """Running statistics over all rows: mean [d], var [d] (ddof=0), mean_norm, count."""
+        s = self._info(hook).stats
+        nan = float("nan")  # NaN is stored as JSON null (only with allow_nonfinite)
+        return {
+            "mean": np.asarray(s["mean"], dtype=np.float64),
+            "var": np.asarray(s["var"], dtype=np.float64),
+            "mean_norm": nan if s["mean_norm"] is None else float(s["mean_norm"]),
+            "count": int(s["count"]),
+        }
+
+    # -- files and checksums -----------------------------------------------------------
+    @property
+    def n_shards(self) -> int:
+        return len(self._manifest.shards)
+
+    def shard_rows(self, shard: int) -> tuple[int, int]:
+        """Global (start, stop) row range of shard ``shard``."""
+        s = self._manifest.shards[shard]
+        return s["row_start"], s["row_start"] + s["rows"]
+
+    def _check_file(self, shard: int, name: str) -> None:
+        entry = self._manifest.shards[shard]
+        path = self.path / entry["name"] / name
+        expected = entry["files"][name]
+        if not path.is_file():
+            raise FileNotFoundError(f"store file missing: {path}")
+        size = path.stat().st_size
+        if size != expected["bytes"]:
+            raise ValueError(
+                f"corrupt store file {path}: {size} bytes, the manifest says "
+                f"{expected['bytes']} (truncated or overwritten?)"
+            )
+        digest = fmt.sha256_file(path)
+        if digest != expected["sha256"]:
+            raise ValueError(
+                f"corrupt store file {path}: sha256 {digest} does not match the "
+                f"manifest's {expected['sha256']}"
+            )
+
+    def array(self, shard: int, name: str) -> np.ndarray:
+        """The memory-mapped array of file ``name`` in shard ``shard`` (verified once)."""
+        key = (shard, name)
+        arr = self._maps.get(key)
+        if arr is not None:
+            return arr
+        with self._lock:
+            if self._verify and key not in self._verified:
+                self._check_file(shard, name)
+                self._verified.add(key)
+            path = self.path / self._manifest.shards[shard]["name"] / name
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            if len(arr) != self._manifest.shards[shard]["rows"] and not name.startswith("stats."):
+                raise ValueError(
+                    f"corrupt store file {path}: {len(arr)} rows, the manifest "
+                    f"says {self._manifest.shards[shard]['rows']}"
+                )
+            # a plain ndarray view of the map: slicing it skips np.memmap's Python overhead
+            arr = arr.view(np.ndarray)
+            self._maps[key] = arr
+        return arr
+
+    def verify(self) -> None:
+        """Check every file's size and sha256 now; raise naming each corrupt file."""
+        problems = []
+        for i, shard in enumerate(self._manifest.shards):
+            for name in shard["files"]:
+                try:
+                    self._check_file(i, name)
+                    self._verified.add((i, name))
+                except (ValueError, FileNotFoundError) as err:
+                    problems.append(str(err))
+        if problems:
+            raise ValueError("store verification failed:\n" + "\n".join(problems))
+
+    # -- rows ----------------------------------------------------------------------------
+    def _pieces(self, start: int, stop: int) -> Iterator[tuple[int, int, int]]:
+        """(shard, local start, local stop) covering global rows [start, stop)."""
+        first = int(np.searchsorted(self._starts, start, side="right")) - 1
+        for shard in range(max(first, 0), self.n_shards):
+            lo, hi = self.shard_rows(shard)
+            if lo >= stop:
+                break
+            yield shard, max(start, lo) - lo, min(stop, hi) - lo
+
+    def rows(self, hook: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows [start, stop) of ``hook`` as ``[n, d]``.
+
+        A range inside one shard is a read-only memory map (no copy); a range spanning
+        shards is copied into one array. bfloat16 stores are returned as float32 copies.
+        """
+        info, n = self._info(hook), len(self)
+        stop = n if stop is None else stop
+        if not (0 <= start <= stop <= n):
+            raise ValueError(f"row range [{start}, {stop}) is outside [0, {n}]")
+        parts = [self.array(s, info.file)[a:b] for s, a, b in self._pieces(start, stop)]
+        if not parts:
+            out = np.empty((0, info.d), dtype=info.storage_dtype)
+        else:
+            out = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if info.dtype == "bfloat16":
+            out = bf16_to_float32(out)
+        return out
+
+    @property
+    def meta(self) -> dict[str, np.ndarray]:
+        """Row metadata aligned with the rows: sample_idx, position, token_id, labels."""
+        if self._meta is None:
+            self._meta = {
+                name: np.concatenate([self.array(i, info["file"]) for i in range(self.n_shards)])
+                for name, info in self._manifest.meta.items()
+            }
+        return self._meta
+
+    def batches(
+        self,
+        hooks: str | list[str],
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+        buffer_mb: float = 4.0,
+        block_rows: int = 32,
+    ):
+        """Stream float32 tensors ``[b, d]`` (a tuple of aligned tensors for a list of hooks).
+
+        Shuffling is two-level and reproducible (same ``seed`` -> same order; pass the epoch
+        as the seed): blocks of ``block_rows`` consecutive rows are permuted over the whole
+        store, then rows are permuted within windows of ~``buffer_mb`` (kept small so the
+        permutation runs in CPU cache; memory use is that buffer plus one batch). Each rank
+        gets a disjoint slice of that order; over all ranks every row appears exactly once
+        per pass. With ``drop_last`` every rank gets ``len(store) // world_size`` rows (the
+        remainder is dropped) and the last partial batch is dropped.
+        """
+        from hiddenlens.store.loader import iter_batches
+
+        return iter_batches(
+            self,
+            hooks,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            drop_last=drop_last,
+            buffer_mb=buffer_mb,
+            block_rows=block_rows,
+        )
+
+    def to_hf_dataset(self, hooks: list[str] | None = None, *, include_meta: bool = True):
+        """A ``datasets.Dataset`` with one column per hook (fixed-size float lists) and meta.
+
+        Built in memory from the shards: use for stores that fit in RAM.
+        """
+        import datasets
+        import pyarrow as pa
+
+        hooks = self.hook_points if hooks is None else list(hooks)
+        tables = []
+        for shard in range(self.n_shards):
+            columns = {}
+            for h in hooks:
+                info = self._info(h)
+                arr = self.array(shard, info.file)
+                arr = bf16_to_float32(arr) if info.dtype == "bfloat16" else np.asarray(arr)
+                flat = pa.array(np.ascontiguousarray(arr).reshape(-1))
+                columns[h] = pa.FixedSizeListArray.from_arrays(flat, info.d)
+            if include_meta:
+                for name, info in self._manifest.meta.items():
+                    columns[name] = pa.array(np.asarray(self.array(shard, info["file"])))
+            tables.append(pa.table(columns))
+        return datasets.Dataset(datasets.table.InMemoryTable(pa.concat_tables(tables)))
+
+
+def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
+    """float32 values of bfloat16 numbers stored as uint16 bits (exact)."""
+    writable = np.array(bits, dtype=np.uint16, copy=True)  # torch refuses read-only maps
+    return torch.from_numpy(writable.view(np.int16)).view(torch.bfloat16).float().numpy()

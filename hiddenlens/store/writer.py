@@ -1,0 +1,320 @@
+"""Cache a model's activations to a resumable, checksummed on-disk store.
+
+The model runs in the calling thread; a background thread converts, checks, summarises and
+writes rows (so disk I/O overlaps the forward passes, the pattern of SAELens' and
+sparsify's activation buffers). Shards end on batch boundaries and are renamed into place
+when complete; ``progress.json`` then records them, so a re-run of the same call after
+Ctrl-C or ``kill -9`` continues from the first sample of the first incomplete shard: no row
+is lost and none is duplicated. ``manifest.json`` is written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hiddenlens.store import format as fmt
+from hiddenlens.store._background import Background
+from hiddenlens.store.reader import ActivationStore
+from hiddenlens.store.shards import ShardWriter
+
+logger = logging.getLogger(__name__)
+
+
+def cache_activations(
+    model: Any,
+    data: Any,
+    hook_points: str | list[str],
+    out_dir: str | os.PathLike,
+    *,
+    batch_size: int = 32,
+    max_rows: int | None = None,
+    seq_len: int | None = None,
+    dtype: str = "float32",
+    labels: Any = None,
+    overwrite: bool = False,
+    grads: bool = False,
+    loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
+    text_column: str = "text",
+    shard_size_mb: float = 128.0,
+    allow_nonfinite: bool = False,
+    progress: bool = False,
+    queue_size: int = 4,
+) -> ActivationStore:
+    """Run ``model`` over ``data`` and store the activations at ``hook_points`` in ``out_dir``.
+
+    Rows are ``[n_rows, d]`` per hook: one per kept token for text (padding and special
+    tokens dropped), one per example otherwise. With ``grads=True`` the gradient of
+    ``loss_fn(model_output, batch)`` at each hook is stored as ``"<hook>#grad"``.
+
+    Args:
+        model: ``"minilm"``, a Hugging Face path/id, a HookedTransformer, an ``nn.Module``
+            or a ``ModelHandle``.
+        data: a list of strings, a ``datasets.Dataset`` (``text_column``), a tensor/array of
+            examples, or a DataLoader / map-style dataset yielding ``x`` or ``(x, y)``.
+        hook_points: names or fnmatch globs (see ``hiddenlens.hook_points``).
+        out_dir: the store directory. An unfinished run of the same call resumes; a
+            different run in a non-empty directory is refused unless ``overwrite=True``.
+        max_rows: stop after exactly this many rows.
+        dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"`` (stored as uint16 bits).
+        labels: one value per sample (array) or ``{name: array}``, broadcast to its rows.
+        shard_size_mb: approximate shard size; memory use grows by about one shard.
+        allow_nonfinite: store NaN/inf instead of raising.
+        progress: show a tqdm progress bar (samples, rows/s).
+
+    Returns:
+        The finished :class:`ActivationStore`.
+    """
+    _validate(batch_size, max_rows, dtype, shard_size_mb, queue_size)
+    from hiddenlens.hooks import load_model, resolve_hook_points
+    from hiddenlens.hooks.rows import n_samples_of
+
+    handle = load_model(model)
+    hooks = resolve_hook_points(handle, hook_points)
+    n_samples = n_samples_of(data, text_column)
+    if n_samples == 0:
+        raise ValueError("data is empty: nothing to cache")
+    settings = dict(
+        batch_size=batch_size,
+        seq_len=seq_len,
+        max_rows=max_rows,
+        dtype=dtype,
+        grads=grads,
+        loss_fn=_qualname(loss_fn),
+        text_column=text_column,
+        shard_size_mb=shard_size_mb,
+        labels=_labels_fingerprint(labels),
+    )
+    run = _run_identity(handle, data, hooks, settings, text_column)
+    out = Path(out_dir).expanduser()
+    state = _prepare_dir(out, run, overwrite)
+    if state is None:
+        logger.info("%s already holds this finished run; opening it", out)
+        return ActivationStore.open(out)
+    writer = ShardWriter(out, state, dtype, int(shard_size_mb * 2**20), allow_nonfinite)
+    kwargs = dict(
+        batch_size=batch_size,
+        seq_len=seq_len,
+        labels=labels,
+        grads=grads,
+        loss_fn=loss_fn,
+        text_column=text_column,
+    )
+    _run_batches(handle, data, hooks, kwargs, writer, max_rows, n_samples, progress, queue_size)
+    if writer.manifest.n_rows == 0:
+        shutil.rmtree(out, ignore_errors=True) if _only_store_files(out) else None
+        raise ValueError("data produced no rows (every sample was empty after tokenisation)")
+    return _finalize(out, writer)
+
+
+def _validate(batch_size, max_rows, dtype, shard_size_mb, queue_size) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
+        raise ValueError(f"max_rows must be None or a positive int, got {max_rows!r}")
+    if dtype not in fmt.DTYPES:
+        raise ValueError(f"dtype must be one of {fmt.DTYPES}, got {dtype!r}")
+    if not shard_size_mb > 0:
+        raise ValueError(f"shard_size_mb must be > 0, got {shard_size_mb!r}")
+    if not isinstance(queue_size, int) or queue_size < 1:
+        raise ValueError(f"queue_size must be a positive int, got {queue_size!r}")
+
+
+def _qualname(fn: Any) -> str | None:
+    if fn is None:
+        return None
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+def _labels_fingerprint(labels: Any) -> str | None:
+    """Hash of the label arrays, so a re-run with other labels is a different run."""
+    if labels is None:
+        return None
+    items = labels.items() if isinstance(labels, dict) else [("label", labels)]
+    digest = hashlib.sha256()
+    for name, values in sorted(items, key=lambda kv: kv[0]):
+        arr = np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values)
+        digest.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
+        digest.update(np.ascontiguousarray(arr).tobytes() if arr.dtype != object else b"")
+    return digest.hexdigest()
+
+
+def _run_identity(handle, data, hooks, settings, text_column) -> dict[str, Any]:
+    from hiddenlens.hooks.rows import data_fingerprint, handle_fingerprint
+
+    tok = handle.tokenizer
+    if tok is not None:
+        settings["tokenizer"] = {
+            "name": getattr(tok, "name_or_path", type(tok).__name__),
+            "model_max_length": handle.max_length,
+            "drop_special_tokens": True,
+        }
+    run = {
+        "model": handle_fingerprint(handle),
+        "hooks": list(hooks),
+        "data": data_fingerprint(data, text_column),
+        "settings": settings,
+    }
+    return json.loads(json.dumps(run))  # the form it has after a JSON round trip
+
+
+def _only_store_files(out: Path) -> bool:
+    """True when every entry of ``out`` is something a store run writes (safe to delete)."""
+    known = (fmt.MANIFEST, fmt.PROGRESS)
+    return all(
+        p.name in known or p.name.startswith((fmt.SHARD_PREFIX, fmt.TMP_PREFIX))
+        for p in out.iterdir()
+    )
+
+
+def _describe_difference(old: dict, new: dict) -> str:
+    keys = [k for k in new if old.get(k) != new.get(k)]
+    if "settings" in keys:
+        s_old, s_new = old.get("settings", {}), new["settings"]
+        keys.remove("settings")
+        keys += [f"settings.{k}" for k in s_new if s_old.get(k) != s_new.get(k)]
+    return ", ".join(keys) or "format"
+
+
+def _prepare_dir(out: Path, run: dict, overwrite: bool) -> fmt.Manifest | None:
+    """Return the state to continue from, or None when the finished store is already there."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output path {out} exists and is not a directory")
+    entries = list(out.iterdir()) if out.exists() else []
+    previous = None
+    for name in (fmt.MANIFEST, fmt.PROGRESS):
+        if (out / name).exists():
+            try:
+                previous = fmt.Manifest.load(out / name)
+            except (ValueError, TypeError, KeyError) as err:
+                logger.warning("unreadable %s in %s (%s)", name, out, err)
+            break
+    if entries and (previous is None or previous.run != run):
+        if not overwrite:
+            why = (
+                "it is not a hiddenlens store"
+                if previous is None
+                else "it holds a different "
+                f"run (differs in: {_describe_difference(previous.run, run)})"
+            )
+            raise FileExistsError(
+                f"refusing to write to non-empty directory {out}: {why}; "
+                "pass overwrite=True or choose another out_dir"
+            )
+        if not _only_store_files(out):
+            raise FileExistsError(
+                f"overwrite=True but {out} contains files that are not part "
+                "of a hiddenlens store; refusing to delete them"
+            )
+        logger.info("overwrite=True: removing the store in %s", out)
+        shutil.rmtree(out)
+        previous = None
+    if previous is not None and previous.complete and (out / fmt.MANIFEST).exists():
+        return None
+    return _start_or_resume(out, run, previous)
+
+
+def _start_or_resume(out: Path, run: dict, previous: fmt.Manifest | None) -> fmt.Manifest:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        recorded = {s["name"] for s in previous.shards} if previous else set()
+        for p in out.iterdir():  # half-written shards, or shards renamed but never recorded
+            if p.name.startswith(fmt.TMP_PREFIX) or (
+                p.name.startswith(fmt.SHARD_PREFIX) and p.name not in recorded
+            ):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        state = previous or fmt.Manifest(run=run, hooks={}, meta={}, n_rows=0, shards=[])
+        fmt.write_json_atomic(out / fmt.PROGRESS, state.to_dict())
+    except OSError as err:
+        raise OSError(f"cannot write the activation store to {out}: {err}") from err
+    if previous is not None:
+        logger.info(
+            "resuming %s after %d complete shards (%d rows, from sample %d)",
+            out,
+            len(previous.shards),
+            previous.n_rows,
+            previous.sample_stop,
+        )
+    return state
+
+
+def _truncate(batch, keep: int):
+    """The first ``keep`` rows of a RowBatch (for max_rows)."""
+    from hiddenlens.hooks.rows import RowBatch
+
+    return RowBatch(
+        {k: v[:keep] for k, v in batch.acts.items()},
+        {k: v[:keep] for k, v in batch.meta.items()},
+        batch.sample_stop,
+    )
+
+
+def _run_batches(handle, data, hooks, kwargs, writer, max_rows, n_samples, progress, qsize):
+    """Feed row batches to the background writer until the data or ``max_rows`` runs out."""
+    from hiddenlens.hooks.rows import iter_row_batches
+
+    state = writer.manifest
+    rows, start = state.n_rows, state.sample_stop
+    if max_rows is not None and rows >= max_rows:
+        return
+    bar = _progress_bar(progress, n_samples, start)
+    background = Background(writer.add, maxsize=qsize, name="hiddenlens-store-writer")
+    t0, rows0 = time.perf_counter(), rows
+    try:
+        for batch in iter_row_batches(handle, data, hooks, start_sample=start, **kwargs):
+            n = len(batch)
+            if max_rows is not None and rows + n >= max_rows:
+                background.put(_truncate(batch, max_rows - rows))
+                rows = max_rows
+                break
+            background.put(batch)
+            rows += n
+            if bar is not None:
+                bar.update(batch.sample_stop - bar.n)
+                bar.set_postfix_str(f"{(rows - rows0) / (time.perf_counter() - t0):,.0f} rows/s")
+        background.close()
+    except BaseException:
+        background.abort()  # completed shards stay recorded; a re-run resumes after them
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    writer.flush()
+    dt = time.perf_counter() - t0
+    logger.info("cached %d rows in %.1f s (%.0f rows/s)", rows - rows0, dt, (rows - rows0) / dt)
+
+
+def _progress_bar(progress: bool, total: int | None, initial: int):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="sample", desc="caching", dynamic_ncols=True)
+
+
+def _finalize(out: Path, writer: ShardWriter) -> ActivationStore:
+    """Merge per-shard statistics, write manifest.json atomically, drop progress.json."""
+    manifest = writer.manifest
+    for hook, info in manifest.hooks.items():
+        info.stats = fmt.finalize_stats(manifest.n_rows, *writer.totals[hook])
+    manifest.complete = True
+    try:
+        fmt.write_json_atomic(out / fmt.MANIFEST, manifest.to_dict())
+        (out / fmt.PROGRESS).unlink(missing_ok=True)
+    except OSError as err:
+        (out / fmt.MANIFEST).unlink(missing_ok=True)
+        raise OSError(f"cannot write {fmt.MANIFEST} to {out}: {err}") from err
+    logger.info(
+        "store complete: %s (%d rows, %d shards)", out, manifest.n_rows, len(manifest.shards)
+    )
+    return ActivationStore.open(out)

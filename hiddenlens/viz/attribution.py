@@ -1,0 +1,233 @@
+"""Figures for attribution results: heat maps, token maps, patching grids, curves, lenses.
+
+Every function takes plain arrays (never an analyzer object) and returns a matplotlib
+``Figure`` built without pyplot; nothing is shown or saved here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+
+from hiddenlens.viz.style import DIVERGING_CMAP, PALETTE, SEQUENTIAL_CMAP, new_figure
+
+__all__ = [
+    "plot_image_attributions",
+    "plot_token_attributions",
+    "plot_patching",
+    "plot_back_patching",
+    "plot_layer_scores",
+    "plot_curves",
+    "plot_metric_by_k",
+    "plot_images",
+    "plot_logit_lens",
+]
+
+
+def _sym_norm(a: np.ndarray) -> TwoSlopeNorm:
+    m = float(np.nanmax(np.abs(a))) or 1.0
+    return TwoSlopeNorm(vmin=-m, vcenter=0.0, vmax=m)
+
+
+def plot_image_attributions(
+    images: np.ndarray,
+    attributions: Mapping[str, np.ndarray],
+    *,
+    titles: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Rows: the inputs, then one row per method. images: [n, H, W]; each map: [n, H, W]."""
+    images = np.asarray(images)
+    n = images.shape[0]
+    rows = 1 + len(attributions)
+    fig = Figure(figsize=(1.3 * n + 1.2, 1.9 * rows), layout="constrained")
+    axes = fig.subplots(rows, n, squeeze=False)
+    for j in range(n):
+        axes[0, j].imshow(images[j], cmap="gray_r")
+        axes[0, j].set_title(titles[j] if titles else "", fontsize=8)
+        for i, (name, maps) in enumerate(attributions.items(), start=1):
+            a = np.asarray(maps[j])
+            axes[i, j].imshow(a, cmap=DIVERGING_CMAP, norm=_sym_norm(a))
+            if j == 0:
+                axes[i, j].set_ylabel(name, fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_token_attributions(
+    tokens: Sequence[Sequence[str]],
+    scores: Sequence[np.ndarray],
+    *,
+    ax=None,
+    title: str | None = None,
+) -> Figure:
+    """One line per text; each token in a box coloured by its score (red +, blue -)."""
+    height = 0.45 * len(tokens) + 0.6
+    fig, ax = new_figure(ax, figsize=(9.0, height))
+    ax.set_axis_off()
+    cm = matplotlib.colormaps[DIVERGING_CMAP]
+    for row, (toks, sc) in enumerate(zip(tokens, scores)):
+        sc = np.asarray(sc, dtype=float)
+        norm = _sym_norm(sc)
+        x = 0.0
+        y = 1.0 - (row + 0.5) / max(len(tokens), 1)
+        for tok, s in zip(toks, sc):
+            width = 0.012 * (len(tok) + 1.5)
+            ax.text(
+                x,
+                y,
+                tok,
+                fontsize=8,
+                va="center",
+                ha="left",
+                family="monospace",
+                bbox={"facecolor": cm(norm(s)), "edgecolor": "none", "pad": 1.5},
+                transform=ax.transAxes,
+            )
+            x += width
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_patching(
+    effects: Mapping[str, np.ndarray],
+    *,
+    position_labels: Sequence[str] | None = None,
+    ax=None,
+    title: str | None = None,
+) -> Figure:
+    """Heat map of patching effects: hook points (rows) x positions (columns)."""
+    names = list(effects)
+    grid = np.vstack([np.ravel(effects[n]) for n in names])
+    fig, ax = new_figure(ax, figsize=(max(4.0, 0.45 * grid.shape[1] + 2.5), 0.4 * len(names) + 1.5))
+    im = ax.imshow(grid, cmap=DIVERGING_CMAP, norm=_sym_norm(grid), aspect="auto")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    if position_labels is not None:
+        ax.set_xticks(range(grid.shape[1]), position_labels, rotation=60, fontsize=7)
+    ax.set_xlabel("position")
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.set_title(title or "effect of patching")
+    return fig
+
+
+def plot_back_patching(
+    matrix: np.ndarray, labels: Sequence[str], *, ax=None, title: str | None = None
+) -> Figure:
+    """metric[source j, target i] of back-patching (NaN cells blank)."""
+    fig, ax = new_figure(ax, figsize=(4.5, 4.0))
+    im = ax.imshow(matrix, cmap=SEQUENTIAL_CMAP, origin="lower")
+    ax.set_xticks(range(len(labels)), labels, rotation=60, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("target layer i (injected into)")
+    ax.set_ylabel("source layer j")
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.set_title(title or "back-patching")
+    return fig
+
+
+def plot_layer_scores(
+    scores: Mapping[str, float], *, ylabel: str = "attribution", ax=None, title: str | None = None
+) -> Figure:
+    """Bar chart of one number per hook point (e.g. total layer attribution)."""
+    fig, ax = new_figure(ax, figsize=(6.0, 3.2))
+    names = list(scores)
+    ax.bar(range(len(names)), [scores[n] for n in names], color=PALETTE[0])
+    ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8, ha="right")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_curves(
+    x: np.ndarray,
+    curves: Mapping[str, np.ndarray],
+    *,
+    xlabel: str = "fraction of features",
+    ylabel: str = "score",
+    ax=None,
+    title: str | None = None,
+) -> Figure:
+    """Line per named curve ([len(x)] or [n, len(x)], averaged) — deletion / insertion curves."""
+    fig, ax = new_figure(ax)
+    for i, (name, c) in enumerate(curves.items()):
+        c = np.asarray(c)
+        ax.plot(
+            x,
+            c.mean(0) if c.ndim == 2 else c,
+            label=name,
+            color=PALETTE[i % len(PALETTE)],
+            linestyle="--" if "insertion" in name else "-",
+        )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_metric_by_k(
+    ks: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    *,
+    ylabel: str = "DiffROAR",
+    ax=None,
+    title: str | None = None,
+) -> Figure:
+    """Line per model / method of a metric against the kept fraction k (DiffROAR)."""
+    fig, ax = new_figure(ax)
+    for i, (name, vals) in enumerate(series.items()):
+        ax.plot(ks, vals, marker="o", label=name, color=PALETTE[i % len(PALETTE)])
+    ax.axhline(0.0, color="#888888", linewidth=0.8)
+    ax.set_xlabel("fraction of features kept (k)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_images(
+    images: np.ndarray, *, titles: Sequence[str] | None = None, title: str | None = None
+) -> Figure:
+    """A row of images [n, H, W] (feature visualisations, facet means)."""
+    images = np.asarray(images)
+    n = images.shape[0]
+    fig = Figure(figsize=(1.5 * n + 0.5, 1.9), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for j, ax in enumerate(axes):
+        ax.imshow(images[j], cmap="gray_r")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles:
+            ax.set_title(titles[j], fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_logit_lens(
+    ranks: np.ndarray, labels: Sequence[str], *, ax=None, title: str | None = None
+) -> Figure:
+    """Rank of the tracked token at each residual stage (log scale), one line per example."""
+    fig, ax = new_figure(ax)
+    ranks = np.asarray(ranks)
+    for b in range(ranks.shape[1]):
+        ax.plot(range(len(labels)), ranks[:, b] + 1, marker="o", color=PALETTE[b % len(PALETTE)])
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, fontsize=7)
+    ax.set_ylabel("rank + 1")
+    ax.set_title(title or "logit lens")
+    return fig

@@ -1,0 +1,121 @@
+"""Figures for neural-collapse results (Papyan, Han & Donoho 2020 style curves).
+
+Every function takes plain arrays / mappings (never an analyzer object) and returns a
+matplotlib ``Figure``; nothing is shown or saved here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from hiddenlens.viz.style import DIVERGING_CMAP, PALETTE, new_figure
+
+
+def plot_nc_curves(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    ax=None,
+    title: str | None = None,
+    ylabel: str = "NC1",
+    xlabel: str = "epoch",
+    logy: bool = True,
+    markers: Mapping[str, float | None] | None = None,
+) -> Figure:
+    """One line per series: ``{label: (x, y)}``; ``markers`` draws labelled vertical lines
+    (e.g. ``{"first zero error": 41, "stays zero": 77}``)."""
+    fig, ax = new_figure(ax)
+    for i, (label, (x, y)) in enumerate(curves.items()):
+        y = np.asarray(y, dtype=float)
+        if logy:
+            y = np.where(y > 0, y, np.nan)  # log axis: drop exact zeros
+        ax.plot(x, y, label=label, color=PALETTE[i % len(PALETTE)], linewidth=1.5)
+    for j, (label, at) in enumerate((markers or {}).items()):
+        if at is not None:
+            ax.axvline(at, color="0.3", linestyle=("--", ":")[j % 2], linewidth=1, label=label)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if curves or markers:
+        ax.legend(fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_layer_profile(
+    layers: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    *,
+    ax=None,
+    title: str | None = None,
+    ylabel: str = "NC1",
+    logy: bool = True,
+) -> Figure:
+    """A metric across layers (x: layer names in order), one line per series."""
+    fig, ax = new_figure(ax)
+    pos = np.arange(len(layers))
+    for i, (label, vals) in enumerate(series.items()):
+        ax.plot(pos, vals, marker="o", label=label, color=PALETTE[i % len(PALETTE)])
+    ax.set_xticks(pos, list(layers), rotation=30, ha="right")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel("layer")
+    if len(series) > 1:
+        ax.legend(fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_cosine_matrix(
+    cos: np.ndarray,
+    *,
+    labels: Sequence[str] | None = None,
+    ax=None,
+    title: str | None = None,
+) -> Figure:
+    """Heatmap of pairwise cosines [C, C] on a fixed [−1, 1] diverging scale."""
+    fig, ax = new_figure(ax, figsize=(4.6, 4.0))
+    cos = np.asarray(cos, dtype=float)
+    im = ax.imshow(cos, cmap=DIVERGING_CMAP, vmin=-1, vmax=1)
+    ax.grid(False)
+    ticks = np.arange(cos.shape[0])
+    names = [str(t) for t in (labels if labels is not None else ticks)]
+    ax.set_xticks(ticks, names, fontsize=8)
+    ax.set_yticks(ticks, names, fontsize=8)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="cosine")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_norms_vs_counts(
+    counts: Sequence[float],
+    norms: Mapping[str, Sequence[float]],
+    *,
+    labels: Sequence[str] | None = None,
+    ax=None,
+    title: str | None = None,
+) -> Figure:
+    """Per-class norms (e.g. class means, classifier rows; each scaled to mean 1) against
+    the number of training rows of the class."""
+    fig, ax = new_figure(ax)
+    counts = np.asarray(counts, dtype=float)
+    for i, (label, vals) in enumerate(norms.items()):
+        v = np.asarray(vals, dtype=float)
+        ax.scatter(counts, v / v.mean(), label=label, color=PALETTE[i % len(PALETTE)], s=28)
+    if labels is not None:
+        first = np.asarray(next(iter(norms.values())), dtype=float)
+        for c, n, t in zip(counts, first / first.mean(), labels):
+            ax.annotate(str(t), (c, n), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("rows in class")
+    ax.set_ylabel("norm / mean norm")
+    ax.legend(fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title)
+    return fig

@@ -1,0 +1,161 @@
+"""Layer / SAE / token attribution, patching and the TransformerLens lenses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import hiddenlens.attribution as A
+from hiddenlens.attribution.lens import direct_logit_attribution, logit_lens
+
+
+def test_layer_methods_match_captum(mlp):
+    captum = pytest.importorskip("captum.attr")
+    x = torch.randn(4, 8)
+    ours = A.layer_gradient_x_activation(mlp, x, ["1", "3"], target=2)
+    ref = captum.LayerGradientXActivation(mlp, mlp[1]).attribute(x, target=2)
+    assert torch.allclose(ours["1"].attributions, ref, atol=1e-6)
+    base = torch.randn(4, 8)
+    lig = A.layer_integrated_gradients(mlp, x, "2", target=2, baseline_inputs=base, n_steps=24)
+    ref = captum.LayerIntegratedGradients(mlp, mlp[2]).attribute(
+        x, baselines=base, target=2, n_steps=24
+    )
+    assert torch.allclose(lig.attributions, ref, atol=1e-5)
+    # completeness at the layer: F(x) - F(baseline activation)
+    assert lig.delta.abs().max() < 1e-2
+    out = mlp(x)[:, 2] - mlp(base)[:, 2]
+    assert torch.allclose(lig.per_example_sum(), out.detach(), atol=1e-2)
+
+
+class LinearSAE:
+    """encode/decode with a linear decoder: latent IG is exact and equals latent x gradient."""
+
+    def __init__(self, d: int, n: int):
+        g = torch.Generator().manual_seed(1)
+        self.enc = torch.randn(d, n, generator=g)
+        self.dec = torch.randn(n, d, generator=g) / n
+
+    def encode(self, x):
+        return torch.relu(x @ self.enc)
+
+    def decode(self, z):
+        return z @ self.dec
+
+
+def test_sae_latent_attribution():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 6), nn.Linear(6, 2))  # downstream of "0" is linear
+    sae = LinearSAE(6, 10)
+    x = torch.randn(3, 5)
+    gxa = A.sae_latent_attribution(model, x, "0", sae, target=1)
+    ig = A.sae_latent_attribution(
+        model, x, "0", sae, target=1, method="integrated_gradients", n_steps=4
+    )
+    assert gxa.attributions.shape == (3, 10)
+    assert torch.allclose(gxa.attributions, ig.attributions, atol=1e-5)
+    assert ig.delta.abs().max() < 1e-5
+    # closed form: z_j * (dec_j . W2[1])
+    z = sae.encode(model[0](x))
+    expected = z * (sae.dec @ model[1].weight[1].detach())[None]
+    assert torch.allclose(gxa.attributions, expected.detach(), atol=1e-5)
+    # with the error term the spliced model returns the original output
+    assert torch.allclose(gxa.target_values, model(x)[:, 1].detach(), atol=1e-5)
+    with pytest.raises(TypeError, match="encode"):
+        A.sae_latent_attribution(model, x, "0", object(), target=1)
+
+
+def test_token_attributions_tiny_bert(tiny_bert):
+    from hiddenlens.hooks import ModelHandle
+
+    model, tok = tiny_bert
+    handle = ModelHandle(model=model, tokenizer=tok, kind="hf", model_id="tiny")
+    texts = ["the cat sat on the mat", "a dog ran"]
+    ref = handle.embed(["hello world"])[0]
+    res = A.token_attributions(handle, texts, A.similarity_target(ref), n_steps=64)
+    assert [len(t) for t in res.tokens] == [8, 5]  # [CLS] ... [SEP], padding dropped
+    assert res.tokens[1][0] == "[CLS]" and len(res.scores[1]) == 5
+    assert np.abs(res.delta).max() < 5e-3
+    emb = handle.embed(texts)
+    assert np.allclose(res.target_values, (emb @ ref).numpy(), atol=1e-5)
+    gxa = A.token_attributions(handle, texts, A.embedding_dim_target(3), method="grad_x_act")
+    assert gxa.delta is None and len(gxa.top(0, 3)) == 3
+
+
+def _seq_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))
+
+
+def test_activation_patching_restores_clean_exactly():
+    model = _seq_model()
+    clean, corr = torch.randn(2, 5, 4), torch.randn(2, 5, 4)
+
+    def metric(out):
+        return out[:, -1, 0].mean() - out[:, -1, 1].mean()
+
+    whole = A.activation_patching(model, clean, corr, ["0", "2", "4"], metric, per_position=False)
+    for name in whole.effects:  # patching a whole layer of the clean run restores the clean output
+        assert whole.effects[name][0] == pytest.approx(
+            whole.clean_metric - whole.corrupted_metric, abs=1e-6
+        )
+        assert whole.normalised()[name][0] == pytest.approx(1.0, abs=1e-6)
+    per = A.activation_patching(model, clean, corr, "2", metric)
+    assert per.effects["2"].shape == (5,)
+    assert np.allclose(per.effects["2"][:4], 0, atol=1e-7)  # the metric reads position -1 only
+
+
+def test_attribution_patching_equals_activation_patching_on_linear():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 5), nn.Linear(5, 2))
+    clean, corr = torch.randn(3, 7, 4), torch.randn(3, 7, 4)
+
+    def metric(out):
+        return (out[..., 0] - 0.5 * out[..., 1]).mean()
+
+    act = A.activation_patching(model, clean, corr, ["0", "1"], metric)
+    att = A.attribution_patching(model, clean, corr, ["0", "1"], metric)
+    for name in act.effects:
+        assert np.allclose(act.effects[name], att.effects[name], atol=1e-5)
+    cmp = A.compare_patching(act, att)
+    assert cmp["pearson"] > 0.9999 and cmp["max_abs_diff"] < 1e-5 and cmp["top5_overlap"] == 1.0
+    # a nonlinear model: the estimate differs but is reported, not hidden
+    nl = A.compare_patching(
+        A.activation_patching(_seq_model(), clean, corr, ["0", "2"], metric),
+        A.attribution_patching(_seq_model(), clean, corr, ["0", "2"], metric),
+    )
+    assert set(nl) == {"pearson", "spearman", "max_abs_diff", "top5_overlap"}
+
+
+def test_back_patching_planted():
+    torch.manual_seed(0)
+    model = nn.Sequential(*[nn.Linear(3, 3, bias=False) for _ in range(3)])
+    for layer in model[1:]:  # the same map three times: out_j = W^(j+1) x
+        layer.weight.data.copy_(model[0].weight.data)
+    lin = model[0]
+    x = torch.randn(2, 4, 3)
+    res = A.back_patching(model, x, ["0", "1", "2"], lambda o: o.sum(), position=None)
+    W = lin.weight.detach()
+    # the state after layer 1 (W^2 x) injected after layer 0 runs through 2 more layers: W^4 x
+    expected = (x @ torch.linalg.matrix_power(W, 4).T).sum()
+    assert res.metric[1, 0] == pytest.approx(float(expected), rel=1e-5)
+    assert np.isnan(res.metric[0, 0]) and np.isnan(res.metric[0, 1]) and np.isnan(res.metric[1, 2])
+    assert res.best()[0] in ("1", "2")
+
+
+def test_dla_and_logit_lens(tiny_tl):
+    model = tiny_tl
+    tokens = torch.randint(0, 20, (3, 6))
+    dla = direct_logit_attribution(model, tokens, answer=[1, 2, 3], counterfactual=4)
+    assert dla.total == pytest.approx(dla.logit, abs=1e-4)  # components sum to the logit difference
+    assert dla.heads.shape == (2, 4) and len(dla.top(3)) == 3
+    lens = logit_lens(model, tokens, 5)
+    assert lens.ranks.shape == (3, 3)  # (n_layers + 1 stages) x batch
+    final = model(tokens)[:, -1]
+    true_rank = (final > final[:, 5:6]).sum(1).numpy()
+    assert np.array_equal(lens.ranks[-1], true_rank)
+    with pytest.raises(TypeError, match="HookedTransformer"):
+        logit_lens(nn.Linear(2, 2), tokens, 1)
+    with pytest.raises(ValueError, match="out of range"):
+        direct_logit_attribution(model, tokens, answer=99)

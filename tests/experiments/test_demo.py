@@ -1,0 +1,16 @@
+"""The main job end to end on tiny settings: every analyzer's section runs and reports."""
+
+import json
+
+from experiments.demo import run as demo
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    assert demo.main(["--out", str(out), "--fast"]) == 0
+    page = (out / "report.html").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert "failed" not in page.split("<nav>")[1].split("</nav>")[0]
+    for name in demo.SECTIONS:
+        assert f"demo/seconds/{name}" in metrics
+    assert len(metrics) > 20

@@ -1,0 +1,104 @@
+"""Shuffled batches: every row exactly once, reproducible, disjoint and complete across ranks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hiddenlens.store import cache_activations
+
+N = 1000
+
+
+class _Double(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+@pytest.fixture(scope="module")
+def id_store(tmp_path_factory):
+    """Rows whose first column is the row index, and a second hook equal to twice the first."""
+    data = torch.randn(N, 6, generator=torch.Generator().manual_seed(0))
+    data[:, 0] = torch.arange(N, dtype=torch.float32)
+    model = nn.Sequential(nn.Identity(), _Double())
+    out = tmp_path_factory.mktemp("ids") / "s"
+    return cache_activations(model, data, ["0", "1"], out, batch_size=64, shard_size_mb=0.01)
+
+
+def _ids(batches) -> np.ndarray:
+    return torch.cat(list(batches))[:, 0].long().numpy()
+
+
+SMALL = dict(buffer_mb=0.004, block_rows=7)  # windows of a few batches, many blocks
+
+
+@pytest.mark.parametrize("kwargs", [SMALL, {}])
+def test_each_row_once_and_shuffled(id_store, kwargs):
+    assert id_store.n_shards > 3
+    ids = _ids(id_store.batches("0", 32, seed=0, **kwargs))
+    assert np.array_equal(np.sort(ids), np.arange(N))
+    assert not np.array_equal(ids, np.arange(N))
+    # shuffled beyond the block level: neighbours in the output are rarely neighbours on disk
+    assert np.mean(np.abs(np.diff(ids)) == 1) < 0.2
+
+
+def test_batch_sizes_and_drop_last(id_store):
+    sizes = [len(b) for b in id_store.batches("0", 64, **SMALL)]
+    assert sizes == [64] * (N // 64) + [N % 64]
+    sizes = [len(b) for b in id_store.batches("0", 64, drop_last=True, **SMALL)]
+    assert sizes == [64] * (N // 64)
+
+
+def test_reproducible_with_seed(id_store):
+    a = _ids(id_store.batches("0", 50, seed=3, **SMALL))
+    b = _ids(id_store.batches("0", 50, seed=3, **SMALL))
+    c = _ids(id_store.batches("0", 50, seed=4, **SMALL))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("world_size", [2, 3, 7])
+def test_ranks_disjoint_and_complete(id_store, world_size):
+    parts = [
+        _ids(id_store.batches("0", 16, seed=1, rank=r, world_size=world_size, **SMALL))
+        for r in range(world_size)
+    ]
+    joined = np.concatenate(parts)
+    assert len(joined) == N and np.array_equal(np.sort(joined), np.arange(N))
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    dropped = [
+        _ids(
+            id_store.batches(
+                "0", 16, seed=1, rank=r, world_size=world_size, drop_last=True, **SMALL
+            )
+        )
+        for r in range(world_size)
+    ]
+    per = (N // world_size) // 16 * 16
+    assert all(len(p) == per for p in dropped)
+    joined = np.concatenate(dropped)
+    assert len(np.unique(joined)) == len(joined)
+
+
+def test_unshuffled_is_storage_order(id_store):
+    ids = _ids(id_store.batches("0", 100, shuffle=False))
+    assert np.array_equal(ids, np.arange(N))
+    ids = _ids(id_store.batches("0", 100, shuffle=False, rank=1, world_size=2))
+    assert np.array_equal(ids, np.arange(N // 2, N))
+
+
+def test_multiple_hooks_stay_aligned(id_store):
+    seen = 0
+    for a, b in id_store.batches(["0", "1"], 40, seed=2, **SMALL):
+        assert a.dtype == torch.float32 and a.shape == (len(a), 6)
+        assert torch.equal(b, 2 * a)
+        seen += len(a)
+    assert seen == N
+
+
+def test_batches_are_independent_tensors(id_store):
+    batches = list(id_store.batches("0", 32, seed=0, **SMALL))  # buffers are reused inside
+    assert np.array_equal(np.sort(_ids(batches)), np.arange(N))
+    batches[0].zero_()  # writable, and writing does not touch the store
+    assert id_store.rows("0")[:, 0].sum() == N * (N - 1) / 2

@@ -1,0 +1,114 @@
+"""Interrupted runs resume after the last complete shard: nothing lost, nothing duplicated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hiddenlens.store import ActivationStore, cache_activations
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _resume_worker  # noqa: E402
+
+WORKER = Path(__file__).with_name("_resume_worker.py")
+
+
+def _assert_same_store(a: ActivationStore, b: ActivationStore) -> None:
+    assert len(a) == len(b) and a.hook_points == b.hook_points
+    for hook in a.hook_points:
+        assert np.array_equal(a.rows(hook), b.rows(hook))
+        np.testing.assert_allclose(a.stats(hook)["mean"], b.stats(hook)["mean"], rtol=1e-12)
+    assert a.meta.keys() == b.meta.keys()
+    for key in a.meta:
+        assert np.array_equal(a.meta[key], b.meta[key])
+
+
+def _shards_done(out: Path) -> int:
+    try:
+        return len(json.loads((out / "progress.json").read_text())["shards"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return 0
+
+
+def test_sigkill_mid_cache_then_rerun_equals_uninterrupted(tmp_path):
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(out), "0.03"], env=env)
+    try:
+        deadline = time.time() + 120
+        while _shards_done(out) < 2 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "worker finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (out / "manifest.json").exists()
+    done = json.loads((out / "progress.json").read_text())
+    assert 0 < done["n_rows"] < 400
+    resumed = _resume_worker.run(str(out), 0.0)
+    reference = _resume_worker.run(str(tmp_path / "reference"), 0.0)
+    _assert_same_store(resumed, reference)
+    assert np.array_equal(resumed.meta["sample_idx"], np.arange(400))
+
+
+class _InterruptAfter(nn.Module):
+    """Raises KeyboardInterrupt (a Ctrl-C) on the n-th forward call, once."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.calls, self.n = 0, n
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return x
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_ctrl_c_then_rerun_equals_uninterrupted(tmp_path, tensor_data, dtype):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), _InterruptAfter(7), nn.Linear(16, 16))
+    kwargs = dict(batch_size=16, shard_size_mb=0.002, dtype=dtype)
+    with pytest.raises(KeyboardInterrupt):
+        cache_activations(model, tensor_data, ["0", "2"], tmp_path / "a", **kwargs)
+    assert not (tmp_path / "a" / "manifest.json").exists()
+    assert 0 < json.loads((tmp_path / "a" / "progress.json").read_text())["n_rows"] < 300
+    resumed = cache_activations(model, tensor_data, ["0", "2"], tmp_path / "a", **kwargs)
+    reference = cache_activations(model, tensor_data, ["0", "2"], tmp_path / "b", **kwargs)
+    _assert_same_store(resumed, reference)
+    assert not (tmp_path / "a" / "progress.json").exists()
+
+
+def test_rerun_of_finished_call_reuses_store(tmp_path, mlp_model, tensor_data):
+    cache_activations(mlp_model, tensor_data, ["0"], tmp_path / "s")
+    stamp = (tmp_path / "s" / "manifest.json").stat().st_mtime_ns
+    calls = []
+    handle = mlp_model[0].register_forward_hook(lambda *a: calls.append(1))
+    store = cache_activations(mlp_model, tensor_data, ["0"], tmp_path / "s")
+    handle.remove()
+    assert calls == [] and len(store) == 300
+    assert (tmp_path / "s" / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_max_rows_resume(tmp_path, mlp_model, tensor_data):
+    kwargs = dict(batch_size=16, shard_size_mb=0.002, max_rows=250)
+    model = nn.Sequential(mlp_model[0], _InterruptAfter(10))
+    with pytest.raises(KeyboardInterrupt):
+        cache_activations(model, tensor_data, ["1"], tmp_path / "a", **kwargs)
+    resumed = cache_activations(model, tensor_data, ["1"], tmp_path / "a", **kwargs)
+    assert len(resumed) == 250
+    with torch.no_grad():
+        assert np.array_equal(resumed.rows("1"), mlp_model[0](tensor_data[:250]).numpy())
