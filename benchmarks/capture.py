@@ -10,7 +10,7 @@ On MiniLM over (a sample of) the demo corpus, hook points encoder.layer.0..5:
 
 Each timing is the best of several interleaved repetitions, so load from other processes
 mostly cancels in the ratios. Usage:
-    python benchmarks/capture.py [--tokens 8000] [--reps 2]
+    python benchmarks/capture.py [--tokens 4000] [--reps 2]   (--tokens 20000 for a fuller run)
 """
 
 from __future__ import annotations
@@ -211,17 +211,17 @@ def bench_transformer_lens(reps: int) -> None:
 
     cfg = HookedTransformerConfig(
         n_layers=4,
-        d_model=256,
-        n_ctx=128,
+        d_model=128,
+        n_ctx=64,
         d_head=32,
-        n_heads=8,
-        d_mlp=1024,
+        n_heads=4,
+        d_mlp=512,
         d_vocab=2000,
         act_fn="gelu",
         seed=0,
     )
     model = HookedTransformer(cfg).eval()
-    tokens = torch.randint(0, cfg.d_vocab, (16, cfg.n_ctx), generator=torch.Generator())
+    tokens = torch.randint(0, cfg.d_vocab, (4, 64), generator=torch.Generator().manual_seed(0))
     names = hook_points(model)
 
     @torch.no_grad()
@@ -255,7 +255,7 @@ def bench_transformer_lens(reps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, default=8000, help="MiniLM tokens to run")
+    parser.add_argument("--tokens", type=int, default=4000, help="MiniLM tokens to run")
     parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions")
     parser.add_argument("--mem-rows", type=int, default=4000, help="N for the memory test")
     parser.add_argument("--shard-mb", type=float, default=8.0, help="shard size, memory test")

@@ -29,15 +29,14 @@ def reference_topk(x: torch.Tensor, codes: torch.Tensor, k: int) -> torch.Tensor
 def bench_lookup(repeats: int) -> None:
     g = torch.Generator().manual_seed(0)
     x, codes = torch.randn(4096, 384, generator=g), torch.randn(1024, 384, generator=g)
-    layer = CodebookLayer(384, 1024, k=8)
-    with torch.no_grad():
-        layer.codes.copy_(codes)
     for k in (1, 8):
-        layer.config.k = k
+        layer = CodebookLayer(384, 1024, k=k)
+        with torch.no_grad():
+            layer.codes.copy_(codes)
         fns = {
-            "reference normalize+matmul+topk": lambda: reference_topk(x, codes, k),
-            "hiddenlens topk_codes": lambda: topk_codes(x, codes, k, "cosine")[0],
-            "hiddenlens CodebookLayer.encode": lambda: layer.encode(x),
+            "reference normalize+matmul+topk": lambda k=k: reference_topk(x, codes, k),
+            "hiddenlens topk_codes": lambda k=k: topk_codes(x, codes, k, "cosine")[0],
+            "hiddenlens CodebookLayer.encode": lambda layer=layer: layer.encode(x),
         }
         ref = fns["reference normalize+matmul+topk"]()
         for name, fn in fns.items():  # same answer (scores tie only on exact duplicates)
@@ -59,8 +58,17 @@ def bench_lookup(repeats: int) -> None:
 def _tiny_model():
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    cfg = HookedTransformerConfig(n_layers=2, d_model=64, n_heads=4, d_head=16, d_mlp=256,
-                                  n_ctx=64, d_vocab=10, act_fn="gelu", seed=0)
+    cfg = HookedTransformerConfig(
+        n_layers=2,
+        d_model=64,
+        n_heads=4,
+        d_head=16,
+        d_mlp=256,
+        n_ctx=64,
+        d_vocab=10,
+        act_fn="gelu",
+        seed=0,
+    )
     return HookedTransformer(cfg)
 
 
@@ -88,8 +96,10 @@ def bench_finetune(steps: int) -> None:
     cb.detach()
     print(f"fine-tuning, 2-layer d_model 64, batch 32 x 64 tokens, {steps} steps:")
     print(f"  plain model training            {plain:10.0f} tokens/s")
-    print(f"  codebook-only (2 x 1000 codes)  {hist['tokens_per_s']:10.0f} tokens/s  "
-          f"ratio {hist['tokens_per_s'] / plain:5.2f}")
+    print(
+        f"  codebook-only (2 x 1000 codes)  {hist['tokens_per_s']:10.0f} tokens/s  "
+        f"ratio {hist['tokens_per_s'] / plain:5.2f}"
+    )
 
 
 def main() -> None:

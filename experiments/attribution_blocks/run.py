@@ -61,13 +61,25 @@ class BlocksConfig:
 
 def mlp(d_in: int, hidden: int, n_out: int) -> nn.Module:
     return nn.Sequential(
-        nn.Flatten(), nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(d_in, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
         nn.Linear(hidden, n_out),
     )
 
 
-def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: BlocksConfig, *, epochs: int,
-          adversarial: bool = False, seed: int = 0) -> nn.Module:
+def train(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: BlocksConfig,
+    *,
+    epochs: int,
+    adversarial: bool = False,
+    seed: int = 0,
+) -> nn.Module:
     """Adam on cross-entropy; with ``adversarial`` every batch is replaced by its PGD attack."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -107,7 +119,15 @@ def block_section(report, cfg: BlocksConfig) -> dict[str, float]:
     for name, adv in (("standard", False), ("robust", True)):
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed)
-        model = train(mlp(d, cfg.hidden, n_cls), xtr, ytr, cfg, epochs=cfg.epochs, adversarial=adv, seed=cfg.seed)
+        model = train(
+            mlp(d, cfg.hidden, n_cls),
+            xtr,
+            ytr,
+            cfg,
+            epochs=cfg.epochs,
+            adversarial=adv,
+            seed=cfg.seed,
+        )
         x_adv = pgd_attack(model, xte, yte, eps=cfg.eps, steps=20, seed=cfg.seed)
         grads_te = saliency(model, xte, target=yte).attributions  # |d logit_y / d x|
         grads_tr = saliency(model, xtr, target=ytr).attributions
@@ -124,7 +144,9 @@ def block_section(report, cfg: BlocksConfig) -> dict[str, float]:
         curves = deletion_insertion(model, xte[:200], grads_te[:200], target=yte[:200], n_steps=16)
         m.update(curves.metrics())
         roar_res = diffroar(
-            (tr.x, tr.y, te.x, te.y), (grads_tr.numpy(), grads_te.numpy()), fractions=cfg.ks,
+            (tr.x, tr.y, te.x, te.y),
+            (grads_tr.numpy(), grads_te.numpy()),
+            fractions=cfg.ks,
             fit=lambda xs, ys: _retrain_predict(xs, ys, cfg, d, n_cls),
         )
         m.update(roar_res)
@@ -151,21 +173,40 @@ def block_section(report, cfg: BlocksConfig) -> dict[str, float]:
     sec.add_table(rows, caption="per model (test set)")
     sec.add_metrics(metrics)
     sec.add_figure(
-        plot_image_attributions(te.x[:8, 0], maps, titles=[f"y={c}, sig={'top' if b == 0 else 'bot'}"
-                                for c, b in zip(te.y[:8], te.signal_block[:8])]),
-        "block_attributions", caption="test images and their attributions",
+        plot_image_attributions(
+            te.x[:8, 0],
+            maps,
+            titles=[
+                f"y={c}, sig={'top' if b == 0 else 'bot'}"
+                for c, b in zip(te.y[:8], te.signal_block[:8])
+            ],
+        ),
+        "block_attributions",
+        caption="test images and their attributions",
     )
-    sec.add_figure(plot_metric_by_k(cfg.ks, {k: v for k, v in roar.items() if k != "_curves"}),
-                   "diffroar", caption="DiffROAR against the kept fraction")
-    sec.add_figure(plot_curves(curves.fractions, roar["_curves"], ylabel="p(target)"),
-                   "deletion_insertion", caption="deletion / insertion curves of |gradient| rankings")
+    sec.add_figure(
+        plot_metric_by_k(cfg.ks, {k: v for k, v in roar.items() if k != "_curves"}),
+        "diffroar",
+        caption="DiffROAR against the kept fraction",
+    )
+    sec.add_figure(
+        plot_curves(curves.fractions, roar["_curves"], ylabel="p(target)"),
+        "deletion_insertion",
+        caption="deletion / insertion curves of |gradient| rankings",
+    )
     return metrics
 
 
 def _retrain_predict(xs: np.ndarray, ys: np.ndarray, cfg: BlocksConfig, d: int, n_cls: int):
     torch.manual_seed(cfg.seed + 1)
-    model = train(mlp(d, cfg.hidden // 2, n_cls), torch.tensor(xs), torch.tensor(ys), cfg,
-                  epochs=cfg.roar_epochs, seed=cfg.seed + 1)
+    model = train(
+        mlp(d, cfg.hidden // 2, n_cls),
+        torch.tensor(xs),
+        torch.tensor(ys),
+        cfg,
+        epochs=cfg.roar_epochs,
+        seed=cfg.seed + 1,
+    )
     return lambda xt: model(torch.tensor(xt)).argmax(1).detach().numpy()
 
 
@@ -180,8 +221,13 @@ def featvis_section(report, cfg: BlocksConfig) -> dict[str, float]:
     y = torch.tensor(digits.target)
     torch.manual_seed(cfg.seed)
     cnn = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 16, 10),
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 16, 10),
     )
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
     tr, te = perm[:1400], perm[1400:]
@@ -189,13 +235,20 @@ def featvis_section(report, cfg: BlocksConfig) -> dict[str, float]:
     acc = accuracy(cnn, x[te], y[te])
     kw = {"shape": (1, 8, 8), "steps": cfg.fv_steps, "lr": 0.05, "jitter": 1, "l2_decay": 1e-2}
     classes = list(range(10))
-    imgs = [activation_maximisation(cnn, "6", c, blur_every=4, seed=c, **kw).images[0, 0] for c in classes]
-    fimgs = [activation_maximisation(cnn, "6", c, frequency_prior=True, seed=c, **kw).images[0, 0]
-             for c in classes]
+    imgs = [
+        activation_maximisation(cnn, "6", c, blur_every=4, seed=c, **kw).images[0, 0]
+        for c in classes
+    ]
+    fimgs = [
+        activation_maximisation(cnn, "6", c, frequency_prior=True, seed=c, **kw).images[0, 0]
+        for c in classes
+    ]
     probs = torch.softmax(cnn(torch.stack(imgs)[:, None]), 1).diagonal()
     unit = 1
     fkw = {k: v for k, v in kw.items() if k != "shape"}
-    facets = multifaceted_visualisation(cnn, "6", unit, x[tr], n_facets=3, top_n=60, blur_every=4, **fkw)
+    facets = multifaceted_visualisation(
+        cnn, "6", unit, x[tr], n_facets=3, top_n=60, blur_every=4, **fkw
+    )
     sec = report.add_section(
         "Feature visualisation: small CNN on digits",
         text=(
@@ -208,19 +261,29 @@ def featvis_section(report, cfg: BlocksConfig) -> dict[str, float]:
     m = {"cnn_test_acc": acc, "fv_mean_softmax_of_target": float(probs.mean())}
     m.update({f"facet_size/{i}": float(len(f)) for i, f in enumerate(facets.facets)})
     sec.add_metrics(m)
-    sec.add_figure(plot_images(np.stack(imgs), titles=[str(c) for c in classes]), "am_pixel",
-                   caption="pixel parameterisation + jitter/blur/L2")
-    sec.add_figure(plot_images(np.stack(fimgs), titles=[str(c) for c in classes]), "am_fourier",
-                   caption="frequency prior")
+    sec.add_figure(
+        plot_images(np.stack(imgs), titles=[str(c) for c in classes]),
+        "am_pixel",
+        caption="pixel parameterisation + jitter/blur/L2",
+    )
+    sec.add_figure(
+        plot_images(np.stack(fimgs), titles=[str(c) for c in classes]),
+        "am_fourier",
+        caption="frequency prior",
+    )
     both = np.concatenate([facets.facet_means[:, 0].numpy(), facets.images[:, 0].numpy()])
-    titles = [f"mean {i} (n={len(f)})" for i, f in enumerate(facets.facets)] + [f"facet {i}" for i in range(3)]
+    titles = [f"mean {i} (n={len(f)})" for i, f in enumerate(facets.facets)] + [
+        f"facet {i}" for i in range(3)
+    ]
     sec.add_figure(plot_images(both, titles=titles), "facets", caption=f"facets of class {unit}")
     return {f"cnn/{k}": v for k, v in m.items()}
 
 
 def _is_headline(key: str) -> bool:
     last = key.split("/", 1)[-1]
-    return last in ("clean_acc", "pgd_acc", "pointing_game", "pointing_fail_rate") or "diffroar" in key
+    return (
+        last in ("clean_acc", "pgd_acc", "pointing_game", "pointing_fail_rate") or "diffroar" in key
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -230,10 +293,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # tiny models: a second thread only adds sync overhead
     cfg = BlocksConfig(seed=args.seed)
     if args.fast:
-        cfg = dataclasses.replace(cfg, copies=2, epochs=4, roar_epochs=3, cnn_epochs=2, fv_steps=20, ks=(0.1,))
+        cfg = dataclasses.replace(
+            cfg, copies=2, epochs=4, roar_epochs=3, cnn_epochs=2, fv_steps=20, ks=(0.1,)
+        )
     from hiddenlens.report import Report
 
     report = Report("Attribution on block digits", config=dataclasses.asdict(cfg))
@@ -244,7 +309,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     report.add_metrics(headline)
     path = report.write(args.out)
     for name in ("standard", "robust"):
-        parts = [f"{k.split('/', 1)[1]}={v:.3f}" for k, v in headline.items() if k.startswith(name + "/")]
+        parts = [
+            f"{k.split('/', 1)[1]}={v:.3f}" for k, v in headline.items() if k.startswith(name + "/")
+        ]
         print(f"{name:>8}: " + "  ".join(parts))
     print(f"report: {path}  ({time.perf_counter() - t0:.0f} s)")
     return metrics

@@ -10,13 +10,15 @@ from hiddenlens.viz.codebook import plot_code_label_matrix, plot_code_vs_neuron,
 
 def build_report(cfg, res: dict, assoc: dict, history: dict, train_losses) -> Report:
     report = Report("Codebook features on TokFSM", config=asdict(cfg))
-    report.add_metrics({
-        "accuracy_drop_points": res["accuracy/drop_points"],
-        "code_state_purity_min": res["state/purity_min"],
-        "code_state_nmi_min": res["state/nmi_min"],
-        "best_neuron_f1": res["state/neuron_f1_max"],
-        "forcing_success_rate": res["forcing/success_rate"],
-    })
+    report.add_metrics(
+        {
+            "accuracy_drop_points": res["accuracy/drop_points"],
+            "code_state_purity_min": res["state/purity_min"],
+            "code_state_nmi_min": res["state/nmi_min"],
+            "best_neuron_f1": res["state/neuron_f1_max"],
+            "forcing_success_rate": res["forcing/success_rate"],
+        }
+    )
     sec = report.add_section("Setup")
     sec.add_text(
         f"Random FSM with {cfg.n_states} states (two digit tokens each), {cfg.n_successors} "
@@ -25,9 +27,12 @@ def build_report(cfg, res: dict, assoc: dict, history: dict, train_losses) -> Re
         f"of {cfg.n_codes} codes, k={cfg.k}, cosine similarity, k-means init, at every "
         f"hook_resid_post; codebook-only fine-tuning for {cfg.finetune_steps} steps."
     )
-    sec.add_figure(plot_losses({"model training": train_losses,
-                                "codebook fine-tuning (task loss)": history["loss"]}),
-                   "fsm_losses")
+    sec.add_figure(
+        plot_losses(
+            {"model training": train_losses, "codebook fine-tuning (task loss)": history["loss"]}
+        ),
+        "fsm_losses",
+    )
     sec = report.add_section("(a) Accuracy")
     sec.add_text("Share of positions where the argmax next token is allowed by the FSM.")
     sec.add_metrics({k: v for k, v in res.items() if k.startswith("accuracy/")})
@@ -43,22 +48,30 @@ def build_report(cfg, res: dict, assoc: dict, history: dict, train_losses) -> Re
     sec.add_metrics({k: v for k, v in res.items() if k.startswith("state/")})
     hooks = list(assoc["joint"])
     sec.add_figure(
-        plot_code_vs_neuron(hooks, [res[f"state/code_f1/{h}"] for h in hooks],
-                            [res[f"state/neuron_f1/{h}"] for h in hooks],
-                            title="mean F1 per FSM state"), "fsm_code_vs_neuron")
+        plot_code_vs_neuron(
+            hooks,
+            [res[f"state/code_f1/{h}"] for h in hooks],
+            [res[f"state/neuron_f1/{h}"] for h in hooks],
+            title="mean F1 per FSM state",
+        ),
+        "fsm_code_vs_neuron",
+    )
     codes, labels = assoc["joint"][hooks[0]]
-    sec.add_figure(plot_code_label_matrix(codes, labels, title=f"codes vs states, {hooks[0]}"),
-                   "fsm_code_state_matrix")
+    sec.add_figure(
+        plot_code_label_matrix(codes, labels, title=f"codes vs states, {hooks[0]}"),
+        "fsm_code_state_matrix",
+    )
     sec = report.add_section("(c) Forcing state codes")
     sec.add_text(
         "At a random state-end position the code of another random state is forced (k=1, "
         "so the whole code set is replaced) at that position only. Success: the predicted "
         "next token is a first digit of one of the new state's successors. Baseline: the "
-        "same check on the unforced prediction. Exclusive: among trials where some digit "
-        "is allowed by the new state but not by the old one, the share predicting one."
+        "same check on the unforced prediction. Mode rate: the prediction is a most likely "
+        "next digit of the new state (the digit starting the most of its successors)."
     )
     sec.add_metrics({k: v for k, v in res.items() if k.startswith("forcing/")})
     sec = report.add_section("Timings")
-    sec.add_metrics({k: v for k, v in res.items() if k.startswith(("time/", "train/",
-                                                                   "finetune/"))})
+    sec.add_metrics(
+        {k: v for k, v in res.items() if k.startswith(("time/", "train/", "finetune/"))}
+    )
     return report

@@ -48,7 +48,8 @@ class Config:
     n_codes: int = 1000
     k: int = 1
     kmeans_rows: int = 16384
-    finetune_steps: int = 300
+    finetune_steps: int = 400
+    dead_code_every: int = 50
     finetune_lr: float = 1e-3
     eval_sequences: int = 256
     forcing_trials: int = 512
@@ -65,9 +66,16 @@ def build_model(cfg: Config):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     tl_cfg = HookedTransformerConfig(
-        n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads,
-        d_head=cfg.d_model // cfg.n_heads, d_mlp=4 * cfg.d_model, n_ctx=2 * cfg.seq_states,
-        d_vocab=10, act_fn="gelu", normalization_type="LN", seed=cfg.seed,
+        n_layers=cfg.n_layers,
+        d_model=cfg.d_model,
+        n_heads=cfg.n_heads,
+        d_head=cfg.d_model // cfg.n_heads,
+        d_mlp=4 * cfg.d_model,
+        n_ctx=2 * cfg.seq_states,
+        d_vocab=10,
+        act_fn="gelu",
+        normalization_type="LN",
+        seed=cfg.seed,
     )
     return HookedTransformer(tl_cfg)
 
@@ -100,6 +108,30 @@ def train(model, fsm: TokFSM, cfg: Config) -> list[float]:
     return losses
 
 
+def train_or_load(model, fsm: TokFSM, cfg: Config, out_dir: Path) -> list[float]:
+    """Train, or reuse the weights a previous run with the same training settings saved."""
+    from safetensors.torch import load_file, save_file
+
+    key = (
+        f"s{cfg.seed}_n{cfg.n_states}x{cfg.n_successors}_d{cfg.d_model}_L{cfg.n_layers}"
+        f"_h{cfg.n_heads}_T{cfg.seq_states}_steps{cfg.train_steps}_b{cfg.batch_size}_lr{cfg.lr}"
+    )
+    path = out_dir / f"fsm_model_{key}.safetensors"
+    losses_path = path.with_suffix(".losses.json")
+    if path.is_file() and losses_path.is_file():
+        logger.info("reusing the trained model %s", path)
+        model.load_state_dict(load_file(str(path)))
+        model.eval()
+        return json.loads(losses_path.read_text())
+    losses = train(model, fsm, cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.replace(path)
+    losses_path.write_text(json.dumps(losses))
+    return losses
+
+
 @torch.no_grad()
 def raw_activations(model, tokens: torch.Tensor, hooks: list[str]) -> dict[str, torch.Tensor]:
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in hooks)
@@ -112,7 +144,7 @@ def run(cfg: Config, out_dir: Path) -> dict:
     fsm = TokFSM(cfg.n_states, cfg.n_successors, seed=cfg.seed)
     model = build_model(cfg)
     t0 = time.perf_counter()
-    train_losses = train(model, fsm, cfg)
+    train_losses = train_or_load(model, fsm, cfg, out_dir)
     timings["train_s"] = time.perf_counter() - t0
 
     tok_np, states = fsm.sample(cfg.eval_sequences, cfg.seq_states, seed=999)
@@ -123,9 +155,12 @@ def run(cfg: Config, out_dir: Path) -> dict:
     acc_base = validity_accuracy(base_logits, valid)
 
     hooks = [f"blocks.{i}.hook_resid_post" for i in range(cfg.n_layers)]
-    init_tok = torch.as_tensor(fsm.sample(cfg.kmeans_rows // (2 * cfg.seq_states) + 1,
-                                          cfg.seq_states, seed=555)[0])
-    init = {h: a.reshape(-1, cfg.d_model) for h, a in raw_activations(model, init_tok, hooks).items()}
+    init_tok = torch.as_tensor(
+        fsm.sample(cfg.kmeans_rows // (2 * cfg.seq_states) + 1, cfg.seq_states, seed=555)[0]
+    )
+    init = {
+        h: a.reshape(-1, cfg.d_model) for h, a in raw_activations(model, init_tok, hooks).items()
+    }
     raw_eval = raw_activations(model, tokens, hooks)
     t0 = time.perf_counter()
     cb = attach(model, hooks, cfg.n_codes, cfg.k, init=init, seed=cfg.seed)
@@ -133,9 +168,15 @@ def run(cfg: Config, out_dir: Path) -> dict:
     init_codes = {h: layer.codes.detach().clone() for h, layer in cb.layers.items()}
     with torch.no_grad():
         acc_init = validity_accuracy(cb(tokens), valid)
-    ft_cfg = FinetuneConfig(steps=cfg.finetune_steps, lr=cfg.finetune_lr, dead_code_every=0)
-    history = finetune(cb, batches(fsm, cfg, cfg.finetune_steps, seed=50_000),
-                       lambda logits, toks: lm_loss(logits, toks), ft_cfg)
+    ft_cfg = FinetuneConfig(
+        steps=cfg.finetune_steps, lr=cfg.finetune_lr, dead_code_every=cfg.dead_code_every
+    )
+    history = finetune(
+        cb,
+        batches(fsm, cfg, cfg.finetune_steps, seed=50_000),
+        lambda logits, toks: lm_loss(logits, toks),
+        ft_cfg,
+    )
     timings["finetune_s"] = history["seconds"]
     with torch.no_grad():
         cb_logits = cb(tokens)
@@ -143,8 +184,9 @@ def run(cfg: Config, out_dir: Path) -> dict:
 
     codes_eval = {h: layer.last_codes[..., 0].numpy() for h, layer in cb.layers.items()}
     assoc = evaluate_codes(cb, codes_eval, raw_eval, init_codes, states, cfg.n_codes)
-    forcing = forcing_trials(cb, fsm, tokens, states, assoc["state_code"], cfg.forcing_trials,
-                             seed=cfg.seed)
+    forcing = forcing_trials(
+        cb, fsm, tokens, states, assoc["state_code"], cfg.forcing_trials, seed=cfg.seed
+    )
     cb.detach()
     results = {
         "accuracy/original": acc_base,
@@ -178,13 +220,19 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(cfg.threads)
     res = run(cfg, out)
-    print(f"(a) accuracy drop: {res['accuracy/drop_points']:.2f} points "
-          f"({res['accuracy/original']:.4f} -> {res['accuracy/codebook']:.4f})")
-    print(f"(b) code-state purity {res['state/purity_min']:.3f}, NMI {res['state/nmi_min']:.3f} "
-          f"(min over layers) vs best-neuron F1 {res['state/neuron_f1_max']:.3f} "
-          f"(best layer); k-means-on-raw NMI {res['state/kmeans_nmi_min']:.3f}")
-    print(f"(c) forcing success: {res['forcing/success_rate']:.3f} "
-          f"(unforced baseline {res['forcing/baseline_rate']:.3f})")
+    print(
+        f"(a) accuracy drop: {res['accuracy/drop_points']:.2f} points "
+        f"({res['accuracy/original']:.4f} -> {res['accuracy/codebook']:.4f})"
+    )
+    print(
+        f"(b) code-state purity {res['state/purity_min']:.3f}, NMI {res['state/nmi_min']:.3f} "
+        f"(min over layers) vs best-neuron F1 {res['state/neuron_f1_max']:.3f} "
+        f"(best layer); k-means-on-raw NMI {res['state/kmeans_nmi_min']:.3f}"
+    )
+    print(
+        f"(c) forcing success: {res['forcing/success_rate']:.3f} "
+        f"(unforced baseline {res['forcing/baseline_rate']:.3f})"
+    )
     print(json.dumps({k: round(v, 4) for k, v in res.items()}, indent=1))
 
 

@@ -27,8 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train import Recipe, RunResult, load_data, train  # noqa: E402
 
-from hiddenlens.collapse import SigmaBWarning, accumulate, cosine_matrix  # noqa: E402
-from hiddenlens.collapse import imbalance_metrics, zero_error_epochs  # noqa: E402
+from hiddenlens.collapse import (  # noqa: E402
+    SigmaBWarning,
+    accumulate,
+    cosine_matrix,
+    imbalance_metrics,
+    zero_error_epochs,
+)
 
 PEN = "fc:input"  # penultimate features: the classifier's input
 MINORITY = (0, 1, 2)

@@ -55,10 +55,14 @@ def run(ctx) -> None:
         "ig_completeness_max_abs_delta": float(np.abs(ig.delta).max()),
         "ig_mean_target": float(ig.target_values.mean()),
     }
-    sec.add_figure(plot_token_attributions(ig.tokens, ig.scores), "token_ig", caption="IG per token")
+    sec.add_figure(
+        plot_token_attributions(ig.tokens, ig.scores), "token_ig", caption="IG per token"
+    )
     sec.add_table(
-        [{"text": t[:60], "top tokens": ", ".join(f"{w} ({s:+.3f})" for w, s in ig.top(i, 4))}
-         for i, t in enumerate(texts)],
+        [
+            {"text": t[:60], "top tokens": ", ".join(f"{w} ({s:+.3f})" for w, s in ig.top(i, 4))}
+            for i, t in enumerate(texts)
+        ],
         caption="largest |IG| tokens",
     )
     metrics.update(_layers(ctx, sec, texts, target, n_steps))
@@ -90,15 +94,20 @@ def _layers(ctx, sec, texts, target, n_steps) -> dict[str, float]:
     tgt = _wrap(target, batch)
     gxa = layer_gradient_x_activation(ctx.handle, batch, "encoder.layer.*", target=tgt)
     mask = batch["attention_mask"].bool()
-    totals = {name: float(a.attributions.sum(-1)[mask].sum()) / len(texts) for name, a in gxa.items()}
+    totals = {
+        name: float(a.attributions.sum(-1)[mask].sum()) / len(texts) for name, a in gxa.items()
+    }
     out = {f"grad_x_act_total/{k}": v for k, v in totals.items()}
     sec.add_figure(
-        plot_layer_scores(totals, ylabel="sum of grad x act per text"), "layer_gxa",
+        plot_layer_scores(totals, ylabel="sum of grad x act per text"),
+        "layer_gxa",
         caption="gradient x activation summed over tokens and features, per encoder layer",
     )
     layers = list(gxa)[:: 5 if ctx.fast else 1]
     for name in layers:
-        lig = layer_integrated_gradients(ctx.handle, batch, name, target=tgt, n_steps=max(4, n_steps // 2))
+        lig = layer_integrated_gradients(
+            ctx.handle, batch, name, target=tgt, n_steps=max(4, n_steps // 2)
+        )
         out[f"layer_ig_max_abs_delta/{name}"] = float(lig.delta.abs().max())
     return out
 
@@ -117,10 +126,16 @@ def _patching(ctx, sec, target) -> dict[str, float]:
     act = activation_patching(handle, clean, corrupt, hooks, metric)
     att = attribution_patching(handle, clean, corrupt, hooks, metric)
     tokens = handle.tokenizer.convert_ids_to_tokens(clean["input_ids"][0].tolist())
-    sec.add_figure(plot_patching(act.normalised(), position_labels=tokens, title="activation patching"),
-                   "act_patching", caption=f"'{PAIR[1]}' -> '{PAIR[0]}': share of the similarity gap restored")
-    sec.add_figure(plot_patching(att.normalised(), position_labels=tokens, title="attribution patching"),
-                   "attr_patching", caption="the gradient (first-order) estimate of the same map")
+    sec.add_figure(
+        plot_patching(act.normalised(), position_labels=tokens, title="activation patching"),
+        "act_patching",
+        caption=f"'{PAIR[1]}' -> '{PAIR[0]}': share of the similarity gap restored",
+    )
+    sec.add_figure(
+        plot_patching(att.normalised(), position_labels=tokens, title="attribution patching"),
+        "attr_patching",
+        caption="the gradient (first-order) estimate of the same map",
+    )
     return {f"patching/{k}": v for k, v in compare_patching(act, att).items()}
 
 
@@ -132,8 +147,17 @@ def _sae(ctx, sec, texts, target) -> dict[str, float]:
     per_latent = res.attributions[mask].sum(0)  # [n_latents]
     top = torch.argsort(per_latent.abs(), descending=True)[:8]
     sec.add_table(
-        [{"latent": int(i), "attribution": round(float(per_latent[i]), 4),
-          "active tokens": int((res.info["latents"][mask][:, i] > 0).sum())} for i in top],
+        [
+            {
+                "latent": int(i),
+                "attribution": round(float(per_latent[i]), 4),
+                "active tokens": int((res.info["latents"][mask][:, i] > 0).sum()),
+            }
+            for i in top
+        ],
         caption=f"SAE latents at {hook} with the largest total latent x gradient",
     )
-    return {"sae_latent_attr_top1": float(per_latent[top[0]]), "sae_n_latents_attributed": float((per_latent != 0).sum())}
+    return {
+        "sae_latent_attr_top1": float(per_latent[top[0]]),
+        "sae_n_latents_attributed": float((per_latent != 0).sum()),
+    }

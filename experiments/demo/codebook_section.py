@@ -33,10 +33,28 @@ PROPERTIES = ("is_digit", "is_capitalised", "is_punct", "is_continuation")
 
 def _settings(ctx) -> dict:
     if ctx.fast:
-        return dict(n_codes=64, k=4, init_rows=1024, steps=2, batch=4, seq_len=32,
-                    search_rows=3000, max_seconds=5.0, eval_texts=8)
-    return dict(n_codes=512, k=8, init_rows=4096, steps=40, batch=16, seq_len=64,
-                search_rows=20000, max_seconds=40.0, eval_texts=64)
+        return dict(
+            n_codes=64,
+            k=4,
+            init_rows=1024,
+            steps=2,
+            batch=4,
+            seq_len=32,
+            search_rows=3000,
+            max_seconds=5.0,
+            eval_texts=8,
+        )
+    return dict(
+        n_codes=512,
+        k=8,
+        init_rows=4096,
+        steps=40,
+        batch=16,
+        seq_len=64,
+        search_rows=20000,
+        max_seconds=40.0,
+        eval_texts=64,
+    )
 
 
 def _embed(handle, enc) -> torch.Tensor:
@@ -59,8 +77,9 @@ def run(ctx) -> None:
     init_idx = np.sort(rng.choice(n, min(s["init_rows"], n), replace=False))
     init = ctx.store.rows(hook)[init_idx]
     t0 = time.perf_counter()
-    cb = attach(ctx.handle, hook, s["n_codes"], s["k"], init={hook: init}, kmeans_iter=10,
-                seed=ctx.seed)
+    cb = attach(
+        ctx.handle, hook, s["n_codes"], s["k"], init={hook: init}, kmeans_iter=10, seed=ctx.seed
+    )
     try:
         metrics, history = _finetune(ctx, cb, hook, s)
         metrics["codebook/kmeans_and_finetune_s"] = time.perf_counter() - t0
@@ -76,8 +95,10 @@ def _finetune(ctx, cb, hook, s):
     texts = ctx.texts
     eval_texts, train_texts = texts[: s["eval_texts"]], texts[s["eval_texts"] :] or texts
     cos_init = _mean_cosine(cb, handle, eval_texts, s["seq_len"])
-    batches = [handle.tokenize(train_texts[i : i + s["batch"]], seq_len=s["seq_len"])
-               for i in range(0, min(len(train_texts), s["steps"] * s["batch"]), s["batch"])]
+    batches = [
+        handle.tokenize(train_texts[i : i + s["batch"]], seq_len=s["seq_len"])
+        for i in range(0, min(len(train_texts), s["steps"] * s["batch"]), s["batch"])
+    ]
     with torch.no_grad(), cb.disabled():
         targets = [_embed(handle, b) for b in batches]
     index = {id(b): t for b, t in zip(batches, targets)}
@@ -86,13 +107,16 @@ def _finetune(ctx, cb, hook, s):
         emb = pool_embeddings(_out, batch["attention_mask"])
         return 1.0 - (emb * index[id(batch)]).sum(-1).mean()
 
-    history = finetune(cb, batches, distill, FinetuneConfig(
-        steps=s["steps"], lr=1e-3, aux_weight=0.1, max_seconds=s["max_seconds"]),
-        forward=lambda model, batch: handle.forward(batch))
+    history = finetune(
+        cb,
+        batches,
+        distill,
+        FinetuneConfig(steps=s["steps"], lr=1e-3, aux_weight=0.1, max_seconds=s["max_seconds"]),
+        forward=lambda model, batch: handle.forward(batch),
+    )
     metrics = {
         "codebook/embedding_cosine_kmeans_init": cos_init,
-        "codebook/embedding_cosine_finetuned": _mean_cosine(cb, handle, eval_texts,
-                                                            s["seq_len"]),
+        "codebook/embedding_cosine_finetuned": _mean_cosine(cb, handle, eval_texts, s["seq_len"]),
         "codebook/finetune_steps": float(history["steps"]),
         "codebook/finetune_tokens_per_s": history["tokens_per_s"],
     }
@@ -130,6 +154,7 @@ def _search_and_report(ctx, hook, s, codes, rows, metrics, history) -> None:
     if names:
         sec.add_figure(plot_code_vs_neuron(names, code_f1, neuron_f1), "codebook_search")
     sec.add_figure(plot_code_usage(code_usage(codes, n_codes)), "codebook_usage")
-    sec.add_figure(plot_losses({"1 - cosine": history["loss"]}, title="distillation"),
-                   "codebook_finetune")
+    sec.add_figure(
+        plot_losses({"1 - cosine": history["loss"]}, title="distillation"), "codebook_finetune"
+    )
     ctx.artifacts["codebook"] = {"hook": hook, "metrics": metrics, "search": table}

@@ -52,7 +52,8 @@ def headline(name, rec, specs, last):
     rows = []
     for i, s in enumerate(specs):
         h = rec.hist[i]
-        row = {"task": name, "model": s.name, "final_test_acc": h.records[-1].get("test_acc", float("nan"))}
+        acc = [r["test_acc"] for r in h.records if r["estimator"] == "kde"]
+        row = {"task": name, "model": s.name, "final_test_acc": acc[-1]}
         if s.activation == "tanh":
             row["fall_binning"] = fall(h, "binning", last)
             row["corr_with_saturation"] = after_peak_corr(h, "binning", last, "saturation")

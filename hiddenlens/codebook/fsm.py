@@ -34,8 +34,10 @@ class TokFSM:
             raise ValueError(f"n_successors={self.n_successors} must be in [1, n_states]")
         rng = np.random.default_rng(self.seed)
         self.transitions_ = np.stack(
-            [rng.choice(self.n_states, self.n_successors, replace=False)
-             for _ in range(self.n_states)]
+            [
+                rng.choice(self.n_states, self.n_successors, replace=False)
+                for _ in range(self.n_states)
+            ]
         )
         # valid_first_[s]: bool [base], digits that can start a successor of s;
         # valid_second_[s, a]: bool [base], digits b with (a, b) a successor of s.

@@ -72,11 +72,11 @@ def topk_codes(
     x: [n, d]; codes: [n_codes, d] -> (indices [n, k] long, scores [n, k]), best first.
     """
     if similarity == "cosine":
-        # Normalising the (small) codebook once and scaling rows afterwards would not change
-        # the ranking of a row; only codes need normalising for the ranking itself.
-        scores = x @ F.normalize(codes, dim=-1).T
-        scores = scores / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    elif similarity == "inner":
+        # A row's norm does not change the ranking of its codes: rank by x . c/|c| and divide
+        # only the k winning scores by |x|, saving a pass over the [n, n_codes] score matrix.
+        top = (x @ F.normalize(codes, dim=-1).T).topk(k, dim=-1)
+        return top.indices, top.values / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    if similarity == "inner":
         scores = x @ codes.T
     elif similarity == "euclidean":
         # -||x - c||^2 up to the row constant ||x||^2, which does not change the ranking.

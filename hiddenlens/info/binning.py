@@ -106,7 +106,7 @@ def binning_mi(
     cy, py = _codes(y, "y", bins, strategy, value_range)
     hx = entropy_from_codes(cx)
     if cy is None:  # deterministic network: I(X;T) = H(T)
-        hy, hxy = float(np.log(n)), hx
+        hy = hxy = float(np.log(n))  # the row identity determines the joint
     else:
         hy = entropy_from_codes(cy)
         joint = cx * (int(cy.max()) + 1) + cy

@@ -113,7 +113,10 @@ class BaseSAE(nn.Module):
 
     def pre_acts(self, x: Tensor) -> Tensor:
         """Encoder pre-activations [n, d_sae]."""
-        return self.center(x) @ self.W_enc + self.b_enc
+        x_c = self.center(x)
+        if x_c.dim() == 2:  # fused bias: one pass over the [n, d_sae] output
+            return torch.addmm(self.b_enc, x_c, self.W_enc)
+        return x_c @ self.W_enc + self.b_enc
 
     def decode(self, z: Tensor) -> Tensor:
         """Reconstruction [..., d_in] from dense latents [..., d_sae]."""

@@ -57,9 +57,9 @@ class Active:
 
     @classmethod
     def from_topk(cls, idx: Tensor, d_sae: int) -> Active:
-        """Build from per-row indices ``idx`` [n_rows, k] (each row's latents distinct)."""
+        """Build from per-row indices ``idx`` [n_rows, k], distinct and sorted within rows."""
         n_rows, k = idx.shape
-        cols = torch.sort(idx, dim=1).values.reshape(-1)
+        cols = idx.reshape(-1)
         rows = torch.arange(n_rows, device=idx.device).repeat_interleave(k)
         crow = torch.arange(0, n_rows * k + 1, k, device=idx.device)
         by_latent = torch.argsort(cols, stable=True)
@@ -87,13 +87,14 @@ class Active:
 class _EncodeAt(torch.autograd.Function):
     """Pre-activations at the active pairs, with sparse gradients.
 
-    forward(x_c [n, d_in], W_enc [d_in, d_sae], b_enc [d_sae], values [nnz], active)
-    returns ``values`` (computed by the caller under no_grad as (x_c @ W_enc + b_enc) at
-    the pairs) and routes gradients to x_c, W_enc and b_enc touching only active latents.
+    forward(x_c [n, d_in] (constant), b_dec [d_in] | None, W_enc [d_in, d_sae],
+    b_enc [d_sae], values [nnz], active) returns ``values`` (computed by the caller under
+    no_grad as ((x - b_dec) @ W_enc + b_enc) at the pairs). Gradients touch only active
+    latents; the decoder bias, subtracted from every row, gets -W_enc @ (per-latent sum).
     """
 
     @staticmethod
-    def forward(ctx, x_c, w_enc, b_enc, values, active):  # noqa: D102
+    def forward(ctx, x_c, b_dec, w_enc, b_enc, values, active):  # noqa: D102
         ctx.save_for_backward(x_c, w_enc)
         ctx.active = active
         return values.clone()
@@ -102,16 +103,14 @@ class _EncodeAt(torch.autograd.Function):
     def backward(ctx, g):  # noqa: D102
         x_c, w_enc = ctx.saved_tensors
         a: Active = ctx.active
-        g_x = g_w = g_b = None
-        if ctx.needs_input_grad[0]:
-            g_x = F.embedding_bag(
-                a.cols, w_enc.t().contiguous(), a.offsets, mode="sum", per_sample_weights=g
-            )
+        g_bdec = g_w = None
+        per_latent = g.new_zeros(a.d_sae).index_add_(0, a.cols, g)  # = grad of b_enc
         if ctx.needs_input_grad[1]:
-            g_w = a._group_by_latent(x_c, g).t()
+            g_bdec = -(w_enc @ per_latent)
         if ctx.needs_input_grad[2]:
-            g_b = g.new_zeros(a.d_sae).index_add_(0, a.cols, g)
-        return g_x, g_w, g_b, None, None
+            g_w = a._group_by_latent(x_c, g).t()
+        g_b = per_latent if ctx.needs_input_grad[3] else None
+        return None, g_bdec, g_w, g_b, None, None
 
 
 class _DecodeAt(torch.autograd.Function):
@@ -145,10 +144,15 @@ class _DecodeAt(torch.autograd.Function):
         return g_v, g_w, None
 
 
-def encode_at(x_c: Tensor, w_enc: Tensor, b_enc: Tensor, pre: Tensor, active: Active) -> Tensor:
-    """Differentiable pre-activations [nnz] at ``active``, read from ``pre`` [n, d_sae]."""
-    values = pre[active.rows, active.cols]
-    return _EncodeAt.apply(x_c, w_enc, b_enc, values, active)
+def encode_at(
+    x_c: Tensor, b_dec: Tensor | None, w_enc: Tensor, b_enc: Tensor, values: Tensor, active: Active
+) -> Tensor:
+    """Differentiable pre-activations [nnz] at ``active``.
+
+    x_c: the encoder input (x - b_dec, or x); b_dec: the subtracted bias or None;
+    values: the pre-activations at the pairs, computed without autograd.
+    """
+    return _EncodeAt.apply(x_c.detach(), b_dec, w_enc, b_enc, values, active)
 
 
 def decode_at(values: Tensor, w_dec: Tensor, active: Active) -> Tensor:

@@ -113,8 +113,8 @@ def equal_opportunity_difference(y_true, y_pred, attribute, *, positive=1) -> fl
 def probe_accuracy(x, labels, *, test_frac: float = 0.3, max_rows: int = 4000, seed: int = 0):
     """Held-out accuracy and majority-class accuracy of a linear probe predicting ``labels``.
 
-    Uses hiddenlens.probe.LinearProbe when it offers fit/score, else scikit-learn's
-    LogisticRegression on standardised inputs. x: [n, d]; labels: [n] ints.
+    Uses hiddenlens.probe.LinearProbe (else scikit-learn's LogisticRegression) on
+    standardised inputs. x: [n, d]; labels: [n] ints.
     """
     x = np.asarray(x, dtype=np.float32)
     lab = check_groups(labels, len(x), "labels")
@@ -129,19 +129,18 @@ def probe_accuracy(x, labels, *, test_frac: float = 0.3, max_rows: int = 4000, s
 
 
 def _fit_score(xtr, ytr, xte, yte, seed: int) -> float:
-    try:  # the probe analyzer's estimator, when present with an sklearn-style surface
-        from hiddenlens.probe import LinearProbe  # type: ignore[attr-defined]
-
-        probe = LinearProbe()
-        if hasattr(probe, "fit") and hasattr(probe, "score"):
-            return float(probe.fit(xtr, ytr).score(xte, yte))
-    except Exception:  # noqa: BLE001 - any mismatch falls back to the reference estimator
-        pass
-    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, random_state=seed))
+    try:  # the probe analyzer's estimator (torch-backed, sklearn-style)
+        from hiddenlens.probe import LinearProbe
+
+        est = LinearProbe()
+    except ImportError:  # the probe package is optional for this module
+        from sklearn.linear_model import LogisticRegression
+
+        est = LogisticRegression(max_iter=300, random_state=seed)
+    clf = make_pipeline(StandardScaler(), est)
     return float(clf.fit(xtr, ytr).score(xte, yte))
 
 

@@ -72,7 +72,7 @@ class DFR:
             idx = np.concatenate([rng.choice(np.flatnonzero(g == k), m, replace=False) for k in ids])
             clf = LogisticRegression(
                 C=self.C,
-                penalty=self.penalty,
+                l1_ratio=1.0 if self.penalty == "l1" else 0.0,
                 solver="liblinear" if self.penalty == "l1" else "lbfgs",
                 max_iter=1000,
             ).fit(z[idx], y[idx])

@@ -204,18 +204,18 @@ class ActivationStore:
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = False,
-        buffer_mb: float = 4.0,
-        block_rows: int = 32,
+        block_rows: int = 16,
     ):
         """Stream float32 tensors ``[b, d]`` (a tuple of aligned tensors for a list of hooks).
 
-        Shuffling is two-level and reproducible (same ``seed`` -> same order; pass the epoch
-        as the seed): blocks of ``block_rows`` consecutive rows are permuted over the whole
-        store, then rows are permuted within windows of ~``buffer_mb`` (kept small so the
-        permutation runs in CPU cache; memory use is that buffer plus one batch). Each rank
-        gets a disjoint slice of that order; over all ranks every row appears exactly once
-        per pass. With ``drop_last`` every rank gets ``len(store) // world_size`` rows (the
-        remainder is dropped) and the last partial batch is dropped.
+        Shuffling is global and reproducible (same ``seed`` -> same order; pass the epoch as
+        the seed): blocks of ``block_rows`` consecutive rows are permuted over the whole
+        store (``block_rows=1``: every row independently; larger blocks read faster), and
+        each batch is gathered from the memory maps (memory: the block permutation plus one
+        batch). Inside a batch, rows are grouped by shard. Each rank gets a disjoint slice
+        of the order; over all ranks every row appears exactly once per pass. With
+        ``drop_last`` every rank gets ``len(store) // world_size`` rows (the remainder is
+        dropped) and only full batches, so ranks stay in step.
         """
         from hiddenlens.store.loader import iter_batches
 
@@ -228,7 +228,6 @@ class ActivationStore:
             rank=rank,
             world_size=world_size,
             drop_last=drop_last,
-            buffer_mb=buffer_mb,
             block_rows=block_rows,
         )
 

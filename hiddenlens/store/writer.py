@@ -63,8 +63,10 @@ def cache_activations(
         data: a list of strings, a ``datasets.Dataset`` (``text_column``), a tensor/array of
             examples, or a DataLoader / map-style dataset yielding ``x`` or ``(x, y)``.
         hook_points: names or fnmatch globs (see ``hiddenlens.hook_points``).
-        out_dir: the store directory. An unfinished run of the same call resumes; a
-            different run in a non-empty directory is refused unless ``overwrite=True``.
+        out_dir: the store directory. An unfinished run of the same call resumes and a
+            finished one is reopened; a different run in a non-empty directory is refused.
+        overwrite: delete the store in ``out_dir`` first (never a directory holding files
+            a store run did not write).
         max_rows: stop after exactly this many rows.
         dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"`` (stored as uint16 bits).
         labels: one value per sample (array) or ``{name: array}``, broadcast to its rows.
@@ -199,7 +201,7 @@ def _prepare_dir(out: Path, run: dict, overwrite: bool) -> fmt.Manifest | None:
             except (ValueError, TypeError, KeyError) as err:
                 logger.warning("unreadable %s in %s (%s)", name, out, err)
             break
-    if entries and (previous is None or previous.run != run):
+    if entries and (overwrite or previous is None or previous.run != run):
         if not overwrite:
             why = (
                 "it is not a hiddenlens store"

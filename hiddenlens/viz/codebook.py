@@ -29,7 +29,11 @@ def plot_code_usage(counts: np.ndarray, *, ax=None, title: str | None = None) ->
 
 
 def plot_code_label_matrix(
-    codes: np.ndarray, labels: np.ndarray, *, max_codes: int = 200, ax=None,
+    codes: np.ndarray,
+    labels: np.ndarray,
+    *,
+    max_codes: int = 200,
+    ax=None,
     title: str | None = None,
 ) -> Figure:
     """Share of each label among the rows of each code (codes sorted by majority label).
@@ -50,8 +54,9 @@ def plot_code_label_matrix(
     order = np.lexsort((-share.max(1), share.argmax(1)))
     fig, ax = new_figure(ax, figsize=(7.0, 4.5))
     ax.grid(False)
-    im = ax.imshow(share[order].T, aspect="auto", cmap=SEQUENTIAL_CMAP, vmin=0, vmax=1,
-                   interpolation="nearest")
+    im = ax.imshow(
+        share[order].T, aspect="auto", cmap=SEQUENTIAL_CMAP, vmin=0, vmax=1, interpolation="nearest"
+    )
     fig.colorbar(im, ax=ax, label="share of the code's rows")
     ax.set_xlabel(f"code (top {len(top)} by usage, sorted by majority label)")
     ax.set_ylabel("label")
@@ -60,7 +65,11 @@ def plot_code_label_matrix(
 
 
 def plot_code_vs_neuron(
-    names: Sequence[str], code_f1: Sequence[float], neuron_f1: Sequence[float], *, ax=None,
+    names: Sequence[str],
+    code_f1: Sequence[float],
+    neuron_f1: Sequence[float],
+    *,
+    ax=None,
     title: str | None = None,
 ) -> Figure:
     """Grouped bars: F1 of the best code and of the best single neuron for each property."""

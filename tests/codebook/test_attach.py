@@ -46,8 +46,13 @@ def _state(model):
 def test_attach_changes_output_and_detach_restores_bit_exactly():
     net, x = _net(), torch.randn(4, 3, 8)
     ref, state = net(x), _state(net)
-    cb = hc.attach(net, ["block", "inner.0:input"], n_codes=6, k=2, init={
-        "block": torch.randn(50, 8), "inner.0:input": torch.randn(50, 8)})
+    cb = hc.attach(
+        net,
+        ["block", "inner.0:input"],
+        n_codes=6,
+        k=2,
+        init={"block": torch.randn(50, 8), "inner.0:input": torch.randn(50, 8)},
+    )
     out = cb(x)
     assert not torch.allclose(out, ref)
     # The block output (tuple element 0) was replaced by a sum of 2 codes.
@@ -93,8 +98,12 @@ def test_save_load_round_trip_bit_exact(tmp_path):
     assert torch.equal(net(x), ref)
     loaded = hc.load(net, tmp_path / "cb")
     layer = loaded.layers["inner.0"]
-    assert (layer.k, layer.n_codes, layer.config.similarity, layer.config.beta) == (3, 7,
-                                                                                   "inner", 0.5)
+    assert (layer.k, layer.n_codes, layer.config.similarity, layer.config.beta) == (
+        3,
+        7,
+        "inner",
+        0.5,
+    )
     assert torch.equal(loaded(x), out)
     assert all(torch.equal(v, tuned[k]) for k, v in net.state_dict().items())
     loaded.detach()
@@ -170,8 +179,17 @@ def test_bad_input():
 def test_transformer_lens_model_glob_and_record_codes():
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32,
-                                  n_ctx=10, d_vocab=7, act_fn="gelu", seed=0)
+    cfg = HookedTransformerConfig(
+        n_layers=2,
+        d_model=16,
+        n_heads=2,
+        d_head=8,
+        d_mlp=32,
+        n_ctx=10,
+        d_vocab=7,
+        act_fn="gelu",
+        seed=0,
+    )
     model = HookedTransformer(cfg)
     tokens = torch.randint(0, 7, (3, 10))
     ref = model(tokens)
@@ -179,8 +197,9 @@ def test_transformer_lens_model_glob_and_record_codes():
     assert cb.hook_points == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
     codes = hc.record_codes(cb, [tokens, tokens[:1]])
     assert codes["blocks.1.hook_resid_post"].shape == (40, 1)
-    masked = hc.record_codes(cb, [{"input": tokens, "attention_mask": tokens > 2}],
-                             forward=lambda m, b: m(b["input"]))
+    masked = hc.record_codes(
+        cb, [{"input": tokens, "attention_mask": tokens > 2}], forward=lambda m, b: m(b["input"])
+    )
     assert len(masked["blocks.0.hook_resid_post"]) == int((tokens > 2).sum())
     with hc.force(model, {"blocks.1.hook_resid_post": [3]}):
         logits = model(tokens)

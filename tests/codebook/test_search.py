@@ -14,7 +14,9 @@ def test_search_codes_precision_recall_closed_form():
     by_code = {m.code: m for m in matches}
     assert set(by_code) == {0, 1, 2, 3}  # code 4 never fires
     assert by_code[0].precision == 1.0 and by_code[0].recall == 1.0 and by_code[0].f1 == 1.0
-    assert by_code[1].precision == pytest.approx(1 / 3) and by_code[1].recall == pytest.approx(1 / 3)
+    assert by_code[1].precision == pytest.approx(1 / 3) and by_code[1].recall == pytest.approx(
+        1 / 3
+    )
     assert by_code[2].n_fired == 2 and by_code[2].n_hits == 1
     assert matches[0].code == 0
     with pytest.raises(ValueError, match="no row"):
@@ -51,8 +53,12 @@ def test_best_neuron_f1_matches_brute_force_and_finds_planted_neuron():
 
 
 def test_masks_and_best_code_per_label():
-    assert hc.regex_mask(["The", "cat", "42", "Ab"], r"^[A-Z]").tolist() == [True, False,
-                                                                            False, True]
+    assert hc.regex_mask(["The", "cat", "42", "Ab"], r"^[A-Z]").tolist() == [
+        True,
+        False,
+        False,
+        True,
+    ]
     assert hc.token_set_mask(np.array([5, 6, 7]), {6, 7}).tolist() == [False, True, True]
     labels = np.array([0, 0, 1, 1, 2])
     codes = np.array([3, 3, 1, 1, 0])[:, None]
@@ -69,7 +75,8 @@ def test_layer_stats_and_purity_closed_form():
     assert half["code_entropy"] == pytest.approx(np.log(2)) and half["n_dead"] == 2.0
     labels = np.array([0, 0, 1, 1])
     assert hc.purity_nmi(np.array([5, 5, 7, 7]), labels) == pytest.approx(
-        {"purity": 1.0, "nmi": 1.0, "n_clusters_used": 2.0})
+        {"purity": 1.0, "nmi": 1.0, "n_clusters_used": 2.0}
+    )
     mixed = hc.purity_nmi(np.array([5, 7, 5, 7]), labels)
     assert mixed["purity"] == 0.5 and mixed["nmi"] == pytest.approx(0.0, abs=1e-12)
     table = hc.per_code_table(np.array([[0], [0], [1], [0]]), 3, labels=np.array([4, 4, 4, 9]))

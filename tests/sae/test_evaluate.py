@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hiddenlens.sae import SAEConfig, build_sae, evaluate, feature_density
@@ -89,3 +90,41 @@ def test_spliced_metrics_on_tiny_model_with_pluggable_downstream():
     assert m["sae_downstream_spliced/1"] == pytest.approx(m["sae_downstream_clean/1"])
     with pytest.raises(ValueError, match="need data"):
         evaluate(sae, store, "1", model=model)
+
+
+class _TinyLM(nn.Module):
+    def __init__(self, vocab=11, d=6):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.mid = nn.Sequential(nn.Linear(d, d), nn.ReLU())
+        self.out = nn.Linear(d, vocab)
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.out(self.mid(self.emb(input_ids)))
+
+
+def test_spliced_ce_and_kl_for_a_language_model():
+    torch.manual_seed(1)
+    model = _TinyLM().eval()
+    ids = torch.randint(0, 11, (4, 7))
+    mask = torch.ones_like(ids)
+    mask[0, 5:] = 0
+    with torch.no_grad():
+        acts = model.mid(model.emb(ids)).reshape(-1, 6).numpy()
+    store = FakeStore({"mid": acts})
+    sae = build_sae(SAEConfig(d_in=6, d_sae=6, architecture="relu", apply_b_dec_to_input=False))
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.eye(6))
+        sae.W_dec.copy_(torch.eye(6))
+    m = evaluate(sae, store, "mid", model=model, data={"input_ids": ids, "attention_mask": mask})
+    with torch.no_grad():
+        logits = model(ids)
+        keep = (mask[:, 1:] * mask[:, :-1]).bool()
+        ce = F.cross_entropy(logits[:, :-1][keep], ids[:, 1:][keep])
+        zero_logits = model.out(torch.zeros(4, 7, 6))
+        ce_zero = F.cross_entropy(zero_logits[:, :-1][keep], ids[:, 1:][keep])
+    assert m["sae_ce_clean/mid"] == pytest.approx(float(ce), rel=1e-5)
+    assert m["sae_ce_zero/mid"] == pytest.approx(float(ce_zero), rel=1e-5)
+    assert m["sae_ce_loss_score/mid"] == pytest.approx(1.0)
+    assert m["sae_kl_spliced/mid"] == pytest.approx(0.0, abs=1e-9)
+    assert m["sae_kl_score/mid"] == pytest.approx(1.0)

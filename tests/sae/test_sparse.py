@@ -38,3 +38,29 @@ def test_active_from_coords_groups_rows_and_latents():
     assert a.crow.tolist() == [0, 1, 2, 4]
     dense = a.to_dense(torch.tensor([1.0, 2.0, 3.0, 4.0]))
     assert dense[2].tolist() == [3.0, 4.0, 0.0, 0.0]
+
+
+def test_auxk_loss_and_gradients_equal_dense_reference():
+    torch.manual_seed(1)
+    sae = build_sae(SAEConfig(d_in=10, d_sae=30, architecture="topk", k=3), seed=2).double()
+    x = torch.randn(25, 10, dtype=torch.float64)
+    dead = torch.zeros(30, dtype=torch.bool)
+    dead[::3] = True  # 10 dead latents
+    coefs = {"aux": 0.5, "aux_k": 4}
+    out = sae(x, coefs=coefs, dead_mask=dead)
+    out.losses["loss"].backward()
+    sparse_grads = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    sae.zero_grad()
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    idx = pre.detach().topk(3, dim=1).indices
+    z = torch.relu(pre) * torch.zeros_like(pre).scatter_(1, idx, 1.0)
+    recon = z @ sae.W_dec + sae.b_dec
+    mse = (recon - x).pow(2).sum(-1).mean()
+    masked = torch.where(dead, pre.detach(), torch.tensor(-float("inf"), dtype=pre.dtype))
+    aidx = masked.topk(4, dim=1).indices
+    za = torch.relu(pre) * torch.zeros_like(pre).scatter_(1, aidx, 1.0)
+    aux = 0.5 * min(10 / 4, 1.0) * (za @ sae.W_dec - (x - recon).detach()).pow(2).sum(-1).mean()
+    assert torch.allclose(out.losses["aux"], aux)
+    (mse + aux).backward()
+    for n, p in sae.named_parameters():
+        assert torch.allclose(sparse_grads[n], p.grad, atol=1e-10), n

@@ -101,6 +101,8 @@ def test_rerun_of_finished_call_reuses_store(tmp_path, mlp_model, tensor_data):
     handle.remove()
     assert calls == [] and len(store) == 300
     assert (tmp_path / "s" / "manifest.json").stat().st_mtime_ns == stamp
+    cache_activations(mlp_model, tensor_data, ["0"], tmp_path / "s", overwrite=True)
+    assert (tmp_path / "s" / "manifest.json").stat().st_mtime_ns != stamp  # recomputed
 
 
 def test_max_rows_resume(tmp_path, mlp_model, tensor_data):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hiddenlens.sae.architectures.topk import sparse_forward
+from hiddenlens.sae.architectures.topk import _output, aux_plan
 from hiddenlens.sae.base import BaseSAE, SAEOutput, register
-from hiddenlens.sae.sparse import Active
+from hiddenlens.sae.sparse import Active, decode_at, encode_at
 
 
 @register("batchtopk")
@@ -34,20 +34,40 @@ class BatchTopKSAE(BaseSAE):
 
     def forward(self, x: Tensor, *, coefs=None, dead_mask=None, **_) -> SAEOutput:
         x = self._check_input(x)
-        n = x.shape[0]
+        n, d_sae = x.shape[0], self.cfg.d_sae
+        x_c = self.center(x).detach()
         with torch.no_grad():
-            pre = self.pre_acts(x)
+            pre = torch.addmm(self.b_enc, x_c, self.W_enc)
             flat = torch.relu(pre).reshape(-1)
-            keep = min(int(self.cfg.k * n), flat.numel())
-            top = flat.topk(keep, sorted=False)
+            top = flat.topk(min(int(self.cfg.k * n), flat.numel()), sorted=False)
             pos = top.indices[top.values > 0]
-            active = Active.from_coords(
-                pos // self.cfg.d_sae, pos % self.cfg.d_sae, n, self.cfg.d_sae
-            )
+            active = Active.from_coords(pos // d_sae, pos % d_sae, n, d_sae)
             if self.training and pos.numel() > 0:
                 lo = top.values[top.values > 0].min().double()
                 self.threshold.mul_(1 - self.threshold_lr).add_(self.threshold_lr * lo)
-        return sparse_forward(self, x, pre, active, coefs, dead_mask)
+        b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else None
+        v_pre = pre[active.rows, active.cols]
+        values = torch.relu(encode_at(x_c, b_dec, self.W_enc, self.b_enc, v_pre, active))
+        recon = decode_at(values, self.W_dec, active) + self.b_dec
+        losses = {"mse": self._mse(recon, x), "aux": self._auxk(x, x_c, b_dec, pre, recon,
+                                                                 coefs, dead_mask)}
+        losses["loss"] = losses["mse"] + losses["aux"]
+        return _output(recon, losses, active, values, n, d_sae)
+
+    def _auxk(self, x, x_c, b_dec, pre, recon, coefs, dead_mask) -> Tensor:
+        dead, k_aux, scale = aux_plan(self, coefs, dead_mask)
+        if dead is None:
+            return recon.new_zeros(())
+        with torch.no_grad():
+            pd = pre[:, dead]
+            j = pd.topk(k_aux, dim=1, sorted=False).indices
+            cols, perm = dead[j].sort(dim=1)
+            a_pre = pd.gather(1, j).gather(1, perm)
+        aux = Active.from_topk(cols, self.cfg.d_sae)
+        v = torch.relu(encode_at(x_c, b_dec, self.W_enc, self.b_enc, a_pre.reshape(-1), aux))
+        e_hat = decode_at(v, self.W_dec, aux)
+        alpha = float((coefs or {}).get("aux", 0.0))
+        return alpha * scale * (e_hat - (x - recon).detach()).pow(2).sum(-1).mean()
 
     def sparsity_params(self) -> dict[str, Tensor]:
         out = {n: p.detach() for n, p in self.named_parameters()}

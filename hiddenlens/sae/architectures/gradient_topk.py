@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hiddenlens.sae.architectures.topk import TopKSAE
+from hiddenlens.sae.architectures.topk import TopKSAE, select_topk
 from hiddenlens.sae.base import register
 from hiddenlens.sae.sparse import Active
 
@@ -31,19 +31,22 @@ def gradient_scores(z: Tensor, w_dec: Tensor, grad: Tensor, beta: float, normali
 class GradientTopKSAE(TopKSAE):
     """TopK whose selection uses the downstream gradient when one is given."""
 
-    def select(self, pre: Tensor, grad: Tensor | None) -> Active:
+    def score_fn(self, grad: Tensor | None):
         if grad is None:
-            return super().select(pre, None)
-        grad = grad.to(pre.dtype).reshape(pre.shape[0], self.cfg.d_in)
-        score = gradient_scores(
-            torch.relu(pre), self.W_dec, grad, self.cfg.grad_beta, self.cfg.grad_normalize
-        )
-        idx = score.topk(self.cfg.k, dim=1, sorted=False).indices
-        return Active.from_topk(idx, self.cfg.d_sae)
+            return None
+        grad = grad.detach().to(self.W_dec.dtype).reshape(-1, self.cfg.d_in)
+        w_dec = self.W_dec.detach()
 
+        def score(pre: Tensor, rows: slice) -> Tensor:
+            return gradient_scores(torch.relu(pre), w_dec, grad[rows], self.cfg.grad_beta,
+                                   self.cfg.grad_normalize)
+
+        return score
+
+    @torch.no_grad()
     def encode_with_grad(self, x: Tensor, grad: Tensor) -> Tensor:
         """Dense latents [n, d_sae] selected with the gradient ``grad`` [n, d_in]."""
         x = self._check_input(x)
-        pre = self.pre_acts(x)
-        active = self.select(pre, grad)
-        return active.to_dense(torch.relu(pre[active.rows, active.cols]))
+        sel = select_topk(self, self.center(x), self.cfg.k, self.score_fn(grad))
+        active = Active.from_topk(sel.idx, self.cfg.d_sae)
+        return active.to_dense(torch.relu(sel.pre.reshape(-1)))

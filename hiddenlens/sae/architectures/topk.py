@@ -3,10 +3,14 @@
 Gao et al. 2024, "Scaling and evaluating sparse autoencoders": keep the k largest
 pre-activations (then ReLU), no sparsity penalty; AuxK reconstructs the residual from
 the top k_aux dead latents, weight alpha = 1/32. Training is sparse (see
-``hiddenlens.sae.sparse``): only the dense encoder matmul touches every latent.
+``hiddenlens.sae.sparse``): only the dense encoder matmul touches every latent, and it is
+done in row chunks so the bias add and the top-k selection run on cache-resident tiles;
+the full [batch, d_sae] pre-activation matrix is never stored.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -14,41 +18,84 @@ from torch import Tensor
 from hiddenlens.sae.base import BaseSAE, SAEOutput, register
 from hiddenlens.sae.sparse import Active, decode_at, encode_at
 
-
-def sparse_forward(sae: BaseSAE, x: Tensor, pre: Tensor, active: Active, coefs, dead_mask):
-    """Shared TopK-family training forward given the chosen active pairs."""
-    x_c = sae.center(x)
-    values = torch.relu(encode_at(x_c, sae.W_enc, sae.b_enc, pre, active))
-    recon = decode_at(values, sae.W_dec, active) + sae.b_dec
-    losses = {"mse": sae._mse(recon, x)}
-    losses["aux"] = auxk_loss(sae, x, x_c, pre, recon, coefs, dead_mask)
-    losses["loss"] = losses["mse"] + losses["aux"]
-    on = values.detach() > 0
-    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=x.device)
-    fired[active.cols[on]] = True
-    l0 = on.sum().float() / max(x.shape[0], 1)
-    return SAEOutput(recon=recon, losses=losses, fired=fired, l0=l0, active=active, values=values)
+CHUNK_ROWS = 1024
 
 
-def auxk_loss(sae, x, x_c, pre, recon, coefs, dead_mask) -> Tensor:
-    """alpha * min(n_dead / k_aux, 1) * ||e - e_hat||^2 with e_hat from the top dead latents."""
+@dataclass
+class Selection:
+    """Chosen (row, latent) pairs with their pre-activations; optional AuxK pairs."""
+
+    idx: Tensor  # [n, k] sorted within rows
+    pre: Tensor  # [n, k]
+    aux_idx: Tensor | None = None
+    aux_pre: Tensor | None = None
+
+
+def _sorted_pairs(idx: Tensor, pre: Tensor) -> tuple[Tensor, Tensor]:
+    idx, perm = idx.sort(dim=1)
+    return idx, pre.gather(1, perm)
+
+
+def select_topk(sae: BaseSAE, x_c: Tensor, k: int, score_fn=None, dead: Tensor | None = None,
+                k_aux: int = 0) -> Selection:
+    """Row-chunked pre-activations and top-k choice (by ``score_fn(pre, rows)`` if given)."""
+    n = x_c.shape[0]
+    idx, pre = x_c.new_empty(n, k, dtype=torch.long), x_c.new_empty(n, k)
+    aux = dead is not None and k_aux > 0
+    if aux:
+        a_idx, a_pre = x_c.new_empty(n, k_aux, dtype=torch.long), x_c.new_empty(n, k_aux)
+    for s in range(0, n, CHUNK_ROWS):
+        rows = slice(s, min(s + CHUNK_ROWS, n))
+        p = torch.addmm(sae.b_enc, x_c[rows], sae.W_enc)  # [c, d_sae]
+        score = p if score_fn is None else score_fn(p, rows)
+        i = score.topk(k, dim=1, sorted=False).indices
+        idx[rows], pre[rows] = _sorted_pairs(i, p.gather(1, i))
+        if aux:
+            pd = p[:, dead]
+            j = pd.topk(k_aux, dim=1, sorted=False).indices
+            a_idx[rows], a_pre[rows] = _sorted_pairs(dead[j], pd.gather(1, j))
+    return Selection(idx, pre, a_idx if aux else None, a_pre if aux else None)
+
+
+def aux_plan(sae: BaseSAE, coefs, dead_mask) -> tuple[Tensor | None, int, float]:
+    """(dead latent indices, k_aux, scale) for AuxK; k_aux = 0 when it is off."""
     coefs = coefs or {}
-    alpha = float(coefs.get("aux", 0.0))
-    if dead_mask is None or alpha == 0.0:
-        return recon.new_zeros(())
+    if dead_mask is None or float(coefs.get("aux", 0.0)) == 0.0:
+        return None, 0, 0.0
     dead = torch.nonzero(dead_mask, as_tuple=False).squeeze(1)
-    n_dead = int(dead.numel())
-    if n_dead == 0:
-        return recon.new_zeros(())
+    if dead.numel() == 0:
+        return None, 0, 0.0
     k_aux = int(coefs.get("aux_k") or sae.cfg.d_in // 2)
-    scale = min(n_dead / k_aux, 1.0)
-    k_aux = min(k_aux, n_dead)
-    j = pre[:, dead].topk(k_aux, dim=1, sorted=False).indices
-    aux = Active.from_topk(dead[j], sae.cfg.d_sae)
-    v = torch.relu(encode_at(x_c, sae.W_enc, sae.b_enc, pre, aux))
-    e_hat = decode_at(v, sae.W_dec, aux)
-    resid = (x - recon).detach()
-    return alpha * scale * (e_hat - resid).pow(2).sum(-1).mean()
+    scale = min(dead.numel() / k_aux, 1.0)  # fewer dead latents: a smaller loss (sparsify)
+    return dead, min(k_aux, int(dead.numel())), scale
+
+
+def sparse_forward(sae: BaseSAE, x: Tensor, x_c: Tensor, sel: Selection, coefs,
+                   aux_scale: float = 0.0) -> SAEOutput:
+    """Shared TopK-family training forward given the chosen pairs."""
+    n, d_sae = x.shape[0], sae.cfg.d_sae
+    b_dec = sae.b_dec if sae.cfg.apply_b_dec_to_input else None
+    active = Active.from_topk(sel.idx, d_sae)
+    values = torch.relu(encode_at(x_c, b_dec, sae.W_enc, sae.b_enc, sel.pre.reshape(-1), active))
+    recon = decode_at(values, sae.W_dec, active) + sae.b_dec
+    losses = {"mse": sae._mse(recon, x), "aux": recon.new_zeros(())}
+    if sel.aux_idx is not None:
+        aux = Active.from_topk(sel.aux_idx, d_sae)
+        v = torch.relu(encode_at(x_c, b_dec, sae.W_enc, sae.b_enc, sel.aux_pre.reshape(-1), aux))
+        e_hat = decode_at(v, sae.W_dec, aux)
+        resid = (x - recon).detach()
+        alpha = float((coefs or {}).get("aux", 0.0))
+        losses["aux"] = alpha * aux_scale * (e_hat - resid).pow(2).sum(-1).mean()
+    losses["loss"] = losses["mse"] + losses["aux"]
+    return _output(recon, losses, active, values, n, d_sae)
+
+
+def _output(recon, losses, active, values, n, d_sae) -> SAEOutput:
+    on = values.detach() > 0
+    fired = torch.zeros(d_sae, dtype=torch.bool, device=recon.device)
+    fired[active.cols[on]] = True
+    l0 = on.sum().float() / max(n, 1)
+    return SAEOutput(recon=recon, losses=losses, fired=fired, l0=l0, active=active, values=values)
 
 
 def topk_dense(pre: Tensor, k: int) -> Tensor:
@@ -65,13 +112,14 @@ class TopKSAE(BaseSAE):
         """Latents [n, d_sae] for inputs [n, d_in]."""
         return topk_dense(self.pre_acts(self._check_input(x)), self.cfg.k)
 
-    def select(self, pre: Tensor, grad: Tensor | None) -> Active:
-        idx = pre.topk(self.cfg.k, dim=1, sorted=False).indices
-        return Active.from_topk(idx, self.cfg.d_sae)
+    def score_fn(self, grad: Tensor | None):
+        """Selection score of a chunk of pre-activations; None means the pre-activations."""
+        return None
 
     def forward(self, x: Tensor, *, coefs=None, dead_mask=None, grad=None, **_) -> SAEOutput:
         x = self._check_input(x)
+        x_c = self.center(x).detach()
+        dead, k_aux, scale = aux_plan(self, coefs, dead_mask)
         with torch.no_grad():
-            pre = self.pre_acts(x)
-            active = self.select(pre, grad)
-        return sparse_forward(self, x, pre, active, coefs, dead_mask)
+            sel = select_topk(self, x_c, self.cfg.k, self.score_fn(grad), dead, k_aux)
+        return sparse_forward(self, x, x_c, sel, coefs, scale)

@@ -1,0 +1,14 @@
+"""Attribution tests run tiny models: one intra-op thread avoids oversubscription overhead."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
