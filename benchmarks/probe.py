@@ -92,8 +92,11 @@ def main() -> None:
     else:
         arrays, y, source = synthetic(args.rows)
     n, d = next(iter(arrays.values())).shape
-    print(f"data: {source}; {len(arrays)} layers x {n} rows x {d} dims; "
-          f"positives {y.mean():.3f}; torch threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"data: {source}; {len(arrays)} layers x {n} rows x {d} dims; "
+        f"positives {y.mean():.3f}; torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
     folds = StratifiedKFold(args.cv, shuffle=True, random_state=0)
     alpha = 1.0 / (n * (args.cv - 1) / args.cv)  # = scikit-learn's C = 1 on a training fold
 

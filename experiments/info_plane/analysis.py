@@ -20,15 +20,30 @@ class Recorder:
     (``finish``), from activations kept for that purpose.
     """
 
-    def __init__(self, model, specs, x, y, train_idx, *, bins, noise_var, kde_rows, seed=0,
-                 rank_models=(), rank_inputs=64):
+    def __init__(
+        self,
+        model,
+        specs,
+        x,
+        y,
+        train_idx,
+        *,
+        bins,
+        noise_var,
+        kde_rows,
+        seed=0,
+        rank_models=(),
+        rank_inputs=64,
+    ):
         self.model, self.specs, self.x, self.y = model, specs, x, y.numpy()
         self.train_idx = train_idx
         self.hooks = [f"layers.{i}" for i in range(len(model.layers) - 1)]
         self.hist = [PlaneHistory(layers=list(self.hooks)) for _ in specs]
         self.bins, self.noise_var = bins, noise_var
         n = len(y)
-        self.kde_rows = np.random.default_rng(seed).choice(n, kde_rows, replace=False) if kde_rows < n else None
+        self.kde_rows = (
+            np.random.default_rng(seed).choice(n, kde_rows, replace=False) if kde_rows < n else None
+        )
         self.relu_acts: dict[tuple[int, int], list[np.ndarray]] = {}
         self.rank_models, self.rank_inputs = tuple(rank_models), rank_inputs
         self.rank: dict[int, list[dict]] = {i: [] for i in self.rank_models}
@@ -42,19 +57,42 @@ class Recorder:
         mask[np.arange(m)[:, None], self.train_idx.numpy()] = True
         for i, spec in enumerate(self.specs):
             gap = correct[i][mask[i]].mean() - correct[i][~mask[i]].mean()
-            extra = {"train_acc": correct[i][mask[i]].mean(), "test_acc": correct[i][~mask[i]].mean(), "gap": gap}
+            extra = {
+                "train_acc": correct[i][mask[i]].mean(),
+                "test_acc": correct[i][~mask[i]].mean(),
+                "gap": gap,
+            }
             for j, h in enumerate(self.hooks):
                 t = cap[h][i].double().numpy()
-                ests = ("binning", "kde") if spec.activation == "tanh" else ("binning_rescaled", "kde")
+                ests = (
+                    ("binning", "kde") if spec.activation == "tanh" else ("binning_rescaled", "kde")
+                )
                 for est in ests:
-                    rec = layer_record(t, self.y, est, bins=self.bins, value_range=(-1.0, 1.0),
-                                       noise_var=self.noise_var, kde_rows=self.kde_rows)
-                    self.hist[i].records.append({"epoch": epoch, "layer": h, "estimator": est, **rec, **extra})
+                    rec = layer_record(
+                        t,
+                        self.y,
+                        est,
+                        bins=self.bins,
+                        value_range=(-1.0, 1.0),
+                        noise_var=self.noise_var,
+                        kde_rows=self.kde_rows,
+                    )
+                    self.hist[i].records.append(
+                        {"epoch": epoch, "layer": h, "estimator": est, **rec, **extra}
+                    )
                 if spec.activation == "relu":
                     self.relu_acts.setdefault((i, j), []).append(t.astype(np.float32))
         for i in self.rank_models:
-            self.rank[i].append({"epoch": epoch, **local_rank(extract(self.model, i), self.x[: self.rank_inputs],
-                                                              [str(2 * k + 1) for k in range(len(self.hooks))])})
+            self.rank[i].append(
+                {
+                    "epoch": epoch,
+                    **local_rank(
+                        extract(self.model, i),
+                        self.x[: self.rank_inputs],
+                        [str(2 * k + 1) for k in range(len(self.hooks))],
+                    ),
+                }
+            )
 
     def finish(self) -> None:
         """ReLU: bins over [0, max over all recorded epochs] of each layer (fixed global)."""
@@ -62,9 +100,18 @@ class Recorder:
         for (i, j), acts in self.relu_acts.items():
             hi = max(float(a.max()) for a in acts)
             for e, t in zip(epochs, acts):
-                ixt, ity = plane_binning(t, self.y, bins=self.bins, value_range=(0.0, hi if hi > 0 else 1.0))
-                self.hist[i].records.append({"epoch": int(e), "layer": self.hooks[j], "estimator": "binning",
-                                             "ixt": ixt, "ity": ity})
+                ixt, ity = plane_binning(
+                    t, self.y, bins=self.bins, value_range=(0.0, hi if hi > 0 else 1.0)
+                )
+                self.hist[i].records.append(
+                    {
+                        "epoch": int(e),
+                        "layer": self.hooks[j],
+                        "estimator": "binning",
+                        "ixt": ixt,
+                        "ity": ity,
+                    }
+                )
         self.relu_acts.clear()
 
 

@@ -33,8 +33,13 @@ class Layer(nn.Module):
 def _init(m: int, fan_in: int, fan_out: int, scheme: str, gen: torch.Generator):
     if scheme == "saxe":  # truncated normal (±2 std), std 1/sqrt(fan_out), zero bias
         w = torch.empty(fan_in, fan_out)
-        nn.init.trunc_normal_(w, std=1 / math.sqrt(fan_out), a=-2 / math.sqrt(fan_out),
-                              b=2 / math.sqrt(fan_out), generator=gen)
+        nn.init.trunc_normal_(
+            w,
+            std=1 / math.sqrt(fan_out),
+            a=-2 / math.sqrt(fan_out),
+            b=2 / math.sqrt(fan_out),
+            generator=gen,
+        )
         return w, torch.zeros(1, fan_out)
     bound = 1 / math.sqrt(fan_in)  # PyTorch nn.Linear default (kaiming_uniform a=sqrt(5))
     w = (torch.rand(fan_in, fan_out, generator=gen) * 2 - 1) * bound
@@ -66,7 +71,11 @@ class BatchedMLP(nn.Module):
                 ws.append(w)
                 bs.append(bias)
             last = i == len(dims) - 2
-            act = None if last else torch.tensor([s.activation == "tanh" for s in specs]).view(-1, 1, 1)
+            act = (
+                None
+                if last
+                else torch.tensor([s.activation == "tanh" for s in specs]).view(-1, 1, 1)
+            )
             layers.append(Layer(torch.stack(ws), torch.stack(bs), act))
         self.layers = nn.ModuleList(layers)
 
@@ -76,9 +85,19 @@ class BatchedMLP(nn.Module):
         return x
 
 
-def train_batched(model: BatchedMLP, x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor,
-                  *, epochs: int, record_epochs: set[int], on_record, lr: float = 4e-4,
-                  batch_size: int = 256, seed: int = 0) -> None:
+def train_batched(
+    model: BatchedMLP,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    train_idx: torch.Tensor,
+    *,
+    epochs: int,
+    record_epochs: set[int],
+    on_record,
+    lr: float = 4e-4,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> None:
     """Adam on each model's own train split; calls ``on_record(epoch)`` at record epochs.
 
     x [N, d], y [N] shared data; train_idx [M, n_train] per-model training rows.
@@ -95,7 +114,9 @@ def train_batched(model: BatchedMLP, x: torch.Tensor, y: torch.Tensor, train_idx
             idx = order[:, s : s + batch_size]  # [M, B]
             logits = model(x[idx])  # [M, B, C]
             # mean over each model's batch, summed over models: independent gradients
-            loss = nn.functional.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="sum")
+            loss = nn.functional.cross_entropy(
+                logits.flatten(0, 1), y[idx].flatten(), reduction="sum"
+            )
             opt.zero_grad(set_to_none=True)
             (loss / idx.shape[1]).backward()
             opt.step()

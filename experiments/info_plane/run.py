@@ -34,14 +34,37 @@ def run_task(name, x, y, dims, specs, args, *, epochs, lr, train_frac, rank_mode
     """Train ``specs`` as one batched model on (x, y); return the Recorder."""
     n = len(y)
     n_train = int(round(train_frac * n))
-    train_idx = torch.stack([torch.randperm(n, generator=torch.Generator().manual_seed(s.seed))[:n_train]
-                             for s in specs])
+    train_idx = torch.stack(
+        [
+            torch.randperm(n, generator=torch.Generator().manual_seed(s.seed))[:n_train]
+            for s in specs
+        ]
+    )
     model = BatchedMLP(dims, specs)
-    rec = Recorder(model, specs, x, y, train_idx, bins=args.bins, noise_var=args.noise_var,
-                   kde_rows=args.kde_rows, rank_models=rank_models)
+    rec = Recorder(
+        model,
+        specs,
+        x,
+        y,
+        train_idx,
+        bins=args.bins,
+        noise_var=args.noise_var,
+        kde_rows=args.kde_rows,
+        rank_models=rank_models,
+    )
     t0 = time.time()
-    train_batched(model, x, y, train_idx, epochs=epochs, record_epochs=set(log_epochs(epochs, args.n_record)),
-                  on_record=rec, lr=lr, batch_size=256, seed=args.seed)
+    train_batched(
+        model,
+        x,
+        y,
+        train_idx,
+        epochs=epochs,
+        record_epochs=set(log_epochs(epochs, args.n_record)),
+        on_record=rec,
+        lr=lr,
+        batch_size=256,
+        seed=args.seed,
+    )
     rec.finish()
     print(f"[{name}] {len(specs)} models, {epochs} epochs: {time.time() - t0:.0f} s")
     return rec
@@ -60,7 +83,9 @@ def headline(name, rec, specs, last):
         else:
             row["fall_fixed_global_bins"] = fall(h, "binning", last)
             row["fall_rescaled_bins"] = fall(h, "binning_rescaled", last)
-            row["corr_rescaled_with_max_act"] = after_peak_corr(h, "binning_rescaled", last, "max_abs")
+            row["corr_rescaled_with_max_act"] = after_peak_corr(
+                h, "binning_rescaled", last, "max_abs"
+            )
         row["fall_kde"] = fall(h, "kde", last)
         rows.append({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
     return rows
@@ -71,8 +96,10 @@ def print_rows(rows):
         print("  " + ", ".join(f"{k}={v}" for k, v in r.items()))
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--epochs", type=int, default=5000)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--n-record", type=int, default=30, help="log-spaced epochs recorded")
@@ -83,44 +110,98 @@ def main(argv=None) -> None:
     p.add_argument("--digits-seeds", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/info_plane")
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)  # tiny ops: threads only add synchronisation (see info/_threads.py)
-    report = Report("Information plane: which compression is real?", config=vars(args))
+    return p.parse_args(argv)
 
+
+def run_szt(args, report) -> list[dict]:
+    """The 12-bit task: tanh/ReLU x Saxe/default init x seeds, one batched model."""
     x, y = szt_12bit_task()
     xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
-    specs = [ModelSpec(a, i, s) for a in ("tanh", "relu") for i in ("saxe", "default") for s in range(args.seeds)]
+    specs = [
+        ModelSpec(a, i, s)
+        for a in ("tanh", "relu")
+        for i in ("saxe", "default")
+        for s in range(args.seeds)
+    ]
     rank_models = [k for k, s in enumerate(specs) if s.seed == 0]
-    rec = run_task("12-bit", xt, yt, [12, 10, 7, 5, 4, 3, 2], specs, args, epochs=args.epochs, lr=4e-4,
-                   train_frac=0.8, rank_models=rank_models)
+    dims = [12, 10, 7, 5, 4, 3, 2]
+    rec = run_task(
+        "12-bit",
+        xt,
+        yt,
+        dims,
+        specs,
+        args,
+        epochs=args.epochs,
+        lr=4e-4,
+        train_frac=0.8,
+        rank_models=rank_models,
+    )
     rows = headline("12-bit", rec, specs, rec.hooks[-1])
     print("12-bit task, last hidden layer (width 3):")
     print_rows(rows)
-    add_task_section(report, "12-bit task (Shwartz-Ziv & Tishby)", rec, specs, rows, args, epochs=args.epochs)
+    title = "12-bit task (Shwartz-Ziv & Tishby)"
+    add_task_section(report, title, rec, specs, rows, args, epochs=args.epochs)
+    return rows
 
+
+def run_digits(args, report) -> list[dict]:
+    """scikit-learn digits (8x8, 10 classes), 64-32-16-8-10, tanh and ReLU, Saxe init."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
     dx, dy = torch.tensor(d.data / 16.0, dtype=torch.float32), torch.tensor(d.target)
-    dspecs = [ModelSpec(a, "saxe", s) for a in ("tanh", "relu") for s in range(args.digits_seeds)]
-    drec = run_task("digits", dx, dy, [64, 32, 16, 8, 10], dspecs, args, epochs=args.digits_epochs,
-                    lr=1e-3, train_frac=0.7)
-    drows = headline("digits", drec, dspecs, drec.hooks[-1])
+    specs = [ModelSpec(a, "saxe", s) for a in ("tanh", "relu") for s in range(args.digits_seeds)]
+    rec = run_task(
+        "digits",
+        dx,
+        dy,
+        [64, 32, 16, 8, 10],
+        specs,
+        args,
+        epochs=args.digits_epochs,
+        lr=1e-3,
+        train_frac=0.7,
+    )
+    rows = headline("digits", rec, specs, rec.hooks[-1])
     print("digits, last hidden layer (width 8):")
-    print_rows(drows)
-    add_task_section(report, "scikit-learn digits", drec, dspecs, drows, args, epochs=args.digits_epochs)
+    print_rows(rows)
+    add_task_section(
+        report, "scikit-learn digits", rec, specs, rows, args, epochs=args.digits_epochs
+    )
+    return rows
 
-    tanh_saxe = [r["fall_binning"] for r in rows if r["model"].startswith("tanh-saxe")]
-    tanh_def = [r["fall_binning"] for r in rows if r["model"].startswith("tanh-default")]
-    report.add_metrics({
-        "szt/tanh_saxe/mean_fall_bits": float(np.mean(tanh_saxe)),
-        "szt/tanh_saxe/n_fall_over_0.5": float(np.sum(np.array(tanh_saxe) > 0.5)),
-        "szt/tanh_default/n_fall_over_0.5": float(np.sum(np.array(tanh_def) > 0.5)),
-        "szt/relu/mean_fall_fixed_bins": float(np.mean([r["fall_fixed_global_bins"] for r in rows if "relu" in r["model"]])),
-        "szt/relu/mean_fall_rescaled_bins": float(np.mean([r["fall_rescaled_bins"] for r in rows if "relu" in r["model"]])),
-    })
+
+def summary(rows) -> dict[str, float]:
+    def col(prefix, key):
+        return np.array([r[key] for r in rows if r["model"].startswith(prefix)])
+
+    return {
+        "szt/tanh_saxe/mean_fall_bits": float(col("tanh-saxe", "fall_binning").mean()),
+        "szt/tanh_saxe/n_fall_over_0.5": float((col("tanh-saxe", "fall_binning") > 0.5).sum()),
+        "szt/tanh_default/n_fall_over_0.5": float(
+            (col("tanh-default", "fall_binning") > 0.5).sum()
+        ),
+        "szt/relu/mean_fall_fixed_bins": float(col("relu", "fall_fixed_global_bins").mean()),
+        "szt/relu/mean_fall_rescaled_bins": float(col("relu", "fall_rescaled_bins").mean()),
+    }
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(1)  # tiny ops: threads only add synchronisation (see info/_threads.py)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    t0 = time.time()
+    report = Report("Information plane: which compression is real?", config=vars(args))
+    rows = run_szt(args, report)
+    run_digits(args, report)
+    s = summary(rows)
+    report.add_metrics(s)
+    print("summary: " + ", ".join(f"{k}={v:.3f}" for k, v in s.items()))
     out = report.write(args.out)
-    print(f"report: {out}")
+    print(f"report: {out} (total {time.time() - t0:.0f} s)")
 
 
 if __name__ == "__main__":

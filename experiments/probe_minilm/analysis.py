@@ -73,8 +73,14 @@ def run_probes(store, hooks, token_labels, groups, settings: ProbeSettings) -> P
             run.skipped[name] = f"too few rows per class in the sample: {counts.tolist()}"
             continue
         task, ctrl = probe_with_control(
-            arrays, y, types, cv=settings.cv, groups=groups, n_boot=settings.n_boot,
-            seed=settings.seed, name=f"probe_{name}",
+            arrays,
+            y,
+            types,
+            cv=settings.cv,
+            groups=groups,
+            n_boot=settings.n_boot,
+            seed=settings.seed,
+            name=f"probe_{name}",
         )
         run.tasks[name], run.controls[name] = task, ctrl
         sub = {h: X[mdl_rows] for h, X in arrays.items()}
@@ -102,18 +108,20 @@ def summary_rows(run: ProbeRun) -> list[dict]:
         sel = task.selectivity(run.controls[name])
         i = int(np.argmax(task.score))
         mdl_task, mdl_ctrl = run.mdl[name]
-        table.append({
-            "property": name,
-            "best layer": task.hook_points[i],
-            "accuracy": round(float(task.score[i]), 4),
-            "95% CI": f"[{task.ci_low[i]:.3f}, {task.ci_high[i]:.3f}]",
-            "majority class": round(task.chance, 4),
-            "control accuracy": round(float(run.controls[name].score[i]), 4),
-            "selectivity": round(float(sel[i]), 4),
-            "max selectivity layer": task.hook_points[int(np.argmax(sel))],
-            "MDL compression (task)": round(float(mdl_task.compression[i]), 3),
-            "MDL compression (control)": round(float(mdl_ctrl.compression[i]), 3),
-        })
+        table.append(
+            {
+                "property": name,
+                "best layer": task.hook_points[i],
+                "accuracy": round(float(task.score[i]), 4),
+                "95% CI": f"[{task.ci_low[i]:.3f}, {task.ci_high[i]:.3f}]",
+                "majority class": round(task.chance, 4),
+                "control accuracy": round(float(run.controls[name].score[i]), 4),
+                "selectivity": round(float(sel[i]), 4),
+                "max selectivity layer": task.hook_points[int(np.argmax(sel))],
+                "MDL compression (task)": round(float(mdl_task.compression[i]), 3),
+                "MDL compression (control)": round(float(mdl_ctrl.compression[i]), 3),
+            }
+        )
     return table
 
 
@@ -135,20 +143,32 @@ def add_to_section(section, run: ProbeRun) -> None:
     from hiddenlens.viz.probe import plot_cka_matrix, plot_layer_curves, plot_mdl, plot_selectivity
 
     chance = {k: t.chance for k, t in run.tasks.items()}
-    section.add_figure(plot_layer_curves(run.tasks, chance=chance), "probe_layer_curves",
-                       caption="Held-out accuracy of a linear probe per layer (grouped folds "
-                       "by document; band: 95% bootstrap CI over documents; dotted: majority class).")
+    section.add_figure(
+        plot_layer_curves(run.tasks, chance=chance),
+        "probe_layer_curves",
+        caption="Held-out accuracy of a linear probe per layer (grouped folds "
+        "by document; band: 95% bootstrap CI over documents; dotted: majority class).",
+    )
     sel = {k: t.selectivity(run.controls[k]) for k, t in run.tasks.items()}
-    section.add_figure(plot_selectivity(run.hooks, sel), "probe_selectivity",
-                       caption="Task accuracy minus control-task accuracy (random label per "
-                       "token type, Hewitt & Liang 2019).")
+    section.add_figure(
+        plot_selectivity(run.hooks, sel),
+        "probe_selectivity",
+        caption="Task accuracy minus control-task accuracy (random label per "
+        "token type, Hewitt & Liang 2019).",
+    )
     comp = {k: m[0].compression for k, m in run.mdl.items()}
     comp.update({f"{k} (control)": m[1].compression for k, m in run.mdl.items()})
-    section.add_figure(plot_mdl(run.hooks, comp), "probe_mdl",
-                       caption="Online-code compression (Voita & Titov 2020) of each property "
-                       "and of its control task.")
-    section.add_figure(plot_cka_matrix(run.cka.matrix, run.cka.rows), "probe_cka",
-                       caption="Linear CKA between layers on the same token rows.")
+    section.add_figure(
+        plot_mdl(run.hooks, comp),
+        "probe_mdl",
+        caption="Online-code compression (Voita & Titov 2020) of each property "
+        "and of its control task.",
+    )
+    section.add_figure(
+        plot_cka_matrix(run.cka.matrix, run.cka.rows),
+        "probe_cka",
+        caption="Linear CKA between layers on the same token rows.",
+    )
     section.add_table(summary_rows(run), caption="Per property, at the layer with the best probe.")
     if run.skipped:
         section.add_text("Skipped: " + "; ".join(f"{k} ({v})" for k, v in run.skipped.items()))

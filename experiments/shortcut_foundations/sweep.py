@@ -7,7 +7,10 @@ import numpy as np
 from hiddenlens.shortcut import TwoFeatureConfig, bias_from_predictions, make_dataset
 from hiddenlens.shortcut.train import BatchedNet, predict_batched, train_batched
 
-LR = {"linear": 2e-2, "relu": 5e-3, "tanh": 5e-3, "cnn": 1e-2}
+LR = {
+    "adam": {"linear": 2e-2, "relu": 5e-3, "tanh": 5e-3, "cnn": 1e-2},
+    "sgd": {"linear": 0.05, "relu": 0.05, "tanh": 0.05, "cnn": 0.05},
+}
 N_TRAIN, N_TEST = 1000, 1000
 
 
@@ -23,12 +26,13 @@ def ci95(x) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
-def eval_steps(steps: int) -> list[int]:
-    pts = [0, 1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 400, 600, 800, 1200, 1600]
-    return [s for s in pts if s < steps]
+def eval_steps(steps: int, n: int = 16) -> list[int]:
+    """Step 0 and ~n log-spaced steps below ``steps`` (the final state is added by training)."""
+    pts = np.unique(np.round(np.logspace(0, np.log10(max(steps, 2)), n)).astype(int))
+    return [0] + [int(s) for s in pts if 0 < s < steps]
 
 
-def _train(arch, datasets, args, curve_idx):
+def _train(arch, datasets, args, curve_idx, steps=None, weight_decay=None):
     """Train one batched net over ``datasets``; returns final metrics per model, the bias
     of the ``curve_idx`` models at each eval step, the loss history and convergence."""
     shape = datasets[0].config.input_shape
@@ -43,13 +47,20 @@ def _train(arch, datasets, args, curve_idx):
         full = np.zeros((len(datasets), *xc.shape[1:]), dtype=np.float32)
         full[sub] = xc
         pred = predict_batched(model, full)
-        return [
-            bias_from_predictions(datasets[i], {"conflict": pred[i]})["bias"] for i in sub
-        ]
+        return [bias_from_predictions(datasets[i], {"conflict": pred[i]})["bias"] for i in sub]
 
+    steps = args.steps if steps is None else steps
+    wd = args.weight_decay if weight_decay is None else weight_decay
     res = train_batched(
-        net, x, y, steps=args.steps, lr=LR[arch], weight_decay=args.weight_decay,
-        eval_at=eval_steps(args.steps) if len(sub) else (), eval_fn=ev if len(sub) else None,
+        net,
+        x,
+        y,
+        steps=steps,
+        lr=LR[args.optimizer][arch],
+        weight_decay=wd,
+        optimizer=args.optimizer,
+        eval_at=eval_steps(steps) if len(sub) else (),
+        eval_fn=ev if len(sub) else None,
     )
     finals = []
     names = list(datasets[0].splits) + ["train"]
@@ -92,8 +103,10 @@ def image_sweep(args, sizes, preds) -> dict:
         row = b[grid_ps.index(line_p)]  # [sizes, seeds]
         stats = [ci95(r) for r in row]
         out["line"][arch] = {
-            "mean": np.array([s[0] for s in stats]), "lo": np.array([s[1] for s in stats]),
-            "hi": np.array([s[2] for s in stats]), "per_seed": row,
+            "mean": np.array([s[0] for s in stats]),
+            "lo": np.array([s[1] for s in stats]),
+            "hi": np.array([s[2] for s in stats]),
+            "per_seed": row,
         }
         if len(grid_ps) > 1:
             out["heatmaps"][arch] = b.mean(axis=2)
@@ -107,17 +120,24 @@ def image_sweep(args, sizes, preds) -> dict:
             sel = [f for f, key in zip(finals, keys) if key[0] == line_p and key[1] == s]
             m = stats[j]
             out["metrics"][f"bias/{arch}/s{s}"] = m[0]
-            out["table"].append({
-                "model": arch, "s": s, "bias": f"{m[0]:.3f} [{m[1]:.3f}, {m[2]:.3f}]",
-                "max_bias": round(float(np.mean([f["max_bias"] for f in sel])), 3),
-                "acc_conflict": round(float(np.mean([f["accuracy/conflict"] for f in sel])), 3),
-                "bayes_acc_conflict": round(
-                    float(np.mean([f["bayes/accuracy/conflict"] for f in sel])), 3),
-                "acc_iid": round(float(np.mean([f["accuracy/iid"] for f in sel])), 3),
-                "bayes_acc_iid": round(float(np.mean([f["bayes/accuracy/iid"] for f in sel])), 3),
-                "train_loss": round(float(np.mean([f["final_loss"] for f in sel])), 4),
-                "loss_rel_change_last10%": f"{max(f['rel_change'] for f in sel):.1e}",
-            })
+            out["table"].append(
+                {
+                    "model": arch,
+                    "s": s,
+                    "bias": f"{m[0]:.3f} [{m[1]:.3f}, {m[2]:.3f}]",
+                    "max_bias": round(float(np.mean([f["max_bias"] for f in sel])), 3),
+                    "acc_conflict": round(float(np.mean([f["accuracy/conflict"] for f in sel])), 3),
+                    "bayes_acc_conflict": round(
+                        float(np.mean([f["bayes/accuracy/conflict"] for f in sel])), 3
+                    ),
+                    "acc_iid": round(float(np.mean([f["accuracy/iid"] for f in sel])), 3),
+                    "bayes_acc_iid": round(
+                        float(np.mean([f["bayes/accuracy/iid"] for f in sel])), 3
+                    ),
+                    "train_loss": round(float(np.mean([f["final_loss"] for f in sel])), 4),
+                    "loss_rel_change_last10%": f"{max(f['rel_change'] for f in sel):.1e}",
+                }
+            )
     return out
 
 
@@ -127,19 +147,34 @@ def vector_sweep(args, amps) -> dict:
     keys = [(a, k) for a in amps for k in seeds]
     dsets = [
         make_dataset(
-            TwoFeatureConfig(kind="vector", latent="gaussian", dim=16, core_size=1,
-                             shortcut_size=1, core_predictivity=1.0, shortcut_predictivity=0.9,
-                             shortcut_amplitude=a),
-            N_TRAIN, N_TEST, seed=100 + k,
+            TwoFeatureConfig(
+                kind="vector",
+                latent="gaussian",
+                dim=16,
+                core_size=1,
+                shortcut_size=1,
+                core_predictivity=1.0,
+                shortcut_predictivity=0.9,
+                shortcut_amplitude=a,
+            ),
+            N_TRAIN,
+            N_TEST,
+            seed=100 + k,
         )
         for a, k in keys
     ]
-    steps = eval_steps(args.steps) + [args.steps]
-    early = [i for i, s in enumerate(steps) if 0 < s <= max(1, args.steps // 10)]
-    out = {"steps": steps, "curves": {}, "final": {}, "early_peak": {}, "table": [],
-           "metrics": {}}
+    steps = eval_steps(args.vector_steps) + [args.vector_steps]
+    early = [i for i, s in enumerate(steps) if 0 < s <= max(1, args.vector_steps // 10)]
+    out = {"steps": steps, "curves": {}, "final": {}, "early_peak": {}, "table": [], "metrics": {}}
     for arch in ("linear", "relu", "tanh"):
-        finals, curves, _ = _train(arch, dsets, args, list(range(len(dsets))))
+        finals, curves, _ = _train(
+            arch,
+            dsets,
+            args,
+            list(range(len(dsets))),
+            steps=args.vector_steps,
+            weight_decay=args.vector_weight_decay,
+        )
         curves = curves.reshape(len(steps), len(amps), len(seeds))
         out["final"][arch], out["early_peak"][arch] = [], []
         for j, a in enumerate(amps):
@@ -148,11 +183,15 @@ def vector_sweep(args, amps) -> dict:
             out["final"][arch].append(fin[0])
             out["early_peak"][arch].append(peak)
             conv = max(f["rel_change"] for f, key in zip(finals, keys) if key[0] == a)
-            out["table"].append({
-                "model": arch, "shortcut_amplitude": a,
-                "final_bias": f"{fin[0]:.3f} [{fin[1]:.3f}, {fin[2]:.3f}]",
-                "early_peak_bias": round(peak, 3), "loss_rel_change_last10%": f"{conv:.1e}",
-            })
+            out["table"].append(
+                {
+                    "model": arch,
+                    "shortcut_amplitude": a,
+                    "final_bias": f"{fin[0]:.3f} [{fin[1]:.3f}, {fin[2]:.3f}]",
+                    "early_peak_bias": round(peak, 3),
+                    "loss_rel_change_last10%": f"{conv:.1e}",
+                }
+            )
             out["metrics"][f"vector_final_bias/{arch}/amp{a:g}"] = fin[0]
             out["metrics"][f"vector_early_peak_bias/{arch}/amp{a:g}"] = peak
         cs = [ci95(c) for c in curves[:, -1]]

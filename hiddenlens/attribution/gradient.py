@@ -119,9 +119,10 @@ def integrated_gradients(
         w = steps[start : start + k].to(x).view(bcast)
         grad_sum += (g.reshape(k, *x.shape) * w).sum(0)
     attr = grad_sum * diff
-    with torch.no_grad():
-        f_x = select_target(run_model(model, x, forward_kwargs), target, b)
-        f_b = select_target(run_model(model, base, forward_kwargs), target, b)
+    with torch.no_grad():  # both end points in one pass: [x; baseline]
+        ends = torch.cat([x, base])
+        out = run_model(model, ends, repeat_kwargs(forward_kwargs, 2, b))
+        f_x, f_b = select_target(out, repeat_target(target, 2), 2 * b).reshape(2, b)
     delta = attr.reshape(b, -1).sum(1) - (f_x - f_b)
     info = {"n_steps": n_steps, "method": method, "baseline_values": f_b}
     return Attribution(attr, "integrated_gradients", delta=delta, target_values=f_x, info=info)

@@ -49,15 +49,16 @@ class ModelHandle:
     def is_text(self) -> bool:
         return self.tokenizer is not None
 
+    def token_limit(self, seq_len: int | None = None) -> int | None:
+        """The sequence length tokenisation truncates to: seq_len, capped by the model's."""
+        limits = [x for x in (seq_len, self.max_length) if x]
+        return min(limits) if limits else None
+
     def tokenize(self, texts: list[str], seq_len: int | None = None) -> dict[str, torch.Tensor]:
         """Tokenise a batch with padding; sequences longer than the model accepts are cut."""
         if self.tokenizer is None:
             raise TypeError(f"model {self.model_id!r} has no tokenizer; pass tensors instead")
-        limit = (
-            min(x for x in (seq_len, self.max_length) if x)
-            if (seq_len or self.max_length)
-            else None
-        )
+        limit = self.token_limit(seq_len)
         if self.kind == "transformer_lens" and self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         enc = self.tokenizer(

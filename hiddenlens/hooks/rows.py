@@ -95,8 +95,13 @@ def data_fingerprint(data: Any, text_column: str = "text") -> str:
         digest.update(str((arr.shape, str(arr.dtype))).encode())
         digest.update(np.ascontiguousarray(arr).tobytes())
     else:
+        # An iterable is identified by its type, length and first batch: two different
+        # loaders of the same length are then told apart without reading them whole.
         n = n_samples_of(data, text_column)
         digest.update(f"{type(data).__name__}:{n}".encode())
+        for x, _, _ in _example_batches(data, 1, 0):
+            digest.update(x.detach().cpu().contiguous().numpy().tobytes())
+            break
     return digest.hexdigest()
 
 
@@ -152,13 +157,14 @@ def _text_batches(texts: list[str], batch_size: int, start: int):
 
 def _rows_of(name: str, act: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
     if keep is None:
-        return act.reshape(act.shape[0], -1)
+        return act.flatten(1) if act.ndim > 1 else act.unsqueeze(1)
     if act.shape[:2] != keep.shape:
         raise ValueError(
             f"hook point {name!r} has shape {tuple(act.shape)}, not [batch, seq, ...] = "
             f"{tuple(keep.shape)}; per-token rows need a per-position activation"
         )
-    return act[keep].reshape(int(keep.sum()), -1)
+    rows = act[keep]  # [n_kept, ...]
+    return rows.flatten(1) if rows.ndim > 1 else rows.unsqueeze(1)
 
 
 def _forward(handle, names, batch, grads, loss_fn):
@@ -223,7 +229,7 @@ def iter_row_batches(
     for inputs, targets, first in source:
         if texts is not None:
             batch = handle.tokenize(inputs, seq_len)
-            warned = warned or _warn_truncation(handle, inputs, batch)
+            warned = warned or _warn_truncation(handle, inputs, batch, seq_len)
             keep = batch["attention_mask"].bool()
             if drop_special:
                 keep &= ~batch["special_tokens_mask"].bool()
@@ -233,9 +239,12 @@ def iter_row_batches(
         yield _make_row_batch(names, acts, keep, batch, first, len(inputs), targets, label_dict)
 
 
-def _warn_truncation(handle: ModelHandle, texts: list[str], batch: dict) -> bool:
+def _warn_truncation(handle: ModelHandle, texts: list[str], batch: dict, seq_len) -> bool:
+    """Warn (once) when a text was cut; only re-tokenises batches that reached the limit."""
+    limit = handle.token_limit(seq_len)
+    if limit is None or batch["input_ids"].shape[1] < limit:
+        return False  # the longest sequence is shorter than the limit: nothing was cut
     full = handle.tokenizer(list(texts), truncation=False)["input_ids"]
-    limit = batch["input_ids"].shape[1]
     if max(len(ids) for ids in full) > limit:
         logger.warning(
             "some texts are longer than %d tokens (the model's or seq_len's limit); "

@@ -41,6 +41,29 @@ def _estimate_once(x, y, estimator: str, params: dict) -> MIEstimate:
     return neural_mi(x, y, bound=estimator, **params)
 
 
+def _bootstrap_ci(x, y, estimator, params, bootstrap, confidence, seed) -> tuple[float, float]:
+    """Percentile interval of the estimate over row resamples drawn with replacement."""
+    xa = as_2d(x, "x")
+    ya = None if y is None else as_2d(y, "y")
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(bootstrap):
+        idx = rng.integers(0, xa.shape[0], xa.shape[0])
+        yb = None if ya is None else ya[idx]
+        try:
+            vals.append(_estimate_once(xa[idx], yb, estimator, params).bits)
+        except ValueError:  # a degenerate resample (e.g. a class drawn too rarely): skip it
+            continue
+    if len(vals) < max(2, bootstrap // 2):
+        raise ValueError(
+            f"only {len(vals)} of {bootstrap} bootstrap resamples were estimable; "
+            "use more samples or fewer bins / a smaller k"
+        )
+    a = (1 - confidence) / 2
+    lo, hi = np.quantile(vals, [a, 1 - a])
+    return float(lo), float(hi)
+
+
 def mutual_information(
     x,
     y=None,
@@ -80,24 +103,13 @@ def mutual_information(
     est = _estimate_once(x, y, estimator, params)
     if bootstrap == 0:
         return est
-    xa = as_2d(x, "x")
-    ya = None if y is None else as_2d(y, "y")
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(bootstrap):
-        idx = rng.integers(0, xa.shape[0], xa.shape[0])
-        try:
-            vals.append(_estimate_once(xa[idx], None if ya is None else ya[idx], estimator, params).bits)
-        except ValueError:  # a degenerate resample (e.g. a class drawn too rarely): skip it
-            continue
-    if len(vals) < max(2, bootstrap // 2):
-        raise ValueError(
-            f"only {len(vals)} of {bootstrap} bootstrap resamples were estimable; "
-            "use more samples or fewer bins / a smaller k"
-        )
-    a = (1 - confidence) / 2
-    lo, hi = np.quantile(vals, [a, 1 - a])
+    lo, hi = _bootstrap_ci(x, y, estimator, params, bootstrap, confidence, seed)
     return MIEstimate(
-        est.bits, est.estimator, {**est.params, "bootstrap": int(bootstrap)},
-        est.n, est.cap, (float(lo), float(hi)), est.extras,
+        est.bits,
+        est.estimator,
+        {**est.params, "bootstrap": int(bootstrap)},
+        est.n,
+        est.cap,
+        (lo, hi),
+        est.extras,
     )

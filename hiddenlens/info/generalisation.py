@@ -27,15 +27,20 @@ def bottleneck_vs_gap(gap, bottleneck) -> dict[str, float]:
 
     g, b = np.asarray(gap, dtype=float), np.asarray(bottleneck, dtype=float)
     if g.shape != b.shape or g.ndim != 1:
-        raise ValueError(f"gap and bottleneck must be 1-D of equal length, got {g.shape} and {b.shape}")
+        raise ValueError(
+            f"gap and bottleneck must be 1-D of equal length, got {g.shape} and {b.shape}"
+        )
     ok = np.isfinite(g) & np.isfinite(b)
     if ok.sum() < 3:
         raise ValueError(f"need at least 3 finite (gap, bottleneck) pairs, got {int(ok.sum())}")
     g, b = g[ok], b[ok]
     if np.all(g == g[0]) or np.all(b == b[0]):
         raise ValueError("gap or bottleneck is constant; correlation is undefined")
-    return {"spearman": float(spearmanr(g, b).statistic), "pearson": float(pearsonr(g, b).statistic),
-            "n": float(ok.sum())}
+    return {
+        "spearman": float(spearmanr(g, b).statistic),
+        "pearson": float(pearsonr(g, b).statistic),
+        "n": float(ok.sum()),
+    }
 
 
 @dataclass
@@ -44,12 +49,27 @@ class GeneralisationRecord:
 
     rows: list[dict] = field(default_factory=list)
 
-    def add(self, name: str, *, train_score: float, test_score: float, ixt: float, ity: float,
-            **extra: float) -> dict:
+    def add(
+        self,
+        name: str,
+        *,
+        train_score: float,
+        test_score: float,
+        ixt: float,
+        ity: float,
+        **extra: float,
+    ) -> dict:
         """Record one checkpoint; gap = train_score - test_score (e.g. accuracies)."""
-        row = {"name": name, "train_score": float(train_score), "test_score": float(test_score),
-               "gap": float(train_score) - float(test_score), "ixt": float(ixt), "ity": float(ity),
-               "bottleneck": degree_of_bottleneck(ixt, ity), **extra}
+        row = {
+            "name": name,
+            "train_score": float(train_score),
+            "test_score": float(test_score),
+            "gap": float(train_score) - float(test_score),
+            "ixt": float(ixt),
+            "ity": float(ity),
+            "bottleneck": degree_of_bottleneck(ixt, ity),
+            **extra,
+        }
         self.rows.append(row)
         return row
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hiddenlens.info._threads import blas_threads
 from hiddenlens.info._validate import (
     as_2d,
     check_min_rows,
@@ -33,7 +34,16 @@ from hiddenlens.info._validate import (
 )
 from hiddenlens.info.result import MIEstimate
 
-DEFAULT_CHUNK = 512
+DEFAULT_CHUNK = None  # auto: 512 rows, fewer for large n so a block stays <= 2**22 floats
+_BLOCK_FLOATS = 2**22
+
+
+def _chunk(n: int, chunk_size: int | None) -> int:
+    if chunk_size is None:
+        return max(1, min(512, _BLOCK_FLOATS // max(n, 1)))
+    if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    return int(chunk_size)
 
 
 def _check_noise(noise_var: float) -> None:
@@ -46,21 +56,29 @@ def kde_sums(
     labels: np.ndarray | None,
     noise_var: float,
     *,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = DEFAULT_CHUNK,
 ) -> dict[str, np.ndarray]:
     """Per-row log Σ_j exp(-D_ij / (2s)) for s = σ² and 4σ², over all j and over same-label j.
 
     t: [n, d] float64; labels: [n] int codes or None (each row its own component).
     Returns {"all_kl", "same_kl", "all_bd", "same_bd"} arrays [n] (nats). Peak extra memory is
-    O(chunk_size * n) floats.
+    a few blocks of chunk_size * n floats (auto chunk: about 32 MiB each).
     """
     n = t.shape[0]
+    chunk_size = _chunk(n, chunk_size)
     sq = np.einsum("ij,ij->i", t, t)
     onehot = None
     if labels is not None:
         onehot = np.zeros((n, int(labels.max()) + 1))
         onehot[np.arange(n), labels] = 1.0
     out = {k: np.empty(n) for k in ("all_kl", "same_kl", "all_bd", "same_bd")}
+    with blas_threads(1):  # thin [chunk, d] x [d, n] products: threads only add overhead
+        _fill_sums(t, sq, labels, onehot, noise_var, chunk_size, out)
+    return out
+
+
+def _fill_sums(t, sq, labels, onehot, noise_var, chunk_size, out) -> None:
+    n = t.shape[0]
     for s in range(0, n, chunk_size):
         e = min(s + chunk_size, n)
         # squared distances of this block of rows to all rows: [e-s, n]
@@ -68,7 +86,8 @@ def kde_sums(
         np.maximum(d, 0.0, out=d)
         d[np.arange(e - s), np.arange(s, e)] = 0.0  # exact self-distance
         for tag, var in (("kl", noise_var), ("bd", 4.0 * noise_var)):
-            k = np.exp(d * (-0.5 / var))  # the self term is exp(0) = 1, so sums are >= 1
+            k = np.multiply(d, -0.5 / var)
+            np.exp(k, out=k)  # the self term is exp(0) = 1, so sums are >= 1
             out[f"all_{tag}"][s:e] = np.log(k.sum(axis=1))
             if onehot is None:
                 out[f"same_{tag}"][s:e] = 0.0
@@ -76,7 +95,6 @@ def kde_sums(
                 per_class = k @ onehot  # [e-s, C]
                 own = per_class[np.arange(e - s), labels[s:e]]
                 out[f"same_{tag}"][s:e] = np.log(own)
-    return out
 
 
 def kde_mi(
@@ -84,7 +102,7 @@ def kde_mi(
     y=None,
     *,
     noise_var: float = 0.1,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = DEFAULT_CHUNK,
 ) -> tuple[MIEstimate, MIEstimate]:
     """KDE upper and lower estimates of I(T; Y) with T = t + N(0, noise_var·I).
 
@@ -93,13 +111,12 @@ def kde_mi(
         y: [n] integer labels, or None meaning each row is a distinct input (gives I(X;T)).
             A label that is unique per row gives the same as None.
         noise_var: σ² of the added Gaussian noise, in the units of t squared.
-        chunk_size: rows per block; memory is O(chunk_size * n).
+        chunk_size: rows per block (None: automatic); memory is O(chunk_size * n).
 
     Returns (upper, lower) :class:`MIEstimate`, each in bits with cap log2 n.
     """
     _check_noise(noise_var)
-    if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    _chunk(1, chunk_size)  # validate early
     ta = as_2d(t, "t").astype(np.float64)
     n = ta.shape[0]
     check_min_rows(n, 2, "kde")
@@ -128,7 +145,10 @@ def kde_mi(
             MIEstimate(
                 bits=to_bits(mi),
                 estimator=name,
-                params={"noise_var": float(noise_var), "target": "input" if codes is None else "labels"},
+                params={
+                    "noise_var": float(noise_var),
+                    "target": "input" if codes is None else "labels",
+                },
                 n=n,
                 cap=to_bits(np.log(n)),
             )
@@ -137,7 +157,7 @@ def kde_mi(
 
 
 def plane_kde(
-    t: np.ndarray, y: np.ndarray, *, noise_var: float = 0.1, chunk_size: int = DEFAULT_CHUNK
+    t: np.ndarray, y: np.ndarray, *, noise_var: float = 0.1, chunk_size: int | None = DEFAULT_CHUNK
 ) -> dict[str, float]:
     """I(X;T) and I(T;Y), upper and lower, in bits, for one layer from a single pass."""
     ta = np.asarray(t, dtype=np.float64)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hiddenlens.info._threads import torch_threads
+from hiddenlens.info._threads import blas_threads, torch_threads
 from hiddenlens.info._validate import as_2d, check_not_constant, check_pair, is_discrete
 from hiddenlens.info.result import MIEstimate
 
@@ -28,15 +28,19 @@ class PCACompressor:
         from sklearn.decomposition import PCA
 
         if not isinstance(self.n_components, int) or not 1 <= self.n_components <= min(t.shape):
-            raise ValueError(f"n_components must be an int in [1, {min(t.shape)}], got {self.n_components!r}")
-        self.pca_ = PCA(n_components=self.n_components, random_state=0).fit(t)
+            raise ValueError(
+                f"n_components must be an int in [1, {min(t.shape)}], got {self.n_components!r}"
+            )
+        with blas_threads(1):
+            self.pca_ = PCA(n_components=self.n_components, random_state=0).fit(t)
         self.fidelity_ = float(self.pca_.explained_variance_ratio_.sum())
         return self
 
     def transform(self, t: np.ndarray) -> np.ndarray:
         if not hasattr(self, "pca_"):
             raise RuntimeError("PCACompressor is not fitted; call fit(t) first")
-        return self.pca_.transform(t)
+        with blas_threads(1):
+            return self.pca_.transform(t)
 
 
 class AutoencoderCompressor:
@@ -46,8 +50,15 @@ class AutoencoderCompressor:
     variance ratio.
     """
 
-    def __init__(self, n_components: int = 4, hidden: int = 64, n_steps: int = 300,
-                 lr: float = 3e-3, batch_size: int = 256, seed: int = 0):
+    def __init__(
+        self,
+        n_components: int = 4,
+        hidden: int = 64,
+        n_steps: int = 300,
+        lr: float = 3e-3,
+        batch_size: int = 256,
+        seed: int = 0,
+    ):
         self.n_components = n_components
         self.hidden = hidden
         self.n_steps = n_steps
@@ -65,15 +76,19 @@ class AutoencoderCompressor:
         self.mean_, self.std_ = x.mean(0), x.std(0).clamp_min(1e-8)
         x = (x - self.mean_) / self.std_
         d, h = x.shape[1], self.hidden
-        self.encoder_ = torch.nn.Sequential(torch.nn.Linear(d, h), torch.nn.Tanh(),
-                                            torch.nn.Linear(h, self.n_components))
-        dec = torch.nn.Sequential(torch.nn.Linear(self.n_components, h), torch.nn.Tanh(),
-                                  torch.nn.Linear(h, d))
+        self.encoder_ = torch.nn.Sequential(
+            torch.nn.Linear(d, h), torch.nn.Tanh(), torch.nn.Linear(h, self.n_components)
+        )
+        dec = torch.nn.Sequential(
+            torch.nn.Linear(self.n_components, h), torch.nn.Tanh(), torch.nn.Linear(h, d)
+        )
         opt = torch.optim.Adam([*self.encoder_.parameters(), *dec.parameters()], lr=self.lr)
         gen = torch.Generator().manual_seed(self.seed)
         with torch_threads(1):
             for _ in range(self.n_steps):
-                idx = torch.randint(0, x.shape[0], (min(self.batch_size, x.shape[0]),), generator=gen)
+                idx = torch.randint(
+                    0, x.shape[0], (min(self.batch_size, x.shape[0]),), generator=gen
+                )
                 loss = ((dec(self.encoder_(x[idx])) - x[idx]) ** 2).mean()
                 opt.zero_grad()
                 loss.backward()
@@ -100,7 +115,9 @@ def _make_compressor(compressor, n_components: int, seed: int):
         return AutoencoderCompressor(n_components, seed=seed)
     if hasattr(compressor, "fit") and hasattr(compressor, "transform"):
         return compressor
-    raise ValueError(f"compressor must be 'pca', 'ae' or an object with fit/transform, got {compressor!r}")
+    raise ValueError(
+        f"compressor must be 'pca', 'ae' or an object with fit/transform, got {compressor!r}"
+    )
 
 
 def lossy_mutual_information(
@@ -148,8 +165,12 @@ def lossy_mutual_information(
     return MIEstimate(
         bits=est.bits,
         estimator=f"lossy+{est.estimator}",
-        params={**est.params, "noise_std": float(noise_std), "compressor": name,
-                "n_components": int(n_components)},
+        params={
+            **est.params,
+            "noise_std": float(noise_std),
+            "compressor": name,
+            "n_components": int(n_components),
+        },
         n=est.n,
         cap=est.cap,
         extras={**est.extras, **fid},

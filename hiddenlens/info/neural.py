@@ -69,7 +69,6 @@ def bound_value(s, bound: str, clip: float):
 
 def _objective(s, bound: str, clip: float, state: dict):
     """Training loss (to minimise) for each bound."""
-    import torch
     import torch.nn.functional as F
 
     if bound == "infonce":
@@ -84,9 +83,64 @@ def _objective(s, bound: str, clip: float, state: dict):
     e = s.exp()
     off_exp = (e.sum() - e.diagonal().sum()) / (b * (b - 1))
     ma = state.get("ma")
-    ma = off_exp.detach() if ma is None else (1 - state["ema"]) * ma + state["ema"] * off_exp.detach()
+    ma = (
+        off_exp.detach()
+        if ma is None
+        else (1 - state["ema"]) * ma + state["ema"] * off_exp.detach()
+    )
     state["ma"] = ma
     return -(s.diagonal().mean() - off_exp / ma)
+
+
+def _prepare(x, y, seed: int):
+    """Validated, shuffled, standardised float tensors (integer labels one-hot)."""
+    import torch
+
+    xa, ya = as_2d(x, "x"), as_2d(y, "y")
+    check_pair(xa, ya)
+    check_not_constant(xa, "x")
+    check_not_constant(ya, "y")
+    if np.issubdtype(ya.dtype, np.integer) and ya.shape[1] == 1:
+        ya = np.eye(int(ya.max()) + 1)[ya[:, 0] - ya.min()]
+    perm = torch.randperm(xa.shape[0], generator=torch.Generator().manual_seed(seed))
+
+    def standardise(a):
+        t = torch.as_tensor(a, dtype=torch.float32)[perm]
+        return (t - t.mean(0)) / t.std(0).clamp_min(1e-8)
+
+    return standardise(xa), standardise(ya)
+
+
+def _train(xt, yt, bound, hidden, embed_dim, n_steps, bt, lr, clip, ema, seed):
+    """Adam on the bound's objective over random batches of the training split."""
+    import torch
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    critic = (_mlp(xt.shape[1], hidden, embed_dim), _mlp(yt.shape[1], hidden, embed_dim))
+    opt = torch.optim.Adam([p for m in critic for p in m.parameters()], lr=lr)
+    state = {"ema": ema}
+    with torch_threads(1):
+        for _ in range(n_steps):
+            idx = torch.randint(0, xt.shape[0], (bt,), generator=gen)
+            loss = _objective(_scores(critic, xt[idx], yt[idx]), bound, clip, state)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return critic
+
+
+def _evaluate(critic, xe, ye, bound, clip, be) -> list[float]:
+    """The bound on consecutive held-out batches of size ``be`` (nats)."""
+    import torch
+
+    vals = []
+    with torch.no_grad(), torch_threads(1):
+        for s in range(0, xe.shape[0] - be + 1, be):
+            vals.append(
+                float(bound_value(_scores(critic, xe[s : s + be], ye[s : s + be]), bound, clip))
+            )
+    return vals
 
 
 def neural_mi(
@@ -111,8 +165,6 @@ def neural_mi(
     split; the bound is averaged over batches of the held-out split. ``clip`` is SMILE's τ;
     ``ema`` MINE's moving-average rate.
     """
-    import torch
-
     if bound not in BOUNDS:
         raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
     for name, v in (("n_steps", n_steps), ("batch_size", batch_size), ("hidden", hidden)):
@@ -120,45 +172,35 @@ def neural_mi(
             raise ValueError(f"{name} must be a positive int (batch_size >= 2), got {v!r}")
     if not 0 < eval_fraction < 1:
         raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction!r}")
-    xa, ya = as_2d(x, "x"), as_2d(y, "y")
-    check_pair(xa, ya)
-    check_not_constant(xa, "x")
-    check_not_constant(ya, "y")
-    if np.issubdtype(ya.dtype, np.integer) and ya.shape[1] == 1:
-        ya = np.eye(int(ya.max()) + 1)[ya[:, 0] - ya.min()]
-    n = xa.shape[0]
+    xt, yt = _prepare(x, y, seed)
+    n = xt.shape[0]
     n_eval = int(round(n * eval_fraction))
     if n_eval < 2 or n - n_eval < 2:
         raise ValueError(f"neural bounds need enough rows for both splits, got n={n}")
-    gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=gen)
-
-    def standardise(a):
-        t = torch.as_tensor(a, dtype=torch.float32)[perm]
-        return (t - t.mean(0)) / t.std(0).clamp_min(1e-8)
-
-    xt, yt = standardise(xa), standardise(ya)
-    torch.manual_seed(seed)
-    critic = (_mlp(xt.shape[1], hidden, embed_dim), _mlp(yt.shape[1], hidden, embed_dim))
-    opt = torch.optim.Adam([p for m in critic for p in m.parameters()], lr=lr)
-    n_train = n - n_eval
-    bt = min(batch_size, n_train)
-    state = {"ema": ema}
+    critic = _train(
+        xt[: n - n_eval],
+        yt[: n - n_eval],
+        bound,
+        hidden,
+        embed_dim,
+        n_steps,
+        min(batch_size, n - n_eval),
+        lr,
+        clip,
+        ema,
+        seed,
+    )
     be = min(batch_size, n_eval)
-    vals = []
-    with torch_threads(1):
-        for _ in range(n_steps):
-            idx = torch.randint(0, n_train, (bt,), generator=gen)
-            loss = _objective(_scores(critic, xt[idx], yt[idx]), bound, clip, state)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            for s in range(n_train, n - be + 1, be):
-                sc = _scores(critic, xt[s : s + be], yt[s : s + be])
-                vals.append(float(bound_value(sc, bound, clip)))
-    params = {"bound": bound, "hidden": int(hidden), "embed_dim": int(embed_dim), "n_steps": int(n_steps), "batch_size": int(be),
-              "lr": float(lr), "seed": int(seed)}
+    vals = _evaluate(critic, xt[n - n_eval :], yt[n - n_eval :], bound, clip, be)
+    params = {
+        "bound": bound,
+        "hidden": int(hidden),
+        "embed_dim": int(embed_dim),
+        "n_steps": int(n_steps),
+        "batch_size": int(be),
+        "lr": float(lr),
+        "seed": int(seed),
+    }
     if bound == "smile":
         params["clip"] = float(clip)
     return MIEstimate(

@@ -49,9 +49,13 @@ class PlaneHistory:
 
     def plot_data(self, estimator: str = "binning") -> dict:
         """The dict :func:`hiddenlens.viz.info.plot_information_plane` takes."""
-        return {"epochs": self.epochs, "layers": list(self.layers),
-                "ixt": self.array("ixt", estimator), "ity": self.array("ity", estimator),
-                "estimator": estimator}
+        return {
+            "epochs": self.epochs,
+            "layers": list(self.layers),
+            "ixt": self.array("ixt", estimator),
+            "ity": self.array("ity", estimator),
+            "estimator": estimator,
+        }
 
     def to_metrics(self, estimator: str = "binning") -> dict[str, float]:
         """Final-epoch values, flat: {"info/binning/ixt/<layer>": bits, ...}."""
@@ -64,9 +68,17 @@ class PlaneHistory:
         return out
 
 
-def layer_record(t: np.ndarray, y: np.ndarray, estimator: str, *, bins: int = 30,
-                 value_range=None, noise_var: float = 0.1, kde_rows=None,
-                 saturation: float = 0.95) -> dict:
+def layer_record(
+    t: np.ndarray,
+    y: np.ndarray,
+    estimator: str,
+    *,
+    bins: int = 30,
+    value_range=None,
+    noise_var: float = 0.1,
+    kde_rows=None,
+    saturation: float = 0.95,
+) -> dict:
     """The plane point and diagnostics of one layer for one estimator (pure function).
 
     estimator: "binning" (``bins`` over ``value_range``, default the data range),
@@ -85,8 +97,12 @@ def layer_record(t: np.ndarray, y: np.ndarray, estimator: str, *, bins: int = 30
         if kde_rows is not None:
             t, y = t[kde_rows], np.asarray(y)[kde_rows]
         k = plane_kde(t, y, noise_var=noise_var)
-        rec.update(ixt=k["ixt_upper"], ity=k["ity_upper"], ixt_lower=k["ixt_lower"],
-                   ity_lower=k["ity_lower"])
+        rec.update(
+            ixt=k["ixt_upper"],
+            ity=k["ity_upper"],
+            ixt_lower=k["ixt_lower"],
+            ity_lower=k["ity_lower"],
+        )
     else:
         raise ValueError(f"estimator must be one of {PLANE_ESTIMATORS}, got {estimator!r}")
     return rec
@@ -106,15 +122,31 @@ class InformationPlane:
         saturation: |t| threshold counted as saturated.
     """
 
-    def __init__(self, model, hook_points, x_eval, y_eval, *, estimators=("binning",),
-                 bins: int = 30, value_range=None, noise_var: float = 0.1,
-                 kde_max_rows: int | None = 1024, saturation: float = 0.95, seed: int = 0):
+    def __init__(
+        self,
+        model,
+        hook_points,
+        x_eval,
+        y_eval,
+        *,
+        estimators=("binning",),
+        bins: int = 30,
+        value_range=None,
+        noise_var: float = 0.1,
+        kde_max_rows: int | None = 1024,
+        saturation: float = 0.95,
+        seed: int = 0,
+    ):
         bad = [e for e in estimators if e not in PLANE_ESTIMATORS]
         if bad or not estimators:
-            raise ValueError(f"estimators must be a non-empty subset of {PLANE_ESTIMATORS}, got {estimators!r}")
+            raise ValueError(
+                f"estimators must be a non-empty subset of {PLANE_ESTIMATORS}, got {estimators!r}"
+            )
         y = np.asarray(y_eval)
         if y.ndim != 1 or len(y) != len(x_eval):
-            raise ValueError(f"y_eval must be [n] labels for the {len(x_eval)} x_eval rows, got shape {y.shape}")
+            raise ValueError(
+                f"y_eval must be [n] labels for the {len(x_eval)} x_eval rows, got shape {y.shape}"
+            )
         self.model, self.hook_points, self.x_eval, self.y_eval = model, hook_points, x_eval, y
         self.estimators, self.bins, self.value_range = tuple(estimators), bins, value_range
         self.noise_var, self.kde_max_rows, self.saturation = noise_var, kde_max_rows, saturation
@@ -150,9 +182,16 @@ class InformationPlane:
         new = []
         for layer, t in acts.items():
             for est in self.estimators:
-                rec = layer_record(t, self.y_eval, est, bins=self.bins, value_range=self.value_range,
-                                   noise_var=self.noise_var, kde_rows=kde_rows,
-                                   saturation=self.saturation)
+                rec = layer_record(
+                    t,
+                    self.y_eval,
+                    est,
+                    bins=self.bins,
+                    value_range=self.value_range,
+                    noise_var=self.noise_var,
+                    kde_rows=kde_rows,
+                    saturation=self.saturation,
+                )
                 new.append({"epoch": int(epoch), "layer": layer, "estimator": est, **rec, **extra})
         self.history_.records.extend(new)
         log.debug("information plane epoch %d: %d records", epoch, len(new))

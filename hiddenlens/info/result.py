@@ -25,7 +25,8 @@ class MIEstimate:
         cap: the largest value this estimator can return on this input, in bits (e.g.
             log2 N for binning/KDE, log2 batch for InfoNCE), or None when unbounded.
         ci: optional (low, high) bootstrap percentile interval, in bits.
-        extras: other numbers worth reporting (entropies, the other KDE bound), in bits.
+        extras: other numbers worth reporting (entropies and the other KDE bound in bits,
+            a compressor's fidelity as a fraction).
     """
 
     bits: float

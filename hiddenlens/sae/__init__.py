@@ -2,26 +2,44 @@
 
 Architectures (one module each in ``hiddenlens.sae.architectures``): relu, topk, batchtopk,
 jumprelu, gated, gradient_topk. ``train`` fits one on a store's hook point, ``evaluate``
-measures it, ``load`` reads hiddenlens / SAELens / sparsify directories.
+measures it, ``load`` reads hiddenlens / SAELens / sparsify directories, ``top_activating``
+and ``direct_effect`` inspect latents, ``SupervisedDictionary`` and
+``hiddenlens.sae.supervised`` implement Makelov et al.'s principled evaluation.
+
+Names are imported lazily (PEP 562), so ``import hiddenlens.sae`` (e.g. by the CLI parser)
+does not import torch.
 """
 
-from hiddenlens.sae.base import BaseSAE, SAEOutput, build_sae
-from hiddenlens.sae.config import ARCHITECTURES, SAEConfig, TrainConfig
-from hiddenlens.sae.evaluate import evaluate, feature_density
-from hiddenlens.sae.io import load, load_sparsity, save_sae
-from hiddenlens.sae.train import train
+from __future__ import annotations
 
-__all__ = [
-    "ARCHITECTURES",
-    "BaseSAE",
-    "SAEConfig",
-    "SAEOutput",
-    "TrainConfig",
-    "build_sae",
-    "evaluate",
-    "feature_density",
-    "load",
-    "load_sparsity",
-    "save_sae",
-    "train",
-]
+import importlib
+
+_EXPORTS = {
+    "ARCHITECTURES": "hiddenlens.sae.config",
+    "SAEConfig": "hiddenlens.sae.config",
+    "TrainConfig": "hiddenlens.sae.config",
+    "BaseSAE": "hiddenlens.sae.base",
+    "SAEOutput": "hiddenlens.sae.base",
+    "build_sae": "hiddenlens.sae.base",
+    "evaluate": "hiddenlens.sae.evaluation",
+    "feature_density": "hiddenlens.sae.evaluation",
+    "direct_effect": "hiddenlens.sae.inspect",
+    "top_activating": "hiddenlens.sae.inspect",
+    "load": "hiddenlens.sae.io",
+    "load_sparsity": "hiddenlens.sae.io",
+    "save_sae": "hiddenlens.sae.io",
+    "SupervisedDictionary": "hiddenlens.sae.supervised",
+    "train": "hiddenlens.sae.trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hiddenlens.sae' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from hiddenlens.sae.evaluate import kl_and_ce
+from hiddenlens.sae.evaluation import kl_and_ce
 
 
 def _logits(out):

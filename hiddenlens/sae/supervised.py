@@ -95,9 +95,16 @@ def interpretability(codes, labels: dict[str, np.ndarray]) -> list[dict]:
             tp = y.astype(np.float64) @ active
             f1 = 2 * tp / np.maximum(active.sum(0) + y.sum(), 1)
             best = int(f1.argmax())
-            rows.append({"attribute": a, "value": v.item() if hasattr(v, "item") else v,
-                         "best_latent": best, "f1": float(f1[best]),
-                         "auroc": _auroc(codes[:, best], y), "base_rate": float(y.mean())})
+            rows.append(
+                {
+                    "attribute": a,
+                    "value": v.item() if hasattr(v, "item") else v,
+                    "best_latent": best,
+                    "f1": float(f1[best]),
+                    "auroc": _auroc(codes[:, best], y),
+                    "base_rate": float(y.mean()),
+                }
+            )
     return rows
 
 
@@ -124,10 +131,15 @@ def over_splitting(codes, labels: dict[str, np.ndarray], **kw) -> list[dict]:
             y = np.asarray(y_all) == v
             idx, _, rec = detectors(codes, y, **kw)
             union = (codes[:, idx] > 0).any(1) if idx.size else np.zeros(len(y), bool)
-            out.append({"attribute": a, "value": v.item() if hasattr(v, "item") else v,
-                        "n_detectors": int(idx.size),
-                        "max_single_recall": float(rec[idx].max()) if idx.size else 0.0,
-                        "union_recall": float(union[y].mean()) if y.any() else float("nan")})
+            out.append(
+                {
+                    "attribute": a,
+                    "value": v.item() if hasattr(v, "item") else v,
+                    "n_detectors": int(idx.size),
+                    "max_single_recall": float(rec[idx].max()) if idx.size else 0.0,
+                    "union_recall": float(union[y].mean()) if y.any() else float("nan"),
+                }
+            )
     return out
 
 
@@ -148,14 +160,21 @@ def occlusion(x, x_hat, sup: SupervisedDictionary, labels: dict[str, np.ndarray]
             if nu == 0 or not (y == v).any():
                 continue
             px, ph = x[y == v] @ (u / nu), x_hat[y == v] @ (u / nu)
-            out.append({"attribute": a, "value": v, "signal_norm": float(nu),
-                        "kept": float(ph.mean() / px.mean()) if px.mean() else float("nan")})
+            out.append(
+                {
+                    "attribute": a,
+                    "value": v,
+                    "signal_norm": float(nu),
+                    "kept": float(ph.mean() / px.mean()) if px.mean() else float("nan"),
+                }
+            )
     return out
 
 
 @torch.no_grad()
-def sae_edit(sae, x, labels: dict[str, np.ndarray], attribute: str, new_value,
-             min_precision: float = 0.9) -> np.ndarray:
+def sae_edit(
+    sae, x, labels: dict[str, np.ndarray], attribute: str, new_value, min_precision: float = 0.9
+) -> np.ndarray:
     """Edit an attribute through an SAE: detectors of each row's current value switched off,
     detectors of ``new_value`` switched on at their mean activation on rows with that value;
     the SAE error term (x - x_hat) is kept so only the edit changes."""
@@ -179,7 +198,8 @@ def sae_edit(sae, x, labels: dict[str, np.ndarray], attribute: str, new_value,
             z_new[rows[:, None], torch.as_tensor(det)[None, :]] = 0.0
         if new_det.size:
             z_new[rows[:, None], torch.as_tensor(new_det)[None, :]] = torch.as_tensor(
-                mean_on, dtype=z.dtype)
+                mean_on, dtype=z.dtype
+            )
     return (sae.decode(z_new) + err).numpy()
 
 

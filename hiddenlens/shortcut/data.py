@@ -263,7 +263,9 @@ def bayes_log_odds(cfg: TwoFeatureConfig, x: np.ndarray) -> np.ndarray:
         p = cfg.core_predictivity if feat == "core" else cfg.shortcut_predictivity
         amp = cfg.core_amplitude if feat == "core" else cfg.shortcut_amplitude
         with np.errstate(invalid="ignore"):
-            out = out + _feature_log_odds(r, p, amp, cfg.noise / math.sqrt(cfg.units(feat)), cfg.latent)
+            out = out + _feature_log_odds(
+                r, p, amp, cfg.noise / math.sqrt(cfg.units(feat)), cfg.latent
+            )
     if np.isnan(out).any():
         raise ValueError(
             "x holds items that have zero probability under this config (two deterministic "

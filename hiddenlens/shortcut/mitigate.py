@@ -69,7 +69,9 @@ class DFR:
         rng = np.random.default_rng(self.seed)
         coefs, intercepts = [], []
         for _ in range(self.n_repeats):
-            idx = np.concatenate([rng.choice(np.flatnonzero(g == k), m, replace=False) for k in ids])
+            idx = np.concatenate(
+                [rng.choice(np.flatnonzero(g == k), m, replace=False) for k in ids]
+            )
             clf = LogisticRegression(
                 C=self.C,
                 l1_ratio=1.0 if self.penalty == "l1" else 0.0,

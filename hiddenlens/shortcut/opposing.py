@@ -96,7 +96,9 @@ class OpposingSignals:
         ids = np.unique(g)
         means = {int(k): self.delta_[:, g == k].mean(axis=1) for k in ids}
         self.group_opposition_ = {
-            (a, b): -_corr(means[a], means[b]) for i, a in enumerate(means) for b in list(means)[i + 1 :]
+            (a, b): -_corr(means[a], means[b])
+            for i, a in enumerate(means)
+            for b in list(means)[i + 1 :]
         }
         if self.group_opposition_:
             self.group_pair_ = max(self.group_opposition_, key=self.group_opposition_.get)

@@ -106,13 +106,15 @@ class BatchedNet(nn.Module):
 class TrainResult:
     """loss: [steps, M] full-batch training loss; eval_steps: steps at which ``evals`` were
     taken; evals: list of whatever eval_fn returned; converged_rel_change: [M] relative loss
-    change over the last ``tail`` fraction of steps; seconds: wall time."""
+    change over the last ``tail`` fraction of steps; seconds: wall time; example_losses:
+    [steps, n] per-example losses of the tracked model (or None)."""
 
     loss: np.ndarray
     eval_steps: list
     evals: list
     converged_rel_change: np.ndarray
     seconds: float
+    example_losses: np.ndarray | None = None
 
 
 def train_batched(
@@ -123,14 +125,24 @@ def train_batched(
     steps: int = 2000,
     lr: float = 1e-2,
     weight_decay: float = 0.0,
+    optimizer: str = "sgd",
+    momentum: float = 0.9,
     eval_at=(),
     eval_fn=None,
     tail: float = 0.1,
+    track_model: int | None = None,
 ) -> TrainResult:
-    """Full-batch Adam on the mean logistic loss of every model. x [M, n, ...], y [M, n] 0/1.
+    """Full-batch training on the mean logistic loss of every model. x [M, n, ...], y [M, n].
+
+    ``optimizer`` "sgd" (heavy-ball ``momentum``; keeps the gradient's per-feature scale, so
+    a more available feature is learned faster, as in the NTK account) or "adam" (rescales
+    every coordinate, which evens out early feature learning). ``weight_decay`` is an L2
+    penalty, which gives the logistic loss a minimum to converge to on separable data.
 
     ``eval_fn(net, step)`` is called before each step in ``eval_at`` and after the last step,
     under no_grad; its return values are collected in ``TrainResult.evals``.
+    ``track_model``: record that model's per-example losses at every step
+    (``TrainResult.example_losses`` [steps, n], for opposing-signal detection).
     """
     import time
 
@@ -138,9 +150,15 @@ def train_batched(
     if tuple(yt.shape) != tuple(np.shape(x)[:2]):
         raise ValueError(f"y has shape {tuple(yt.shape)}; expected {tuple(np.shape(x)[:2])}")
     xt = net.prepare(x)
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"optimizer={optimizer!r}: accepted 'sgd', 'adam'")
     losses, ev_steps, evals = [], [], []
     eval_at = {int(s) for s in eval_at}
+    tracked: list[np.ndarray] = []
     t0 = time.perf_counter()
     for step in range(steps):
         if eval_fn is not None and step in eval_at:
@@ -148,9 +166,12 @@ def train_batched(
                 ev_steps.append(step)
                 evals.append(eval_fn(net, step))
         opt.zero_grad(set_to_none=True)
-        per_model = nn.functional.binary_cross_entropy_with_logits(
+        per_example = nn.functional.binary_cross_entropy_with_logits(
             net(xt, prepared=True), yt, reduction="none"
-        ).mean(dim=1)
+        )
+        if track_model is not None:
+            tracked.append(per_example[track_model].detach().numpy().copy())
+        per_model = per_example.mean(dim=1)
         # sum over models: each model's gradient is that of its own mean loss
         per_model.sum().backward()
         opt.step()
@@ -162,7 +183,8 @@ def train_batched(
     loss = np.stack(losses)
     k = max(1, int(tail * steps))
     rel = np.abs(loss[-k - 1] - loss[-1]) / np.maximum(loss[-k - 1], 1e-12)
-    return TrainResult(loss, ev_steps, evals, rel, time.perf_counter() - t0)
+    ex = np.stack(tracked) if tracked else None
+    return TrainResult(loss, ev_steps, evals, rel, time.perf_counter() - t0, ex)
 
 
 def predict_batched(net: BatchedNet, x, batch: int = 4096) -> np.ndarray:

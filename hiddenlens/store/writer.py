@@ -84,7 +84,7 @@ def cache_activations(
     handle = load_model(model)
     hooks = resolve_hook_points(handle, hook_points)
     n_samples = n_samples_of(data, text_column)
-    if n_samples == 0:
+    if n_samples == 0 or (isinstance(data, (list, tuple)) and len(data) == 0):
         raise ValueError("data is empty: nothing to cache")
     settings = dict(
         batch_size=batch_size,

@@ -29,14 +29,32 @@ def plot_information_plane(data, *, ax=None, title=None, log_epochs: bool = True
     layers = list(_get(data, "layers"))
     fig, ax = new_figure(ax, figsize=(6.0, 4.5))
     lo = max(epochs.min(), 1.0)
-    norm = LogNorm(lo, max(epochs.max(), lo * 1.01)) if log_epochs else Normalize(epochs.min(), epochs.max())
+    norm = (
+        LogNorm(lo, max(epochs.max(), lo * 1.01))
+        if log_epochs
+        else Normalize(epochs.min(), epochs.max())
+    )
     sc = None
     for j, layer in enumerate(layers):
         ax.plot(ixt[:, j], ity[:, j], color=PALETTE[j % len(PALETTE)], lw=0.8, alpha=0.6, zorder=1)
-        sc = ax.scatter(ixt[:, j], ity[:, j], c=np.maximum(epochs, lo), cmap=SEQUENTIAL_CMAP,
-                        norm=norm, s=14, zorder=2, edgecolors="none")
-        ax.annotate(str(layer), (ixt[-1, j], ity[-1, j]), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points", color=PALETTE[j % len(PALETTE)])
+        sc = ax.scatter(
+            ixt[:, j],
+            ity[:, j],
+            c=np.maximum(epochs, lo),
+            cmap=SEQUENTIAL_CMAP,
+            norm=norm,
+            s=14,
+            zorder=2,
+            edgecolors="none",
+        )
+        ax.annotate(
+            str(layer),
+            (ixt[-1, j], ity[-1, j]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+            color=PALETTE[j % len(PALETTE)],
+        )
     if sc is not None:
         fig.colorbar(sc, ax=ax, label="epoch")
     est = data.get("estimator", "") if isinstance(data, dict) else ""
@@ -47,13 +65,21 @@ def plot_information_plane(data, *, ax=None, title=None, log_epochs: bool = True
     return fig
 
 
-def plot_layer_curves(data, *, ax=None, title=None, ylabel: str = "value", logx: bool = True) -> Figure:
+def plot_layer_curves(
+    data, *, ax=None, title=None, ylabel: str = "value", logx: bool = True
+) -> Figure:
     """One line per layer over epochs. data: "epochs" [E], "layers" [L], "values" [E, L]."""
     epochs = np.asarray(_get(data, "epochs"), dtype=float)
     vals = np.asarray(_get(data, "values"))
     fig, ax = new_figure(ax)
     for j, layer in enumerate(_get(data, "layers")):
-        ax.plot(np.maximum(epochs, 1), vals[:, j], color=PALETTE[j % len(PALETTE)], label=str(layer), lw=1.2)
+        ax.plot(
+            np.maximum(epochs, 1),
+            vals[:, j],
+            color=PALETTE[j % len(PALETTE)],
+            label=str(layer),
+            lw=1.2,
+        )
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel("epoch")
@@ -66,7 +92,9 @@ def plot_layer_curves(data, *, ax=None, title=None, ylabel: str = "value", logx:
 def plot_gap_vs_mi(data, *, ax=None, title=None, xlabel: str = "I(X;T|Y) (bits)") -> Figure:
     """Generalisation gap vs an MI quantity. data: "mi" [n], "gap" [n], optional "group" [n]."""
     mi, gap = np.asarray(_get(data, "mi"), dtype=float), np.asarray(_get(data, "gap"), dtype=float)
-    groups = np.asarray(data.get("group", ["all"] * len(mi)) if isinstance(data, dict) else ["all"] * len(mi))
+    groups = np.asarray(
+        data.get("group", ["all"] * len(mi)) if isinstance(data, dict) else ["all"] * len(mi)
+    )
     fig, ax = new_figure(ax)
     for i, g in enumerate(dict.fromkeys(groups.tolist())):
         m = groups == g
@@ -76,4 +104,21 @@ def plot_gap_vs_mi(data, *, ax=None, title=None, xlabel: str = "I(X;T|Y) (bits)"
     ax.set_xlabel(xlabel)
     ax.set_ylabel("generalisation gap")
     ax.set_title(title or "Generalisation gap vs bottleneck")
+    return fig
+
+
+def plot_mi_by_layer(data, *, ax=None, title=None, ylabel: str = "bits") -> Figure:
+    """One line per series across layers. data: "layers" [L], "series" {name: [L] values}."""
+    layers = list(_get(data, "layers"))
+    fig, ax = new_figure(ax)
+    for i, (name, vals) in enumerate(_get(data, "series").items()):
+        ax.plot(
+            range(len(layers)), vals, marker="o", color=PALETTE[i % len(PALETTE)], label=str(name)
+        )
+    ax.set_xticks(
+        range(len(layers)), [str(layer) for layer in layers], rotation=30, ha="right", fontsize=7
+    )
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title(title or "Mutual information by layer")
     return fig

@@ -115,8 +115,15 @@ def plot_cka_matrix(
     im = ax.imshow(M, cmap=SEQUENTIAL_CMAP, vmin=min(0.0, np.nanmin(M)), vmax=1.0)
     for i in range(M.shape[0]):
         for j in range(M.shape[1]):
-            ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if M[i, j] < 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{M[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if M[i, j] < 0.6 else "black",
+            )
     ax.set_xticks(np.arange(len(cols)), _short(cols), rotation=30, ha="right")
     ax.set_yticks(np.arange(len(rows)), _short(rows))
     fig.colorbar(im, ax=ax, shrink=0.8, label="linear CKA")

@@ -15,10 +15,18 @@ def gaussians(rho, d, n=1000, seed=1):
 
 # KSG tolerance: 0.1 bits + 5% of the truth for d <= 2 (it underestimates large MI in
 # higher dimension, a known bias: the d=4 cases get 0.3 bits + 10%).
-@pytest.mark.parametrize("rho,d,tol_abs,tol_rel", [
-    (0.3, 1, 0.1, 0.05), (0.6, 1, 0.1, 0.05), (0.9, 1, 0.1, 0.05),
-    (0.6, 2, 0.1, 0.05), (0.9, 2, 0.1, 0.05), (0.3, 4, 0.3, 0.1), (0.6, 4, 0.3, 0.1),
-])
+@pytest.mark.parametrize(
+    "rho,d,tol_abs,tol_rel",
+    [
+        (0.3, 1, 0.1, 0.05),
+        (0.6, 1, 0.1, 0.05),
+        (0.9, 1, 0.1, 0.05),
+        (0.6, 2, 0.1, 0.05),
+        (0.9, 2, 0.1, 0.05),
+        (0.3, 4, 0.3, 0.1),
+        (0.6, 4, 0.3, 0.1),
+    ],
+)
 def test_ksg_matches_closed_form(rho, d, tol_abs, tol_rel):
     x, y, true = gaussians(rho, d)
     est = mutual_information(x, y, estimator="ksg", k=3)

@@ -17,8 +17,13 @@ from hiddenlens.info.tasks import rotation_permutations, szt_12bit_task
 
 def tiny_net(seed=0):
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(12, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3),
-                               torch.nn.Tanh(), torch.nn.Linear(3, 2))
+    return torch.nn.Sequential(
+        torch.nn.Linear(12, 6),
+        torch.nn.Tanh(),
+        torch.nn.Linear(6, 3),
+        torch.nn.Tanh(),
+        torch.nn.Linear(3, 2),
+    )
 
 
 def test_szt_task_is_rotation_invariant_and_balanced():
@@ -37,8 +42,15 @@ def test_information_plane_callback_matches_direct_estimates():
     xt = torch.tensor(x[::4], dtype=torch.float32)
     ys = y[::4]
     net = tiny_net()
-    cb = InformationPlane(net, ["1", "3"], xt, ys, estimators=("binning", "kde"),
-                          value_range=(-1, 1), kde_max_rows=256)
+    cb = InformationPlane(
+        net,
+        ["1", "3"],
+        xt,
+        ys,
+        estimators=("binning", "kde"),
+        value_range=(-1, 1),
+        kde_max_rows=256,
+    )
     for epoch in range(2):
         cb.on_epoch_end(epoch, gen_gap=0.1 * epoch)
     h = cb.history_
@@ -63,7 +75,9 @@ def test_information_plane_callback_matches_direct_estimates():
 
 def test_information_plane_rejects_bad_setup():
     with pytest.raises(ValueError, match="estimators"):
-        InformationPlane(tiny_net(), ["1"], torch.zeros(4, 12), np.zeros(4, int), estimators=("mine",))
+        InformationPlane(
+            tiny_net(), ["1"], torch.zeros(4, 12), np.zeros(4, int), estimators=("mine",)
+        )
     with pytest.raises(ValueError, match="y_eval"):
         InformationPlane(tiny_net(), ["1"], torch.zeros(4, 12), np.zeros(5, int))
 
@@ -115,9 +129,18 @@ def test_viz_returns_figures():
 
     from hiddenlens.viz.info import plot_gap_vs_mi, plot_information_plane, plot_layer_curves
 
-    data = {"epochs": np.array([0, 1, 10]), "layers": ["a", "b"], "ixt": np.ones((3, 2)),
-            "ity": np.zeros((3, 2)), "estimator": "binning"}
+    data = {
+        "epochs": np.array([0, 1, 10]),
+        "layers": ["a", "b"],
+        "ixt": np.ones((3, 2)),
+        "ity": np.zeros((3, 2)),
+        "estimator": "binning",
+    }
     assert isinstance(plot_information_plane(data, title="t"), Figure)
-    fig = plot_layer_curves({"epochs": data["epochs"], "layers": data["layers"], "values": np.ones((3, 2))})
+    fig = plot_layer_curves(
+        {"epochs": data["epochs"], "layers": data["layers"], "values": np.ones((3, 2))}
+    )
     assert isinstance(fig, Figure)
-    assert isinstance(plot_gap_vs_mi({"mi": [1, 2], "gap": [0.1, 0.2], "group": ["x", "y"]}), Figure)
+    assert isinstance(
+        plot_gap_vs_mi({"mi": [1, 2], "gap": [0.1, 0.2], "group": ["x", "y"]}), Figure
+    )

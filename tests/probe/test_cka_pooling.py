@@ -52,7 +52,11 @@ def test_debiased_cka_removes_the_small_n_inflation():
 def test_cka_matrix_symmetric_with_unit_diagonal():
     rng = np.random.default_rng(2)
     a = rng.normal(size=(300, 16)).astype(np.float32)
-    layers = {"a": a, "b": a @ rng.normal(size=(16, 16)).astype(np.float32), "c": rng.normal(size=(300, 8))}
+    layers = {
+        "a": a,
+        "b": a @ rng.normal(size=(16, 16)).astype(np.float32),
+        "c": rng.normal(size=(300, 8)),
+    }
     r = cka_matrix(layers)
     np.testing.assert_allclose(np.diag(r.matrix), 1.0, atol=1e-5)
     np.testing.assert_allclose(r.matrix, r.matrix.T)
@@ -96,4 +100,6 @@ def test_pool_rows_matches_padded_pool():
     _, last = pool_rows(X, sample, method="last", position=pos)
     np.testing.assert_allclose(last[1], X[5])
     _, mom = pool_rows(X, sample, method="moment", position=pos, heads=1)
-    np.testing.assert_allclose(mom[0], moment_features(torch.from_numpy(X[2:5]), 1).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        mom[0], moment_features(torch.from_numpy(X[2:5]), 1).numpy(), rtol=1e-5
+    )

@@ -25,11 +25,15 @@ def _identity_relu(d=4):
 def test_top_activating_rows_with_context():
     x = np.zeros((10, 4), dtype=np.float32)
     x[[2, 7, 8], 1] = [0.5, 3.0, 1.0]  # latent 1 fires hardest on row 7
-    meta = {"sample_idx": np.array([0] * 5 + [1] * 5), "position": np.array(list(range(5)) * 2),
-            "token_id": np.arange(100, 110)}
+    meta = {
+        "sample_idx": np.array([0] * 5 + [1] * 5),
+        "position": np.array(list(range(5)) * 2),
+        "token_id": np.arange(100, 110),
+    }
     store = FakeStore({"h": x}, meta=meta)
-    top = top_activating(_identity_relu(), store, "h", [1, 3], n=2, tokenizer=_Tok(),
-                         context=1, batch_size=4)
+    top = top_activating(
+        _identity_relu(), store, "h", [1, 3], n=2, tokenizer=_Tok(), context=1, batch_size=4
+    )
     assert [r["row"] for r in top[1]] == [7, 8]
     first = top[1][0]
     assert first["activation"] == pytest.approx(3.0)
@@ -44,10 +48,14 @@ def test_top_activating_rows_with_context():
 def test_context_stops_at_sample_boundary():
     x = np.zeros((10, 4), dtype=np.float32)
     x[5, 0] = 1.0
-    meta = {"sample_idx": np.array([0] * 5 + [1] * 5), "position": np.array(list(range(5)) * 2),
-            "token_id": np.arange(10)}
-    top = top_activating(_identity_relu(), FakeStore({"h": x}, meta=meta), "h", [0], n=1,
-                         tokenizer=_Tok(), context=2)
+    meta = {
+        "sample_idx": np.array([0] * 5 + [1] * 5),
+        "position": np.array(list(range(5)) * 2),
+        "token_id": np.arange(10),
+    }
+    top = top_activating(
+        _identity_relu(), FakeStore({"h": x}, meta=meta), "h", [0], n=1, tokenizer=_Tok(), context=2
+    )
     assert top[0][0]["context"] == "[[t5]] t6 t7"
 
 
@@ -64,7 +72,10 @@ def test_direct_effect_reads_decoder_through_unembedding():
 
 def test_figures_are_matplotlib_figures():
     assert isinstance(plot_density_histogram(np.array([0, 1e-3, 0.1, 0.2])), Figure)
-    pts = [{"l0": 4, "fvu": 0.3, "label": "topk"}, {"l0": 16, "fvu": 0.1, "label": "topk"},
-           {"l0": 10, "fvu": 0.2, "label": "relu"}]
+    pts = [
+        {"l0": 4, "fvu": 0.3, "label": "topk"},
+        {"l0": 16, "fvu": 0.1, "label": "topk"},
+        {"l0": 10, "fvu": 0.2, "label": "relu"},
+    ]
     assert isinstance(plot_l0_fvu(pts), Figure)
     assert isinstance(plot_top_activations([{"activation": 2.0, "context": "a [[b]] c"}]), Figure)

@@ -69,7 +69,11 @@ def _layers(n=1500, seed=0):
     early[:, 0] += 3 * (2 * label - 1)  # label written plainly at layer 0
     late = noise[2].copy()
     late[:, 0] += 3 * (2 * label - 1)
-    return label, {"l0": early, "l1": noise[1], "l2": late}, {"l0": noise[0], "l1": noise[1], "l2": late}
+    return (
+        label,
+        {"l0": early, "l1": noise[1], "l2": late},
+        {"l0": noise[0], "l1": noise[1], "l2": late},
+    )
 
 
 def test_early_decodability_flags_a_label_present_at_layer0_only():

@@ -90,11 +90,12 @@ def test_float16_overflow_is_nonfinite(tmp_path, tensor_data):
         cache_activations(model, tensor_data, ["0"], tmp_path / "a", dtype="float16")
 
 
-def test_empty_data(tmp_path, mlp_model, text_handle):
+def test_empty_data(tmp_path, mlp_model):
     with pytest.raises(ValueError, match="empty"):
         cache_activations(mlp_model, torch.empty(0, 8), ["0"], tmp_path / "a")
     with pytest.raises(ValueError, match="empty"):
-        cache_activations(text_handle, [], ["encoder.layer.0"], tmp_path / "b")
+        cache_activations(mlp_model, [], ["0"], tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     with pytest.raises(ValueError, match="no rows"):  # an iterable that yields nothing
         cache_activations(mlp_model, iter(()), ["0"], tmp_path / "c")
     assert not (tmp_path / "c").exists()

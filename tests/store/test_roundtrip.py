@@ -30,6 +30,9 @@ def test_tensor_round_trip_bit_exact(tmp_path, mlp_model, tensor_data):
     assert np.array_equal(store.rows("0"), h0.numpy())
     assert np.array_equal(store.rows("2"), h2.numpy())
     assert np.array_equal(store.rows("0", 45, 190), h0.numpy()[45:190])  # spans shards
+    lo, hi = store.shard_rows(1)
+    view = store.rows("0", lo + 1, hi - 1)  # inside one shard: a read-only memory map
+    assert not view.flags.owndata and not view.flags.writeable
     assert np.array_equal(store.meta["sample_idx"], np.arange(300))
     assert np.array_equal(store.meta["label"], labels)
     assert len(store) == 300 and store.d("0") == 16 and store.d("2") == 4

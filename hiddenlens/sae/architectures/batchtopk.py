@@ -49,8 +49,10 @@ class BatchTopKSAE(BaseSAE):
         v_pre = pre[active.rows, active.cols]
         values = torch.relu(encode_at(x_c, b_dec, self.W_enc, self.b_enc, v_pre, active))
         recon = decode_at(values, self.W_dec, active) + self.b_dec
-        losses = {"mse": self._mse(recon, x), "aux": self._auxk(x, x_c, b_dec, pre, recon,
-                                                                 coefs, dead_mask)}
+        losses = {
+            "mse": self._mse(recon, x),
+            "aux": self._auxk(x, x_c, b_dec, pre, recon, coefs, dead_mask),
+        }
         losses["loss"] = losses["mse"] + losses["aux"]
         return _output(recon, losses, active, values, n, d_sae)
 

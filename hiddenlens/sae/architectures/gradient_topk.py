@@ -38,8 +38,9 @@ class GradientTopKSAE(TopKSAE):
         w_dec = self.W_dec.detach()
 
         def score(pre: Tensor, rows: slice) -> Tensor:
-            return gradient_scores(torch.relu(pre), w_dec, grad[rows], self.cfg.grad_beta,
-                                   self.cfg.grad_normalize)
+            return gradient_scores(
+                torch.relu(pre), w_dec, grad[rows], self.cfg.grad_beta, self.cfg.grad_normalize
+            )
 
         return score
 

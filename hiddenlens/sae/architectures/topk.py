@@ -36,8 +36,9 @@ def _sorted_pairs(idx: Tensor, pre: Tensor) -> tuple[Tensor, Tensor]:
     return idx, pre.gather(1, perm)
 
 
-def select_topk(sae: BaseSAE, x_c: Tensor, k: int, score_fn=None, dead: Tensor | None = None,
-                k_aux: int = 0) -> Selection:
+def select_topk(
+    sae: BaseSAE, x_c: Tensor, k: int, score_fn=None, dead: Tensor | None = None, k_aux: int = 0
+) -> Selection:
     """Row-chunked pre-activations and top-k choice (by ``score_fn(pre, rows)`` if given)."""
     n = x_c.shape[0]
     idx, pre = x_c.new_empty(n, k, dtype=torch.long), x_c.new_empty(n, k)
@@ -70,8 +71,9 @@ def aux_plan(sae: BaseSAE, coefs, dead_mask) -> tuple[Tensor | None, int, float]
     return dead, min(k_aux, int(dead.numel())), scale
 
 
-def sparse_forward(sae: BaseSAE, x: Tensor, x_c: Tensor, sel: Selection, coefs,
-                   aux_scale: float = 0.0) -> SAEOutput:
+def sparse_forward(
+    sae: BaseSAE, x: Tensor, x_c: Tensor, sel: Selection, coefs, aux_scale: float = 0.0
+) -> SAEOutput:
     """Shared TopK-family training forward given the chosen pairs."""
     n, d_sae = x.shape[0], sae.cfg.d_sae
     b_dec = sae.b_dec if sae.cfg.apply_b_dec_to_input else None

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hiddenlens.sae import SAEConfig, build_sae, evaluate, feature_density
-from hiddenlens.sae.evaluate import reconstruction_metrics
+from hiddenlens.sae.evaluation import reconstruction_metrics
 from tests.sae.fakes import FakeStore
 
 

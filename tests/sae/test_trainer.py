@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from hiddenlens.sae import SAEConfig, TrainConfig, train
-from hiddenlens.sae.train import geometric_median, lr_factor
+from hiddenlens.sae.trainer import geometric_median, lr_factor
 from tests.sae.fakes import FakeStore, planted_data
 
 
