@@ -94,7 +94,6 @@ def run_numpy(root: Path) -> dict:
 
 def child(variant: str, root: Path, chunk_rows: int) -> None:
     """Run one variant and print a JSON line with its time and peak memory."""
-    import resource
     import tracemalloc
 
     if variant == "stream":  # imports are not part of the measurement
@@ -105,8 +104,19 @@ def child(variant: str, root: Path, chunk_rows: int) -> None:
     res = run_stream(root, chunk_rows) if variant == "stream" else run_numpy(root)
     seconds = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1]
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "peak_alloc": peak, "rss": rss_kb * 1024, **res}))
+    print(json.dumps({"seconds": seconds, "peak_alloc": peak, "rss": peak_rss(), **res}))
+
+
+def peak_rss() -> float:
+    """VmHWM of this process in bytes (ru_maxrss would carry the parent's peak over exec);
+    it includes resident pages of the memory-mapped store, which are reclaimable cache."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def spawn(variant: str, root: Path, chunk_rows: int) -> dict:

@@ -7,7 +7,11 @@ d_in 384, d_sae 6144, k 32, batch 4096, Adam. Prints:
   * the hiddenlens step time over the dense encoder matmul alone (the floor; target <= 2x);
   * FVU on held-out rows after the same number of training tokens for both.
 
-    .venv/bin/python benchmarks/sae_train.py [--steps 12] [--threads 2]
+    .venv/bin/python benchmarks/sae_train.py [--steps 12] [--threads 1]
+
+Threads default to 1: on a shared 2-core box, OpenMP synchronisation between two threads
+dominates every small op when other processes compete for the cores (measured: a 1 ms op
+takes ~30 ms), which says nothing about either library. Pass --threads to change it.
 """
 
 from __future__ import annotations
@@ -109,7 +113,7 @@ def timed_steps(step, batches) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for both libraries")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--store", default=None)
     ap.add_argument("--hook", default=None)

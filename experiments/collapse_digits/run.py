@@ -43,7 +43,7 @@ def recipes(epochs: int, cnn_epochs: int) -> list[Recipe]:
     return [
         Recipe("plain-ce", bn=False, weight_decay=5e-4, lr=0.05, epochs=epochs),
         Recipe("bn-ce", epochs=epochs),
-        Recipe("bn-mse", loss="mse", lr=0.01, epochs=epochs),
+        Recipe("bn-mse", loss="mse", lr=0.02, epochs=epochs),
         Recipe("cnn-bn-ce", arch="cnn", depth=3, epochs=cnn_epochs),
         Recipe("bn-ce-imbalanced", epochs=epochs, minority=MINORITY),
     ]
@@ -190,7 +190,10 @@ SETUP_TEXT = (
     "and at the last epoch). MLPs: 4 hidden layers of 256; {epochs} epochs; the CNN "
     "(2 conv + 1 linear block) {cnn} epochs. Fall factors are NC1 at the zero-error epoch "
     "divided by NC1 at the last epoch. NC4 compares each layer's nearest class centre with "
-    "the network's prediction."
+    "the network's prediction. The MSE run uses lr 0.02 on the per-sample squared error "
+    "‖z − e_y‖²: in trial runs lr 0.05 diverged, 0.01 gave a 4.5× NC1 fall and 0.03 a "
+    "260× fall, so the MSE fall factor depends strongly on the step size. Epoch counts are "
+    "at the low end of the 300–600 range to keep the run short on a shared 2-core machine."
 )
 
 
@@ -275,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/collapse_digits")
     ap.add_argument("--epochs", type=int, default=300)
-    ap.add_argument("--cnn-epochs", type=int, default=100)
-    ap.add_argument("--track-every", type=int, default=10)
+    ap.add_argument("--cnn-epochs", type=int, default=80)
+    ap.add_argument("--track-every", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1, help="torch/BLAS threads")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

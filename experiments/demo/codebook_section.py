@@ -52,9 +52,9 @@ def _settings(ctx) -> dict:
         steps=100,
         batch=8,
         seq_len=64,
-        search_rows=20000,
-        max_seconds=35.0,
-        eval_texts=16,
+        search_rows=10000,
+        max_seconds=30.0,
+        eval_texts=8,
     )
 
 

@@ -13,7 +13,7 @@ def run(ctx) -> None:
     settings = (
         ProbeSettings(rows=1_500, mdl_rows=1_000, cka_rows=1_000, cv=3, n_boot=50, seed=ctx.seed)
         if ctx.fast
-        else ProbeSettings(rows=10_000, mdl_rows=4_000, cka_rows=4_000, cv=3, seed=ctx.seed)
+        else ProbeSettings(rows=4_000, mdl_rows=2_000, cka_rows=2_000, cv=3, seed=ctx.seed)
     )
     groups = np.asarray(ctx.store.meta["sample_idx"])
     result = run_probes(ctx.store, ctx.hooks, ctx.token_labels, groups, settings)

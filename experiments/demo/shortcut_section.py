@@ -23,7 +23,8 @@ def _sieve(ctx, rows: int) -> tuple[dict, dict]:
     n = len(ctx.store)
     idx = np.sort(rng.choice(n, size=min(rows, n), replace=False))
     acts = {h: np.asarray(ctx.store.rows(h)[idx], dtype=np.float32) for h in ctx.hooks}
-    labels = {k: np.asarray(ctx.token_labels[k])[idx].astype(np.int64) for k in LABELS}
+    names = LABELS[1:3] if ctx.fast else LABELS
+    labels = {k: np.asarray(ctx.token_labels[k])[idx].astype(np.int64) for k in names}
     # a contextual label: is the token in the first 8 positions of its sequence?
     labels["early_position"] = (np.asarray(ctx.token_labels["position"])[idx] < 8).astype(int)
     out, profiles = {}, {}
@@ -117,11 +118,18 @@ def _dfr_and_opposing(net, ds, res, seeds, dfr_cls, opp_cls, erm_groups) -> dict
 
 
 def run(ctx) -> None:
+    import torch
+
     from hiddenlens.viz.shortcut import plot_decodability
 
-    rows = 800 if ctx.fast else 2500
+    rows = 600 if ctx.fast else 2500
     sieve, profiles = _sieve(ctx, rows)
-    synth, table = _synthetic(ctx, steps=60 if ctx.fast else 300, seeds=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batched models: a second thread only adds sync overhead
+    try:
+        synth, table = _synthetic(ctx, steps=30 if ctx.fast else 300, seeds=2)
+    finally:
+        torch.set_num_threads(threads)
     sec = ctx.report.add_section("Shortcuts: simple features and shortcut bias")
     flagged = [k.split("/", 1)[1] for k, v in sieve.items() if k.startswith("sieve_flag/") and v]
     sec.add_text(

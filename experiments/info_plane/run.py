@@ -14,6 +14,8 @@ I(X;T|Y). Then the same on scikit-learn digits.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -77,6 +79,9 @@ def headline(name, rec, specs, last):
         h = rec.hist[i]
         acc = [r["test_acc"] for r in h.records if r["estimator"] == "kde"]
         row = {"task": name, "model": s.name, "final_test_acc": acc[-1]}
+        est = "binning" if s.activation == "tanh" else "binning_rescaled"
+        ixt = h.array("ixt", est)[:, h.layers.index(last)]
+        row["peak_epoch"] = int(h.epochs[int(np.nanargmax(ixt))])
         if s.activation == "tanh":
             row["fall_binning"] = fall(h, "binning", last)
             row["corr_with_saturation"] = after_peak_corr(h, "binning", last, "saturation")
@@ -142,7 +147,7 @@ def run_szt(args, report) -> list[dict]:
     print_rows(rows)
     title = "12-bit task (Shwartz-Ziv & Tishby)"
     add_task_section(report, title, rec, specs, rows, args, epochs=args.epochs)
-    return rows
+    return rows, histories(rec, specs)
 
 
 def run_digits(args, report) -> list[dict]:
@@ -172,6 +177,23 @@ def run_digits(args, report) -> list[dict]:
     return rows
 
 
+def histories(rec, specs) -> dict:
+    """Every recorded plane point, JSON-safe, keyed by model name."""
+    return {
+        s.name: [
+            {k: (v if isinstance(v, str) else float(v)) for k, v in r.items()}
+            for r in rec.hist[i].records
+        ]
+        for i, s in enumerate(specs)
+    }
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
 def summary(rows) -> dict[str, float]:
     def col(prefix, key):
         return np.array([r[key] for r in rows if r["model"].startswith(prefix)])
@@ -195,12 +217,13 @@ def main(argv=None) -> None:
     threadpool_limits(1)
     t0 = time.time()
     report = Report("Information plane: which compression is real?", config=vars(args))
-    rows = run_szt(args, report)
-    run_digits(args, report)
+    rows, szt_hist = run_szt(args, report)
+    _, digits_hist = run_digits(args, report)
     s = summary(rows)
     report.add_metrics(s)
     print("summary: " + ", ".join(f"{k}={v:.3f}" for k, v in s.items()))
     out = report.write(args.out)
+    write_json(Path(args.out) / "histories.json", {"12-bit": szt_hist, "digits": digits_hist})
     print(f"report: {out} (total {time.time() - t0:.0f} s)")
 
 

@@ -27,6 +27,7 @@ class ProbeSettings:
     cka_rows: int = 4_000
     cv: int = 3
     n_boot: int = 200
+    max_iter: int = 200
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -80,14 +81,23 @@ def run_probes(store, hooks, token_labels, groups, settings: ProbeSettings) -> P
             groups=groups,
             n_boot=settings.n_boot,
             seed=settings.seed,
+            max_iter=settings.max_iter,
             name=f"probe_{name}",
         )
         run.tasks[name], run.controls[name] = task, ctrl
         sub = {h: X[mdl_rows] for h, X in arrays.items()}
         control = _control_like(types[mdl_rows], y[mdl_rows], settings.seed)
         run.mdl[name] = (
-            mdl_probe(sub, y[mdl_rows], seed=settings.seed, name=f"mdl_{name}"),
-            mdl_probe(sub, control, seed=settings.seed, name=f"mdl_{name}_control"),
+            mdl_probe(
+                sub, y[mdl_rows], seed=settings.seed, name=f"mdl_{name}", max_iter=settings.max_iter
+            ),
+            mdl_probe(
+                sub,
+                control,
+                seed=settings.seed,
+                name=f"mdl_{name}_control",
+                max_iter=settings.max_iter,
+            ),
         )
     cka_idx = rng.choice(len(rows), min(settings.cka_rows, len(rows)), replace=False)
     run.cka = cka_matrix({h: X[cka_idx] for h, X in arrays.items()})

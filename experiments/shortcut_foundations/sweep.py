@@ -79,6 +79,24 @@ def _train(arch, datasets, args, curve_idx, steps=None, weight_decay=None):
     return finals, curves, res
 
 
+def _table_row(stat, finals) -> dict:
+    """Seed-averaged summary of one (model, setting) cell."""
+
+    def mean(key):
+        return round(float(np.mean([f[key] for f in finals])), 3)
+
+    return {
+        "bias": f"{stat[0]:.3f} [{stat[1]:.3f}, {stat[2]:.3f}]",
+        "max_bias": mean("max_bias"),
+        "acc_conflict": mean("accuracy/conflict"),
+        "bayes_acc_conflict": mean("bayes/accuracy/conflict"),
+        "acc_iid": mean("accuracy/iid"),
+        "bayes_acc_iid": mean("bayes/accuracy/iid"),
+        "train_loss": round(float(np.mean([f["final_loss"] for f in finals])), 4),
+        "loss_rel_change_last10%": f"{max(f['rel_change'] for f in finals):.1e}",
+    }
+
+
 def image_sweep(args, sizes, preds) -> dict:
     """Part A: every architecture on the line p_s = max(preds); linear and ReLU on the grid."""
     line_p = max(preds)
@@ -118,27 +136,28 @@ def image_sweep(args, sizes, preds) -> dict:
         out["metrics"][f"train_seconds/{arch}"] = res.seconds
         for j, s in enumerate(sizes):
             sel = [f for f, key in zip(finals, keys) if key[0] == line_p and key[1] == s]
-            m = stats[j]
-            out["metrics"][f"bias/{arch}/s{s}"] = m[0]
-            out["table"].append(
-                {
-                    "model": arch,
-                    "s": s,
-                    "bias": f"{m[0]:.3f} [{m[1]:.3f}, {m[2]:.3f}]",
-                    "max_bias": round(float(np.mean([f["max_bias"] for f in sel])), 3),
-                    "acc_conflict": round(float(np.mean([f["accuracy/conflict"] for f in sel])), 3),
-                    "bayes_acc_conflict": round(
-                        float(np.mean([f["bayes/accuracy/conflict"] for f in sel])), 3
-                    ),
-                    "acc_iid": round(float(np.mean([f["accuracy/iid"] for f in sel])), 3),
-                    "bayes_acc_iid": round(
-                        float(np.mean([f["bayes/accuracy/iid"] for f in sel])), 3
-                    ),
-                    "train_loss": round(float(np.mean([f["final_loss"] for f in sel])), 4),
-                    "loss_rel_change_last10%": f"{max(f['rel_change'] for f in sel):.1e}",
-                }
-            )
+            out["metrics"][f"bias/{arch}/s{s}"] = stats[j][0]
+            out["table"].append({"model": arch, "s": s, **_table_row(stats[j], sel)})
     return out
+
+
+def best_linear_bias(cfg, seeds, n_pop: int = 200_000) -> float:
+    """Bias of the population-optimal *linear* rule: a logistic fit on n_pop items of the
+    two sufficient statistics, scored on the same conflict sets as the trained models.
+    The Bayes rule is not linear here (the shortcut's evidence saturates at
+    log(p / (1 - p))), so this is what a linear readout can reach at best."""
+    from sklearn.linear_model import LogisticRegression
+
+    from hiddenlens.shortcut.data import feature_means
+
+    pop = make_dataset(cfg, n_pop, 1, seed=999, splits=("conflict",))
+    clf = LogisticRegression(C=1e6).fit(np.stack(feature_means(cfg, pop.train.x), 1), pop.train.y)
+    out = []
+    for k in seeds:
+        ds = make_dataset(cfg, 1, N_TEST, seed=100 + k, splits=("conflict",))
+        xc = np.stack(feature_means(cfg, ds.splits["conflict"].x), 1)
+        out.append(bias_from_predictions(ds, {"conflict": clf.predict(xc)})["bias"])
+    return float(np.mean(out))
 
 
 def vector_sweep(args, amps) -> dict:
@@ -165,7 +184,9 @@ def vector_sweep(args, amps) -> dict:
     ]
     steps = eval_steps(args.vector_steps) + [args.vector_steps]
     early = [i for i, s in enumerate(steps) if 0 < s <= max(1, args.vector_steps // 10)]
+    best: dict = {}
     out = {"steps": steps, "curves": {}, "final": {}, "early_peak": {}, "table": [], "metrics": {}}
+    out["best_linear"] = best
     for arch in ("linear", "relu", "tanh"):
         finals, curves, _ = _train(
             arch,
@@ -178,6 +199,9 @@ def vector_sweep(args, amps) -> dict:
         curves = curves.reshape(len(steps), len(amps), len(seeds))
         out["final"][arch], out["early_peak"][arch] = [], []
         for j, a in enumerate(amps):
+            if a not in best:
+                best[a] = best_linear_bias(dsets[j * len(seeds)].config, seeds)
+                out["metrics"][f"vector_best_linear_bias/amp{a:g}"] = best[a]
             fin = ci95(curves[-1, j])
             peak = float(curves[early, j].mean(axis=1).max())
             out["final"][arch].append(fin[0])
@@ -189,6 +213,7 @@ def vector_sweep(args, amps) -> dict:
                     "shortcut_amplitude": a,
                     "final_bias": f"{fin[0]:.3f} [{fin[1]:.3f}, {fin[2]:.3f}]",
                     "early_peak_bias": round(peak, 3),
+                "best_linear_rule_bias": round(best[a], 3),
                     "loss_rel_change_last10%": f"{conv:.1e}",
                 }
             )

@@ -7,6 +7,23 @@ attributions (deletion/insertion, ROAR/DiffROAR, BlockMNIST-style data, grid poi
 """
 
 from hiddenlens.attribution._core import Attribution
+from hiddenlens.attribution.blocks import BlockData, make_block_digits, pgd_attack
+from hiddenlens.attribution.evaluation import (
+    PerturbationCurves,
+    deletion_insertion,
+    diffroar,
+    grid_pointing_game,
+    keep_by_attribution,
+    region_fraction,
+)
+from hiddenlens.attribution.featvis import (
+    FeatureVis,
+    activation_maximisation,
+    code_direction,
+    multifaceted_visualisation,
+    sae_latent,
+    top_activating_examples,
+)
 from hiddenlens.attribution.gradient import (
     input_x_gradient,
     integrated_gradients,
@@ -19,6 +36,13 @@ from hiddenlens.attribution.layer import (
     layer_integrated_gradients,
     sae_latent_attribution,
 )
+from hiddenlens.attribution.lens import (
+    DirectLogitAttribution,
+    LogitLens,
+    direct_logit_attribution,
+    logit_lens,
+)
+from hiddenlens.attribution.masking import layer_masked_forward, neighbour_fill
 from hiddenlens.attribution.patching import (
     BackPatchingResult,
     PatchingResult,
@@ -37,6 +61,27 @@ from hiddenlens.attribution.text import (
 
 __all__ = [
     "Attribution",
+    "BlockData",
+    "DirectLogitAttribution",
+    "FeatureVis",
+    "LogitLens",
+    "PerturbationCurves",
+    "activation_maximisation",
+    "code_direction",
+    "deletion_insertion",
+    "diffroar",
+    "direct_logit_attribution",
+    "grid_pointing_game",
+    "keep_by_attribution",
+    "layer_masked_forward",
+    "logit_lens",
+    "make_block_digits",
+    "multifaceted_visualisation",
+    "neighbour_fill",
+    "pgd_attack",
+    "region_fraction",
+    "sae_latent",
+    "top_activating_examples",
     "BackPatchingResult",
     "PatchingResult",
     "TokenAttribution",

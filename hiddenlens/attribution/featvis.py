@@ -34,6 +34,7 @@ __all__ = [
     "objective_values",
     "sae_latent",
     "code_direction",
+    "top_activating_examples",
 ]
 
 Objective = int | tuple | Callable[[Tensor], Tensor]
@@ -127,6 +128,39 @@ def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     )
 
 
+class _Image:
+    """An image batch as a function of free parameters: sigmoid(pixels) or sigmoid(irfft(1/f x
+    spectrum)) (the frequency prior), mapped into ``value_range``."""
+
+    def __init__(self, shape, n: int, lo: float, hi: float, fourier: bool, init, gen) -> None:
+        c, h, w = shape
+        self.lo, self.hi, self.fourier, self.hw = lo, hi, fourier, (h, w)
+        if fourier:
+            self.scale = _fourier_scale(h, w)
+            self.param = 0.01 * torch.randn((n, c, h, w // 2 + 1, 2), generator=gen)
+        else:
+            start = (
+                torch.full((n, c, h, w), 0.5) if init is None else (init.detach() - lo) / (hi - lo)
+            )
+            start = start.clamp(0.02, 0.98) + 0.01 * torch.randn(start.shape, generator=gen)
+            self.param = torch.logit(start.clamp(0.01, 0.99))
+        self.param.requires_grad_(True)
+
+    def __call__(self) -> Tensor:
+        if self.fourier:
+            spec = torch.view_as_complex(self.param) * self.scale
+            raw = torch.fft.irfft2(spec, s=self.hw, norm="ortho") * 4
+        else:
+            raw = self.param
+        return self.lo + (self.hi - self.lo) * torch.sigmoid(raw)
+
+    @torch.no_grad()
+    def blur(self, sigma: float) -> None:
+        """Blur the image and map it back to the pixel parameter (Yosinski et al. 2015)."""
+        blurred = (_gaussian_blur(self(), sigma) - self.lo) / (self.hi - self.lo)
+        self.param.copy_(torch.logit(blurred.clamp(1e-4, 1 - 1e-4)))
+
+
 def activation_maximisation(
     model,
     hook_point: str,
@@ -147,44 +181,21 @@ def activation_maximisation(
 ) -> FeatureVis:
     """Optimise ``n_images`` inputs of ``shape`` (C, H, W) to maximise ``objective`` at ``hook_point``.
 
-    init: [n_images, C, H, W] starting images (pixel parameterisation only).
+    Each step: jitter (random roll by up to ``jitter`` px), loss = -objective + l2_decay *
+    ||image - mid-grey||^2, Adam; every ``blur_every`` steps a Gaussian blur (pixel
+    parameterisation). init: [n_images, C, H, W] starting images (pixel parameterisation only).
     """
     from hiddenlens.hooks import patch
 
     if steps < 1 or lr <= 0:
         raise ValueError(f"steps must be >= 1 and lr > 0, got steps={steps}, lr={lr}")
     if frequency_prior and init is not None:
-        raise ValueError(
-            "init is only supported with the pixel parameterisation (frequency_prior=False)"
-        )
+        raise ValueError("init needs the pixel parameterisation (frequency_prior=False)")
     fn = _objective(objective)
     lo, hi = value_range
-    c, h, w = shape
     gen = torch.Generator().manual_seed(seed)
-    if frequency_prior:
-        scale = _fourier_scale(h, w)
-        param = (0.01 * torch.randn((n_images, c, h, w // 2 + 1, 2), generator=gen)).requires_grad_(
-            True
-        )
-
-        def image() -> Tensor:
-            spec = torch.view_as_complex(param) * scale
-            return lo + (hi - lo) * torch.sigmoid(
-                torch.fft.irfft2(spec, s=(h, w), norm="ortho") * 4
-            )
-    else:
-        start = (
-            torch.full((n_images, c, h, w), 0.5)
-            if init is None
-            else (init.detach() - lo) / (hi - lo)
-        )
-        start = start.clamp(0.02, 0.98) + 0.01 * torch.randn(start.shape, generator=gen)
-        param = torch.logit(start.clamp(0.01, 0.99)).requires_grad_(True)
-
-        def image() -> Tensor:
-            return lo + (hi - lo) * torch.sigmoid(param)
-
-    opt = torch.optim.Adam([param], lr=lr)
+    image = _Image(shape, n_images, lo, hi, frequency_prior, init, gen)
+    opt = torch.optim.Adam([image.param], lr=lr)
     seen: dict[str, Tensor] = {}
 
     def record(act: Tensor) -> Tensor:
@@ -194,23 +205,20 @@ def activation_maximisation(
     trace = []
     with patch(model, {hook_point: record}), torch.enable_grad():
         for step in range(steps):
-            base_img = image()
-            img = base_img
+            img = image()
+            shifted = img
             if jitter:
                 dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist()
-                img = torch.roll(img, shifts=(dy, dx), dims=(2, 3))
-            run_model(model, img)
+                shifted = torch.roll(img, shifts=(dy, dx), dims=(2, 3))
+            run_model(model, shifted)
             value = fn(seen["act"])
-            centred = base_img - (lo + hi) / 2
-            loss = -value.sum() + l2_decay * (centred**2).sum()
+            loss = -value.sum() + l2_decay * ((img - (lo + hi) / 2) ** 2).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
             trace.append(value.detach().numpy().copy())
             if blur_every and not frequency_prior and (step + 1) % blur_every == 0:
-                with torch.no_grad():  # blur the image, then map back to the parameter
-                    blurred = _gaussian_blur(image(), blur_sigma)
-                    param.copy_(torch.logit(((blurred - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)))
+                image.blur(blur_sigma)
     with torch.no_grad():
         final_img = image().detach()
     final = objective_values(model, hook_point, fn, final_img)[0].numpy()
@@ -264,3 +272,35 @@ def multifaceted_visualisation(
     )
     vis.facets, vis.facet_means = facets, means
     return vis
+
+
+def top_activating_examples(
+    store,
+    hook_point: str,
+    unit: int | Callable[[np.ndarray], np.ndarray],
+    *,
+    k: int = 10,
+    chunk: int = 16384,
+) -> dict[str, np.ndarray]:
+    """The ``k`` cached rows where a unit is most active — the text-model counterpart of
+    activation maximisation (dataset examples instead of optimised inputs).
+
+    store: a hiddenlens ActivationStore (``rows``, ``meta``, ``len``); unit: a column index or a
+    function rows [n, d] -> [n] (e.g. one SAE latent). Returns {"row", "value"} plus the store's
+    meta columns (``sample_idx``, ``position``, ``token_id``) for those rows, best first.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    fn = unit if callable(unit) else (lambda rows: rows[:, unit])
+    best_v, best_i = np.empty(0), np.empty(0, dtype=np.int64)
+    for start in range(0, len(store), chunk):
+        rows = np.asarray(store.rows(hook_point, start, min(start + chunk, len(store))))
+        vals = np.asarray(fn(rows), dtype=np.float64).reshape(-1)
+        best_v = np.concatenate([best_v, vals])
+        best_i = np.concatenate([best_i, np.arange(start, start + len(vals))])
+        keep = np.argsort(-best_v, kind="stable")[:k]
+        best_v, best_i = best_v[keep], best_i[keep]
+    out = {"row": best_i, "value": best_v}
+    for name, col in getattr(store, "meta", {}).items():
+        out[name] = np.asarray(col)[best_i]
+    return out

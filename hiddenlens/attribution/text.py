@@ -62,6 +62,28 @@ def embedding_dim_target(dim: int) -> Callable[[Any, dict], Tensor]:
     return lambda out, batch: _pooled(out, batch["attention_mask"])[:, dim]
 
 
+def _pad_baseline(handle, enc: dict, batch: dict) -> dict:
+    """The batch with every non-special token replaced by the padding token."""
+    pad = handle.tokenizer.pad_token_id
+    special = enc.get("special_tokens_mask")
+    if pad is None or special is None:
+        raise ValueError("baseline='pad' needs a tokenizer with a pad token; use 'zeros'")
+    return dict(batch, input_ids=torch.where(special.bool(), batch["input_ids"], pad))
+
+
+def _check(handle, texts, method: str, baseline: str) -> None:
+    if baseline not in ("pad", "zeros"):
+        raise ValueError(f"baseline={baseline!r}; accepted: 'pad', 'zeros'")
+    if not getattr(handle, "is_text", False):
+        raise TypeError(
+            "token_attributions needs a ModelHandle with a tokenizer (load_model('minilm'))"
+        )
+    if not texts:
+        raise ValueError("texts is empty")
+    if method not in ("integrated_gradients", "grad_x_act"):
+        raise ValueError(f"method={method!r}; accepted: 'integrated_gradients', 'grad_x_act'")
+
+
 def token_attributions(
     handle,
     texts: list[str],
@@ -82,16 +104,7 @@ def token_attributions(
     positions kept, as in Captum's BERT tutorial) — or "zeros" (zero activation; a poor path for
     encoders that LayerNorm their embeddings, which are scale invariant near zero).
     """
-    if baseline not in ("pad", "zeros"):
-        raise ValueError(f"baseline={baseline!r}; accepted: 'pad', 'zeros'")
-    if not getattr(handle, "is_text", False):
-        raise TypeError(
-            "token_attributions needs a ModelHandle with a tokenizer (load_model('minilm'))"
-        )
-    if not texts:
-        raise ValueError("texts is empty")
-    if method not in ("integrated_gradients", "grad_x_act"):
-        raise ValueError(f"method={method!r}; accepted: 'integrated_gradients', 'grad_x_act'")
+    _check(handle, texts, method, baseline)
     enc = handle.tokenize(list(texts), seq_len=seq_len)
     batch = {k: v for k, v in enc.items() if k in _MODEL_KEYS}
     n = len(texts)
@@ -101,20 +114,13 @@ def token_attributions(
         return target(out, repeat_inputs(batch, reps))
 
     if method == "integrated_gradients":
-        base_inputs = None
-        if baseline == "pad":
-            pad = handle.tokenizer.pad_token_id
-            special = enc["special_tokens_mask"].bool() if "special_tokens_mask" in enc else None
-            if pad is None or special is None:
-                raise ValueError("baseline='pad' needs a tokenizer with a pad token; use 'zeros'")
-            base_inputs = dict(batch, input_ids=torch.where(special, batch["input_ids"], pad))
         res = layer_integrated_gradients(
             handle,
             batch,
             hook_point,
             target=tgt,
             n_steps=n_steps,
-            baseline_inputs=base_inputs,
+            baseline_inputs=_pad_baseline(handle, enc, batch) if baseline == "pad" else None,
             internal_batch_size=internal_batch_size,
         )
     else:
@@ -123,17 +129,11 @@ def token_attributions(
         )
     per_token = res.attributions.sum(-1)  # [n, seq]
     mask = batch["attention_mask"].bool()
-    tokens, scores = [], []
-    for i in range(n):
-        ids = batch["input_ids"][i][mask[i]].tolist()
-        tokens.append(handle.tokenizer.convert_ids_to_tokens(ids))
-        scores.append(per_token[i][mask[i]].detach().cpu().numpy())
+    tokens = [
+        handle.tokenizer.convert_ids_to_tokens(batch["input_ids"][i][mask[i]].tolist())
+        for i in range(n)
+    ]
+    scores = [per_token[i][mask[i]].detach().cpu().numpy() for i in range(n)]
     delta = None if res.delta is None else res.delta.detach().cpu().numpy()
-    return TokenAttribution(
-        tokens,
-        scores,
-        delta,
-        res.target_values.detach().cpu().numpy(),
-        res.info["hook_point"],
-        method,
-    )
+    values = res.target_values.detach().cpu().numpy()
+    return TokenAttribution(tokens, scores, delta, values, res.info["hook_point"], method)

@@ -57,9 +57,10 @@ class FinetuneConfig:
 
 
 def default_forward(model, batch):
-    """model(**batch) for dicts, model(*batch) for tuples/lists, else model(batch)."""
+    """model(**batch) for dicts (minus a tokenizer's ``special_tokens_mask``, which is no
+    model input), model(*batch) for tuples/lists, else model(batch)."""
     if isinstance(batch, dict):
-        return model(**batch)
+        return model(**{k: v for k, v in batch.items() if k != "special_tokens_mask"})
     if isinstance(batch, (tuple, list)):
         return model(*batch)
     return model(batch)

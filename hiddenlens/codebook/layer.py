@@ -307,15 +307,14 @@ def _assign(
 def _kmeanspp(x: torch.Tensor, n_clusters: int, gen: torch.Generator, unit: bool) -> torch.Tensor:
     """Row indices chosen by k-means++ seeding (Arthur & Vassilvitskii, 2007)."""
     z = F.normalize(x, dim=-1) if unit else x
+    sq = (z * z).sum(-1)  # [n]
     chosen = [int(torch.randint(0, len(z), (1,), generator=gen))]
-    d2 = ((z - z[chosen[0]]) ** 2).sum(-1)
+    # Distances via ||z||^2 - 2 z.c + ||c||^2: one mat-vec per new centre, no [n, d] temporaries.
+    d2 = (sq - 2 * (z @ z[chosen[0]]) + sq[chosen[0]]).clamp_min(0)
     for _ in range(1, n_clusters):
         total = d2.sum()
-        if total <= 0:  # all remaining rows duplicate a centre: pick uniformly
-            probs = torch.ones_like(d2)
-        else:
-            probs = d2 / total
+        probs = d2 / total if total > 0 else torch.ones_like(d2)  # all rows already centres
         nxt = int(torch.multinomial(probs, 1, generator=gen))
         chosen.append(nxt)
-        d2 = torch.minimum(d2, ((z - z[nxt]) ** 2).sum(-1))
+        d2 = torch.minimum(d2, (sq - 2 * (z @ z[nxt]) + sq[nxt]).clamp_min(0))
     return torch.tensor(chosen)

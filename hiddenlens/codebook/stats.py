@@ -19,10 +19,14 @@ from hiddenlens.codebook.finetune import default_forward
 
 
 def default_keep(batch) -> torch.Tensor | None:
-    """Rows to keep: attention_mask == 1 for tokenised dicts, else all rows."""
-    if isinstance(batch, dict) and "attention_mask" in batch:
-        return batch["attention_mask"].bool()
-    return None
+    """Rows to keep, as in the activation store: real tokens (attention_mask == 1) that are
+    not special tokens (when the batch has a ``special_tokens_mask``); else all rows."""
+    if not isinstance(batch, dict) or "attention_mask" not in batch:
+        return None
+    keep = batch["attention_mask"].bool()
+    if "special_tokens_mask" in batch:
+        keep = keep & ~batch["special_tokens_mask"].bool()
+    return keep
 
 
 @torch.no_grad()

@@ -130,32 +130,32 @@ def mdl_probe(
     enc = enc[order]
     ends = block_ends(n, fractions)
     P = len(ends) - 1
-    train = np.zeros((P, n), np.float32)
-    for p in range(P):
-        train[p, : ends[p]] = 1.0
-    alpha = torch.tensor([lam / ends[p] for p in range(P)])
     blocks = np.zeros((len(hooks), P + 1))
     blocks[:, 0] = ends[0] * np.log2(K)
     by_d: dict[int, list[int]] = {}
     for i, h in enumerate(hooks):
         by_d.setdefault(arrays[h].shape[1], []).append(i)
+    y_all = torch.from_numpy(enc)
     for idx in by_d.values():
         X = torch.from_numpy(
             np.stack([np.asarray(arrays[hooks[i]], np.float32)[order] for i in idx])
         )
-        fit = fit_batched(
-            X,
-            torch.from_numpy(enc),
-            torch.from_numpy(train),
-            alpha,
-            n_outputs=1 if K == 2 else K,
-            max_iter=max_iter,
-            tol=tol,
-            bias_alpha=1.0,
-        )
-        nll = _nll_bits(fit.logits(X), torch.from_numpy(enc))  # [G, P, n]
         for p in range(P):
-            blocks[idx, p + 1] = nll[:, p, ends[p] : ends[p + 1]].sum(1)
+            # block p's probe sees only the rows before it: fit on that prefix alone (cheap
+            # for the small early blocks, and each block gets its own conditioning)
+            t, t_next = ends[p], ends[p + 1]
+            fit = fit_batched(
+                X[:, :t],
+                y_all[:t],
+                torch.ones(1, t),
+                torch.tensor([lam / t]),
+                n_outputs=1 if K == 2 else K,
+                max_iter=max_iter,
+                tol=tol,
+                bias_alpha=1.0,
+            )
+            nll = _nll_bits(fit.logits(X[:, t:t_next]), y_all[t:t_next])  # [G, 1, rows]
+            blocks[idx, p + 1] = nll[:, 0].sum(1)
     return MDLResult(hooks, blocks.sum(1), n * np.log2(K), blocks, ends, n, K, name)
 
 

@@ -84,7 +84,7 @@ def sweep(
     n_boot: int = 200,
     ci: float = 0.95,
     name: str | None = None,
-    max_iter: int = 500,
+    max_iter: int = 300,
     tol: float = 1e-4,
     device: str = "cpu",
 ) -> SweepResult:
@@ -117,12 +117,13 @@ def sweep(
     test_fold, train_w = fold_assignment(strat, n, cv, groups, seed)
     alpha = 1.0 / float(train_w.sum(1).mean()) if alpha is None else float(alpha)
     oof = np.zeros((len(hooks), n, n_out), np.float32)
+    fit_info = {"n_iter": 0, "converged": True}
     by_d: dict[int, list[int]] = {}
     for i, h in enumerate(hooks):
         by_d.setdefault(arrays[h].shape[1], []).append(i)
     for idx in by_d.values():
         X = torch.from_numpy(np.stack([np.asarray(arrays[hooks[i]], np.float32) for i in idx]))
-        oof[idx] = _oof(
+        oof[idx], info = _oof(
             X,
             enc,
             train_w,
@@ -132,6 +133,8 @@ def sweep(
             n_out,
             dict(alpha=alpha, l1=l1, max_iter=max_iter, tol=tol, device=device),
         )
+        fit_info["n_iter"] = max(fit_info["n_iter"], info["n_iter"])
+        fit_info["converged"] &= info["converged"]
     metric = "accuracy" if task == "classification" else "r2"
     result = _summarise(oof, enc, test_fold, task, groups, n_boot, ci, seed)
     log_loss, prior = (None, None)
@@ -147,7 +150,7 @@ def sweep(
         name=name or f"probe_{metric}",
         log_loss_bits=log_loss,
         prior_bits=prior,
-        extra={"alpha": alpha, "n_classes": len(classes)},
+        extra={"alpha": alpha, "n_classes": len(classes), **fit_info},
     )
 
 
@@ -163,11 +166,12 @@ def _encode(y: np.ndarray, task: str):
     return enc, (1 if len(classes) == 2 else len(classes)), classes
 
 
-def _oof(X, enc, train_w, test_fold, probe, task, n_out, kw) -> np.ndarray:
-    """Out-of-fold logits (or predictions) for every row: [G, n, K]."""
+def _oof(X, enc, train_w, test_fold, probe, task, n_out, kw) -> tuple[np.ndarray, dict]:
+    """Out-of-fold logits (or predictions) for every row [G, n, K], and solver info."""
     G, n, _ = X.shape
     rows = np.arange(n)
     fold = np.where(test_fold >= 0, test_fold, 0)
+    info = {"n_iter": 0, "converged": True}
     if isinstance(probe, str):
         W = torch.from_numpy(train_w)
         if probe == "nearest_mean":
@@ -192,8 +196,9 @@ def _oof(X, enc, train_w, test_fold, probe, task, n_out, kw) -> np.ndarray:
                 tol=kw["tol"],
             )
             Z = fit.logits(X.to(kw["device"])).cpu() * scale
-        return Z[:, fold, rows].numpy()  # each row from the fold that held it out
-    return _oof_estimator(X.numpy(), enc, train_w, test_fold, probe, task, n_out)
+            info = {"n_iter": fit.n_iter, "converged": fit.converged}
+        return Z[:, fold, rows].numpy(), info  # each row from the fold that held it out
+    return _oof_estimator(X.numpy(), enc, train_w, test_fold, probe, task, n_out), info
 
 
 def _nearest_mean_logits(X, enc, W, K) -> torch.Tensor:

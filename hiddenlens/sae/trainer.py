@@ -12,6 +12,7 @@ same global batches.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import warnings
@@ -280,7 +281,7 @@ def train(
     rank, world = _dist()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} is not divisible by world_size={world}")
-    sae_cfg.hook_point = sae_cfg.hook_point or hook_point
+    sae_cfg = dataclasses.replace(sae_cfg, hook_point=sae_cfg.hook_point or hook_point)
     torch.manual_seed(cfg.seed)
     sae = build_sae(sae_cfg, seed=cfg.seed).to(cfg.device).train()
     if hasattr(sae, "threshold_lr"):

@@ -5,7 +5,7 @@ Neural Network Optimization" (ICLR 2024): a few groups of training examples carr
 features that pull the network in opposite directions; their losses swing the most between
 consecutive steps and move in opposition (one group's loss rises while the paired group's
 falls). We track per-example losses, take the examples with the largest total loss change,
-split them into two sides by the leading principal component of their loss-change series,
+split them into two sides seeded by their most anti-correlated pair of loss-change series,
 and score the pair by how anti-correlated the two sides' mean loss changes are.
 """
 
@@ -51,7 +51,9 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 class OpposingSignals:
     """Find paired groups of examples whose losses move in opposition.
 
-    Parameters: ``top_k`` examples with the largest total |loss change| are the candidates.
+    Parameters: ``top_k`` examples with the largest total |loss change| are the candidates;
+    ``detrend`` removes the mean loss change over all examples at each step first (in
+    full-batch training every loss falls together early on, which would mask opposition).
     Fitted: ``delta_`` [T-1, n] loss changes, ``scores_`` [n] total |change|,
     ``outliers_`` candidate indices, ``side_a_`` / ``side_b_`` the two opposing sides,
     ``opposition_`` = -corr(mean change of side a, mean change of side b) in [-1, 1]
@@ -59,8 +61,9 @@ class OpposingSignals:
     (g, h) -> -corr of the groups' mean loss-change series, ``group_pair_`` the most opposed.
     """
 
-    def __init__(self, top_k: int = 20):
+    def __init__(self, top_k: int = 20, detrend: bool = True):
         self.top_k = top_k
+        self.detrend = detrend
 
     def fit(self, loss_history, groups=None) -> OpposingSignals:
         h = np.asarray(loss_history, dtype=np.float64)
@@ -71,23 +74,23 @@ class OpposingSignals:
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 2:
             raise ValueError(f"top_k={self.top_k!r}: must be an int >= 2")
         self.delta_ = np.diff(h, axis=0)
+        if self.detrend:
+            self.delta_ = self.delta_ - self.delta_.mean(axis=1, keepdims=True)
         self.scores_ = np.abs(self.delta_).sum(axis=0)
         k = min(self.top_k, h.shape[1])
         self.outliers_ = np.argsort(-self.scores_, kind="stable")[:k]
-        d = self.delta_[:, self.outliers_]
-        d = d - d.mean(axis=0)
-        # leading right-singular vector = principal axis of the examples' change series;
-        # examples loading with opposite signs move in opposition
-        _, _, vt = np.linalg.svd(d / (np.linalg.norm(d, axis=0) + 1e-12), full_matrices=False)
-        load = vt[0]
-        self.side_a_ = self.outliers_[load >= 0]
-        self.side_b_ = self.outliers_[load < 0]
-        if len(self.side_b_) == 0 or len(self.side_a_) == 0:
-            self.opposition_ = 0.0
-        else:
-            self.opposition_ = -_corr(
-                self.delta_[:, self.side_a_].mean(axis=1), self.delta_[:, self.side_b_].mean(axis=1)
-            )
+        c = np.corrcoef(self.delta_[:, self.outliers_].T)  # [k, k] change-series correlations
+        c = np.nan_to_num(c, nan=0.0)
+        # seed the two sides with the most anti-correlated pair; every other candidate joins
+        # the seed its loss changes move with
+        i, j = np.unravel_index(np.argmin(c), c.shape)
+        to_a = c[:, i] >= c[:, j]
+        to_a[i], to_a[j] = True, False
+        self.side_a_ = self.outliers_[to_a]
+        self.side_b_ = self.outliers_[~to_a]
+        self.opposition_ = -_corr(
+            self.delta_[:, self.side_a_].mean(axis=1), self.delta_[:, self.side_b_].mean(axis=1)
+        )
         if groups is not None:
             self._fit_groups(check_groups(groups, h.shape[1]))
         return self

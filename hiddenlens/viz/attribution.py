@@ -25,6 +25,7 @@ __all__ = [
     "plot_metric_by_k",
     "plot_images",
     "plot_logit_lens",
+    "plot_distributions",
 ]
 
 
@@ -230,4 +231,32 @@ def plot_logit_lens(
     ax.set_xticks(range(len(labels)), labels, rotation=45, fontsize=7)
     ax.set_ylabel("rank + 1")
     ax.set_title(title or "logit lens")
+    return fig
+
+
+def plot_distributions(
+    values: Mapping[str, np.ndarray],
+    *,
+    xlabel: str = "value",
+    bins: int = 20,
+    vline: float | None = None,
+    ax=None,
+    title: str | None = None,
+) -> Figure:
+    """Overlaid histograms, one per name (e.g. per-image pointing-game scores per model)."""
+    fig, ax = new_figure(ax)
+    arrays = [np.asarray(v, dtype=float) for v in values.values()]
+    finite = np.concatenate([a[np.isfinite(a)] for a in arrays]) if arrays else np.zeros(1)
+    edges = np.linspace(finite.min(), finite.max() + 1e-9, bins + 1)
+    for i, (name, a) in enumerate(zip(values, arrays)):
+        ax.hist(
+            a[np.isfinite(a)], bins=edges, alpha=0.55, label=name, color=PALETTE[i % len(PALETTE)]
+        )
+    if vline is not None:
+        ax.axvline(vline, color="#555555", linestyle=":", linewidth=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
     return fig

@@ -32,6 +32,7 @@ def plot_bias_heatmap(
             f"bias has shape {b.shape}; expected ({len(predictivity)}, {len(availability)})"
         )
     fig, ax = new_figure(ax, figsize=(4.6, 3.6))
+    ax.grid(False)
     im = ax.imshow(b, cmap=DIVERGING_CMAP, vmin=-vmax, vmax=vmax, origin="lower", aspect="auto")
     ax.set_xticks(range(len(availability)), [str(a) for a in availability])
     ax.set_yticks(range(len(predictivity)), [f"{p:g}" for p in predictivity])

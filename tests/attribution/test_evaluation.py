@@ -130,3 +130,31 @@ def test_multifaceted_recovers_planted_facets():
     groups = sorted(tuple(sorted(set((f < 20).tolist()))) for f in vis.facets)
     assert groups == [(False,), (True,)]  # each facet holds one planted group
     assert vis.images.shape == (2, 1, 6, 6)
+
+
+def test_objectives_and_top_examples():
+    from hiddenlens.attribution.featvis import code_direction, sae_latent, top_activating_examples
+
+    class Sae:
+        def encode(self, x):
+            return torch.relu(x)
+
+        def decode(self, z):
+            return z
+
+    act = torch.tensor([[[1.0, -2.0], [3.0, 4.0]]])  # [1 example, 2 tokens, d=2]
+    assert float(sae_latent(Sae(), 1)(act)[0]) == pytest.approx(2.0)  # mean of relu(-2), relu(4)
+    assert float(code_direction(torch.tensor([[0.0, 1.0]]), 0)(act)[0]) == pytest.approx(1.0)
+
+    class Store:
+        meta = {"sample_idx": np.arange(50) // 5}
+
+        def __len__(self):
+            return 50
+
+        def rows(self, hook, start, stop):
+            return np.stack([np.arange(start, stop) % 17, np.zeros(stop - start)], 1)
+
+    top = top_activating_examples(Store(), "h", 0, k=3, chunk=7)
+    assert top["value"].tolist() == [16, 16, 15] and top["row"].tolist() == [16, 33, 15]
+    assert top["sample_idx"].tolist() == [3, 6, 3]

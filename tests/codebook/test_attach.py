@@ -197,10 +197,9 @@ def test_transformer_lens_model_glob_and_record_codes():
     assert cb.hook_points == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
     codes = hc.record_codes(cb, [tokens, tokens[:1]])
     assert codes["blocks.1.hook_resid_post"].shape == (40, 1)
-    masked = hc.record_codes(
-        cb, [{"input": tokens, "attention_mask": tokens > 2}], forward=lambda m, b: m(b["input"])
-    )
-    assert len(masked["blocks.0.hook_resid_post"]) == int((tokens > 2).sum())
+    batch = {"input": tokens, "attention_mask": tokens > 2, "special_tokens_mask": tokens == 6}
+    masked = hc.record_codes(cb, [batch], forward=lambda m, b: m(b["input"]))
+    assert len(masked["blocks.0.hook_resid_post"]) == int(((tokens > 2) & (tokens != 6)).sum())
     with hc.force(model, {"blocks.1.hook_resid_post": [3]}):
         logits = model(tokens)
     expected = model.unembed(model.ln_final(cb.layers["blocks.1.hook_resid_post"].codes[3]))

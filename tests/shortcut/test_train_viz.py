@@ -8,6 +8,15 @@ from matplotlib.figure import Figure
 from hiddenlens.shortcut.train import BatchedNet, predict_batched, train_batched
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny ops: a second intra-op thread only adds synchronisation on a shared machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize("arch", ["linear", "relu", "tanh", "cnn"])
 def test_batched_net_slices_match_reference_modules(arch):
     net = BatchedNet(3, (1, 12, 12), arch, hidden=5, channels=2, seed=0)
