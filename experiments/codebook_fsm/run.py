@@ -138,6 +138,14 @@ def raw_activations(model, tokens: torch.Tensor, hooks: list[str]) -> dict[str, 
     return {h: cache[h] for h in hooks}  # [n, seq, d]
 
 
+def kmeans_rows(model, fsm: TokFSM, cfg: Config, hooks: list[str]) -> dict:
+    """About ``cfg.kmeans_rows`` residual rows per hook from fresh sequences (all positions)."""
+    n_seq = cfg.kmeans_rows // (2 * cfg.seq_states) + 1
+    tokens = torch.as_tensor(fsm.sample(n_seq, cfg.seq_states, seed=555)[0])
+    acts = raw_activations(model, tokens, hooks)
+    return {h: a.reshape(-1, cfg.d_model) for h, a in acts.items()}
+
+
 def run(cfg: Config, out_dir: Path) -> dict:
     torch.manual_seed(cfg.seed)
     timings = {}
@@ -155,12 +163,7 @@ def run(cfg: Config, out_dir: Path) -> dict:
     acc_base = validity_accuracy(base_logits, valid)
 
     hooks = [f"blocks.{i}.hook_resid_post" for i in range(cfg.n_layers)]
-    init_tok = torch.as_tensor(
-        fsm.sample(cfg.kmeans_rows // (2 * cfg.seq_states) + 1, cfg.seq_states, seed=555)[0]
-    )
-    init = {
-        h: a.reshape(-1, cfg.d_model) for h, a in raw_activations(model, init_tok, hooks).items()
-    }
+    init = kmeans_rows(model, fsm, cfg, hooks)
     raw_eval = raw_activations(model, tokens, hooks)
     t0 = time.perf_counter()
     cb = attach(model, hooks, cfg.n_codes, cfg.k, init=init, seed=cfg.seed)
@@ -171,12 +174,8 @@ def run(cfg: Config, out_dir: Path) -> dict:
     ft_cfg = FinetuneConfig(
         steps=cfg.finetune_steps, lr=cfg.finetune_lr, dead_code_every=cfg.dead_code_every
     )
-    history = finetune(
-        cb,
-        batches(fsm, cfg, cfg.finetune_steps, seed=50_000),
-        lambda logits, toks: lm_loss(logits, toks),
-        ft_cfg,
-    )
+    # Codebook-only: the model stays frozen (model_lr = 0).
+    history = finetune(cb, batches(fsm, cfg, cfg.finetune_steps, seed=50_000), lm_loss, ft_cfg)
     timings["finetune_s"] = history["seconds"]
     with torch.no_grad():
         cb_logits = cb(tokens)

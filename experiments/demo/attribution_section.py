@@ -103,12 +103,19 @@ def _layers(ctx, sec, texts, target, n_steps) -> dict[str, float]:
         "layer_gxa",
         caption="gradient x activation summed over tokens and features, per encoder layer",
     )
-    layers = list(gxa)[:: 5 if ctx.fast else 1]
-    for name in layers:
+    # baseline: the same sentences with every word replaced by [PAD] (a zero hidden state sits
+    # where LayerNorm and the normalised pooling are singular, which breaks the IG path)
+    enc = ctx.handle.tokenize(texts, seq_len=SEQ_LEN)
+    special = enc["special_tokens_mask"].bool()
+    base = dict(
+        batch, input_ids=torch.where(special, batch["input_ids"], ctx.handle.tokenizer.pad_token_id)
+    )
+    for name in list(gxa)[:: 5 if ctx.fast else 1]:
         lig = layer_integrated_gradients(
-            ctx.handle, batch, name, target=tgt, n_steps=max(4, n_steps // 2)
+            ctx.handle, batch, name, target=tgt, n_steps=max(4, n_steps // 2), baseline_inputs=base
         )
         out[f"layer_ig_max_abs_delta/{name}"] = float(lig.delta.abs().max())
+        out[f"layer_ig_total/{name}"] = float(lig.attributions.sum()) / len(texts)
     return out
 
 

@@ -24,9 +24,10 @@ def _layer_rows(ctx, idx, sub, labels):
         t = np.asarray(ctx.store.rows(hook))[idx].astype(np.float64)
         row = {"layer": hook}
         for name, y in labels.items():
+            keep = _common(y)  # the k-NN estimator needs > K rows per class
             est = lossy_mutual_information(
-                t,
-                y,
+                t[keep],
+                y[keep],
                 noise_std=NOISE_STD,
                 n_components=N_COMPONENTS,
                 estimator="ksg",
@@ -58,6 +59,12 @@ def _layer_rows(ctx, idx, sub, labels):
     return rows, metrics
 
 
+def _common(y: np.ndarray) -> np.ndarray:
+    """Rows whose class has more than 2K members (rare classes are dropped, and said so)."""
+    counts = np.bincount(y)
+    return counts[y] > 2 * K
+
+
 def _pca(t):
     from hiddenlens.info import PCACompressor
 
@@ -76,6 +83,7 @@ def run(ctx) -> None:
         "capitalised": ctx.token_labels["is_capitalised"][idx].astype(np.int64),
     }
     rows, metrics = _layer_rows(ctx, idx, sub, labels)
+    dropped = {k: int((~_common(v)).sum()) for k, v in labels.items()}
     sec = ctx.report.add_section(
         "Information bottleneck",
         text=(
@@ -85,7 +93,8 @@ def run(ctx) -> None:
             f"lower bound on the layer's information. I(X;T) on {len(sub)} of those rows: binning with 30 "
             "equal-width bins over the layer's range (it sits at its cap log2 N: in 384 dimensions every "
             "token gets its own bin, so it cannot show compression), and KDE upper/lower bounds on the "
-            "PCA-compressed vectors with noise variance 0.1 x their mean variance."
+            "PCA-compressed vectors with noise variance 0.1 x their mean variance. Rows of classes "
+            f"with <= {2 * K} members are left out of I(T;Y) (dropped rows: {dropped})."
         ),
     )
     sec.add_table(rows, caption="per layer; bits")

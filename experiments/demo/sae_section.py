@@ -29,10 +29,10 @@ def _settings(ctx) -> dict:
     return dict(
         d_sae=1536,
         k=16,
-        tokens=1024 * 300,
-        batch=1024,
-        eval_rows=20000,
-        texts=64,
+        tokens=2048 * 80,
+        batch=2048,
+        eval_rows=10000,
+        texts=32,
         latents=4,
         n_top=8,
     )
@@ -41,7 +41,7 @@ def _settings(ctx) -> dict:
 @torch.no_grad()
 def property_f1(sae, store, hook: str, labels: dict, n_rows: int) -> list[dict]:
     """Best single latent per boolean token property: F1 of (latent > 0) vs the label."""
-    x = torch.from_numpy(np.asarray(store.rows(hook, 0, n_rows), dtype=np.float32))
+    x = torch.from_numpy(np.array(store.rows(hook, 0, n_rows), dtype=np.float32))
     fired = (sae.encode(x) > 0).float()  # [n, d_sae]
     rows = []
     for name in PROPERTIES:
@@ -91,6 +91,7 @@ def run(ctx) -> None:
         dead_tokens=max(n_rows, s["batch"]),
         seed=ctx.seed,
         log_every=5,
+        num_threads=1,  # faster on the shared 2-core box (many small sparse ops per step)
     )
     sae = train(ctx.store, hook, cfg, tcfg, out_dir=ctx.out_dir / "sae")
     train_s = time.perf_counter() - t0

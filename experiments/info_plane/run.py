@@ -174,7 +174,7 @@ def run_digits(args, report) -> list[dict]:
     add_task_section(
         report, "scikit-learn digits", rec, specs, rows, args, epochs=args.digits_epochs
     )
-    return rows
+    return rows, histories(rec, specs)
 
 
 def histories(rec, specs) -> dict:

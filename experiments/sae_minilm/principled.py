@@ -70,11 +70,38 @@ def _probe(x, y):
     return LogisticRegression(max_iter=300).fit(x, y).predict
 
 
+def _compare(sae, sup, x_tr, lab_tr, x_te, lab_te) -> dict:
+    """Approximation, interpretability, control and diagnostics on the held-out rows."""
+    with torch.no_grad():
+        codes = sae.encode(torch.from_numpy(x_te)).numpy()
+        x_hat = sae.decode(torch.from_numpy(codes)).numpy()
+    onehot = np.concatenate([np.eye(2)[lab_te[a]] for a in ATTRS], 1)
+    rows = [{"dictionary": "sae", **r} for r in interpretability(codes, lab_te)]
+    rows += [{"dictionary": "supervised", **r} for r in interpretability(onehot, lab_te)]
+    probe = _probe(x_tr, lab_tr["is_capitalised"])
+    src = lab_te["is_capitalised"] == 0
+    edits = {
+        "supervised": sup.edit(x_te, lab_te, "is_capitalised", 1),
+        "sae": sae_edit(sae, x_te, lab_te, "is_capitalised", 1),
+    }
+    control = {f"control_acc/{k}": control_accuracy(v[src], 1, probe) for k, v in edits.items()}
+    control["control_acc/unedited"] = control_accuracy(x_te[src], 1, probe)
+    approx = {"fvu/sae": _fvu(x_te, x_hat), "fvu/supervised": _fvu(x_te, sup.reconstruct(lab_te))}
+    return {
+        "approx": approx,
+        "control": control,
+        "interpretability": rows,
+        "occlusion": occlusion(x_te, x_hat, sup, lab_te),
+        "over_splitting": over_splitting(codes, lab_te),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/sae_principled"))
     ap.add_argument("--store", default=None)
     ap.add_argument("--hook", default="encoder.layer.3")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads while training")
     ap.add_argument("--d-sae", type=int, default=1536)
     ap.add_argument("--k", type=int, default=16)
     args = ap.parse_args(argv)
@@ -91,48 +118,30 @@ def main(argv: list[str] | None = None) -> int:
         store,
         args.hook,
         SAEConfig(d_in=x.shape[1], d_sae=args.d_sae, architecture="topk", k=args.k),
-        TrainConfig(total_tokens=min(n * 8, 1_000_000), batch_size=1024, lr=2e-3, dead_tokens=n),
+        TrainConfig(
+            total_tokens=min(n * 4, 1_000_000),
+            batch_size=1024,
+            lr=2e-3,
+            dead_tokens=n,
+            num_threads=args.threads,
+        ),
     )
-    with torch.no_grad():
-        codes = sae.encode(torch.from_numpy(x[te])).numpy()
-        x_hat = sae.decode(torch.from_numpy(codes)).numpy()
-    onehot = np.concatenate([np.eye(2)[lab_te[a]] for a in ATTRS], 1)
-    rows = [{"dictionary": "sae", **r} for r in interpretability(codes, lab_te)]
-    rows += [{"dictionary": "supervised", **r} for r in interpretability(onehot, lab_te)]
-    probe = _probe(x[tr], lab_tr["is_capitalised"])
-    src = lab_te["is_capitalised"] == 0
-    edits = {
-        "supervised": sup.edit(x[te], lab_te, "is_capitalised", 1),
-        "sae": sae_edit(sae, x[te], lab_te, "is_capitalised", 1),
-    }
-    control = {f"control_acc/{k}": control_accuracy(v[src], 1, probe) for k, v in edits.items()}
-    control["control_acc/unedited"] = control_accuracy(x[te][src], 1, probe)
-    approx = {"fvu/sae": _fvu(x[te], x_hat), "fvu/supervised": _fvu(x[te], sup.reconstruct(lab_te))}
-    occ = occlusion(x[te], x_hat, sup, lab_te)
-    split = over_splitting(codes, lab_te)
+    res = _compare(sae, sup, x[tr], lab_tr, x[te], lab_te)
     report = Report(
         "Principled evaluation of an SAE on MiniLM token attributes",
         config={k: str(v) for k, v in vars(args).items()},
     )
     sec = report.add_section("Approximation and control", text=__doc__.split("\n\n")[1])
-    sec.add_metrics({**approx, **control})
-    report.add_section("Interpretability (best latent per attribute value)").add_table(rows)
-    report.add_section("SAE occlusion (share of attribute signal kept)").add_table(occ)
-    report.add_section("SAE over-splitting (high-precision detectors)").add_table(split)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "principled.json").write_text(
-        json.dumps(
-            {
-                "approx": approx,
-                "control": control,
-                "interpretability": rows,
-                "occlusion": occ,
-                "over_splitting": split,
-            },
-            indent=2,
-            default=str,
-        )
+    sec.add_metrics({**res["approx"], **res["control"]})
+    report.add_section("Interpretability (best latent per attribute value)").add_table(
+        res["interpretability"]
     )
+    report.add_section("SAE occlusion (share of attribute signal kept)").add_table(res["occlusion"])
+    report.add_section("SAE over-splitting (high-precision detectors)").add_table(
+        res["over_splitting"]
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "principled.json").write_text(json.dumps(res, indent=2, default=str))
     sys.stdout.write(f"report: {report.write(args.out)}\n")
     return 0
 

@@ -47,11 +47,55 @@ def _grid(quick: bool) -> list[tuple[str, dict]]:
     return [("topk", {"k": k}) for k in ks] + [("relu", {"l1": c}) for c in l1s]
 
 
+def _train_one(args, store, handle, texts, arch: str, p: dict):
+    """Train and evaluate one SAE; returns (frontier point, sae)."""
+    n = len(store)
+    cfg = SAEConfig(
+        d_in=store.d(args.hook),
+        d_sae=args.d_sae,
+        architecture=arch,
+        k=p.get("k"),
+        model_id=handle.model_id,
+    )
+    tcfg = TrainConfig(
+        total_tokens=min(n * (3 if args.quick else 10), 2_000_000),
+        batch_size=2048,
+        lr=2e-3 if arch == "topk" else 5e-3,
+        l1_coefficient=p.get("l1", 0.0),
+        lr_warmup_steps=20,
+        l1_warmup_steps=50,
+        dead_tokens=n,
+        num_threads=args.threads,
+    )
+    label = f"{arch}_" + "_".join(f"{k}{v}" for k, v in p.items())
+    sae = train(store, args.hook, cfg, tcfg, out_dir=args.out / "saes" / label, progress=True)
+    m = evaluate(sae, store, args.hook, model=handle, data=texts)
+    get = {k.split("/")[0].removeprefix("sae_"): v for k, v in m.items()}
+    keys = ("l0", "fvu", "dead_fraction", "embed_cos_spliced", "embed_cos_score")
+    return {"label": arch, "name": label, **{k: get[k] for k in keys}}, sae
+
+
+def _write_report(report, args, points, best, store, handle) -> None:
+    sec = report.add_section("L0-FVU frontier")
+    sec.add_figure(plot_l0_fvu(points), "l0_fvu")
+    sec.add_table(points, caption="One row per trained SAE.")
+    if best is None:
+        return
+    dens = best.feature_density_.numpy()
+    sec2 = report.add_section("TopK k=32: features")
+    sec2.add_figure(plot_density_histogram(dens), "density")
+    lats = [int(i) for i in dens.argsort()[::-1][10:14]]
+    tops = top_activating(best, store, args.hook, lats, n=10, tokenizer=handle.tokenizer)
+    for lat, rows in tops.items():
+        sec2.add_figure(plot_top_activations(rows, title=f"latent {lat}"), f"latent_{lat}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/sae_minilm"))
     ap.add_argument("--store", default=None, help="reuse an existing activation store")
     ap.add_argument("--hook", default="encoder.layer.3")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads while training")
     ap.add_argument("--d-sae", type=int, default=3072)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
@@ -62,55 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     handle = hiddenlens.load_model("minilm")
     store = _store(args, handle)
     texts = demo_corpus(max_docs=64)
-    n = len(store)
-    tokens = min(n * (3 if args.quick else 10), 2_000_000)
     points, best = [], None
     for arch, p in _grid(args.quick):
-        cfg = SAEConfig(
-            d_in=store.d(args.hook),
-            d_sae=args.d_sae,
-            architecture=arch,
-            k=p.get("k"),
-            model_id=handle.model_id,
-        )
-        tcfg = TrainConfig(
-            total_tokens=tokens,
-            batch_size=2048,
-            lr=2e-3 if arch == "topk" else 5e-3,
-            l1_coefficient=p.get("l1", 0.0),
-            lr_warmup_steps=20,
-            l1_warmup_steps=50,
-            dead_tokens=n,
-        )
-        label = f"{arch}_" + "_".join(f"{k}{v}" for k, v in p.items())
-        sae = train(store, args.hook, cfg, tcfg, out_dir=args.out / "saes" / label, progress=True)
-        m = evaluate(sae, store, args.hook, model=handle, data=texts)
-        get = {k.split("/")[0].removeprefix("sae_"): v for k, v in m.items()}
-        points.append(
-            {
-                "label": arch,
-                "name": label,
-                **{
-                    k: get[k]
-                    for k in ("l0", "fvu", "dead_fraction", "embed_cos_spliced", "embed_cos_score")
-                },
-            }
-        )
+        point, sae = _train_one(args, store, handle, texts, arch, p)
+        points.append(point)
         if arch == "topk" and p["k"] == 32:
             best = sae
     report = Report(f"SAEs on MiniLM {args.hook}", config=vars(args) | {"out": str(args.out)})
-    sec = report.add_section("L0-FVU frontier")
-    sec.add_figure(plot_l0_fvu(points), "l0_fvu")
-    sec.add_table(points, caption="One row per trained SAE.")
-    if best is not None:
-        dens = best.feature_density_.numpy()
-        sec2 = report.add_section("TopK k=32: features")
-        sec2.add_figure(plot_density_histogram(dens), "density")
-        lats = [int(i) for i in dens.argsort()[::-1][10:14]]
-        for lat, rows in top_activating(
-            best, store, args.hook, lats, n=10, tokenizer=handle.tokenizer
-        ).items():
-            sec2.add_figure(plot_top_activations(rows, title=f"latent {lat}"), f"latent_{lat}")
+    _write_report(report, args, points, best, store, handle)
     (args.out / "frontier.json").write_text(json.dumps(points, indent=2))
     sys.stdout.write(f"report: {report.write(args.out)}\n")
     return 0

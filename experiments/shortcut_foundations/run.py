@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from experiments.shortcut_foundations.sweep import (  # noqa: E402
+    LR,
     ci95,
     image_sweep,
     vector_sweep,
@@ -57,6 +58,12 @@ def parse_args(argv=None):
     p.add_argument("--sizes", default="1,2,3,4,5", help="shortcut patch sides s")
     p.add_argument("--predictivities", default="0.75,0.9", help="shortcut predictivity")
     p.add_argument("--amplitudes", default="1,2,4", help="vector part: shortcut amplitudes")
+    p.add_argument(
+        "--pop-items",
+        type=int,
+        default=200_000,
+        help="items for the population-best linear rule (vector part)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is best when shared)")
     return p.parse_args(argv)
 
@@ -99,11 +106,39 @@ def claim_rows(img: dict, vec: dict, sizes: list[int]) -> list[dict]:
         }
     )
     final_gap = max(abs(v) for vals in vec["final"].values() for v in vals)
+    best = vec["best_linear"]
     rows.append(
         {
-            "claim": "Gaussian latent: at convergence every model matches the Bayes reference",
-            "measured": f"largest |mean final bias| over models and amplitudes: {final_gap:.3f}",
+            "claim": "Gaussian latent: at convergence every model matches the Bayes reference "
+            "(|bias| < 0.05)",
+            "measured": f"largest |mean final bias| over models and amplitudes: {final_gap:.3f}; "
+            "final bias at the largest amplitude: "
+            + ", ".join(f"{a} {v[-1]:+.3f}" for a, v in vec["final"].items())
+            + "; the population-best linear rule scores "
+            + ", ".join(f"{b:+.3f} (amp {a:g})" for a, b in best.items()),
             "reproduced": "yes" if final_gap < 0.05 else "no",
+        }
+    )
+    steps, curves = img["curve_steps"], img["curves"]
+    window = [i for i, st in enumerate(steps) if 1 <= st <= 10]
+    early_mean = {a: float(np.mean(np.asarray(m)[window])) for a, (m, _l, _h) in curves.items()}
+    rows.append(
+        {
+            "claim": "image: early in training models follow the more available shortcut "
+            "(peak bias > 0.5), the linear one first",
+            "measured": "peak mean bias / mean bias over steps 1-10: "
+            + ", ".join(
+                f"{a} {np.max(m):.2f}/{early_mean[a]:.2f}" for a, (m, _l, _h) in curves.items()
+            ),
+            "reproduced": (
+                (
+                    "yes"
+                    if max(early_mean, key=early_mean.get) == "linear"
+                    else "partly (not linear first)"
+                )
+                if min(np.max(m) for m, _l, _h in curves.values()) > 0.5
+                else "no"
+            ),
         }
     )
     early = vec["early_peak"]
@@ -142,6 +177,19 @@ def write_report(args, img, vec, rows, seconds: float) -> Path:
             "classifier of the generating distribution (0 = as the ideal observer). Means over "
             f"{args.seeds} seeds with 95% t-intervals. Full sweep time: {seconds:.0f} s."
         ),
+    )
+    sec.add_text(
+        f"Settings: full-batch {args.optimizer.upper()} (momentum 0.9 for SGD), learning "
+        f"rates {LR[args.optimizer]}; image part {args.steps} steps with L2 penalty "
+        f"{args.weight_decay:g} (1,000 training items in 144 dimensions are linearly "
+        "separable, so without a penalty the logistic loss never flattens); vector part "
+        f"{args.vector_steps} steps with L2 {args.vector_weight_decay:g}. MLPs: {args.hidden} "
+        "hidden units. CNN: 3x3 convolution with stride 3 (8 filters shared over the 16 "
+        "cells) -> ReLU -> linear. Bias is measured on 1,000 cue-conflict items per setting "
+        "and seed; the loss's relative change over the last 10% of steps is in the tables. "
+        "In the Gaussian-latent part the Bayes rule is not linear (the shortcut's evidence "
+        "saturates at log(p/(1-p))), so the table also gives the bias of the population-best "
+        "linear rule (a logistic fit on 200,000 items of the two sufficient statistics)."
     )
     sec.add_table(rows, caption="Each row is decided from the numbers below by a fixed rule.")
     a = rep.add_section("A. Image-like inputs (12x12, noise 1, core 2x2 patch p=1.0)")

@@ -200,7 +200,7 @@ def vector_sweep(args, amps) -> dict:
         out["final"][arch], out["early_peak"][arch] = [], []
         for j, a in enumerate(amps):
             if a not in best:
-                best[a] = best_linear_bias(dsets[j * len(seeds)].config, seeds)
+                best[a] = best_linear_bias(dsets[j * len(seeds)].config, seeds, args.pop_items)
                 out["metrics"][f"vector_best_linear_bias/amp{a:g}"] = best[a]
             fin = ci95(curves[-1, j])
             peak = float(curves[early, j].mean(axis=1).max())
@@ -213,7 +213,7 @@ def vector_sweep(args, amps) -> dict:
                     "shortcut_amplitude": a,
                     "final_bias": f"{fin[0]:.3f} [{fin[1]:.3f}, {fin[2]:.3f}]",
                     "early_peak_bias": round(peak, 3),
-                "best_linear_rule_bias": round(best[a], 3),
+                    "best_linear_rule_bias": round(best[a], 3),
                     "loss_rel_change_last10%": f"{conv:.1e}",
                 }
             )

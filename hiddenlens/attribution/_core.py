@@ -69,7 +69,9 @@ def run_model(model: Any, inputs: Inputs, forward_kwargs: Mapping[str, Any] | No
     """Call ``model`` on a tensor (``model(x, **kw)``) or a dict of tensors (``model(**x, **kw)``)."""
     kw = dict(forward_kwargs or {})
     if is_handle(model):
-        return model.forward(inputs) if not kw else model.model(**dict(inputs), **kw)
+        if not kw:
+            return model.forward(inputs)
+        model = model.model
     if isinstance(inputs, Mapping):
         return model(**dict(inputs), **kw)
     return model(inputs, **kw)

@@ -15,7 +15,7 @@ record which codes fire, search codes for properties and force codes on to steer
 from hiddenlens.codebook.attach import CodebookModel, attach, attached_codebooks
 from hiddenlens.codebook.finetune import FinetuneConfig, finetune
 from hiddenlens.codebook.force import force, jsd, output_shift
-from hiddenlens.codebook.io import load, save
+from hiddenlens.codebook.io import load, load_codes, save, save_codes
 from hiddenlens.codebook.layer import CodebookConfig, CodebookLayer, kmeans, topk_codes
 from hiddenlens.codebook.search import (
     CodeMatch,
@@ -54,12 +54,14 @@ __all__ = [
     "kmeans",
     "layer_stats",
     "load",
+    "load_codes",
     "output_shift",
     "per_code_table",
     "purity_nmi",
     "record_codes",
     "regex_mask",
     "save",
+    "save_codes",
     "search_codes",
     "token_set_mask",
     "topk_codes",

@@ -95,23 +95,10 @@ def finetune(
     Returns a history dict: "loss", "aux" (lists per step), "steps" and "dead_replaced" (int),
     "tokens" (int), "seconds" (float), "tokens_per_s" (float), "config" (dict).
     """
-    if config is None:
-        config = FinetuneConfig(**overrides)
-    elif not isinstance(config, FinetuneConfig):
-        raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
-    elif overrides:
-        config = replace(config, **overrides)
+    config = _config(config, overrides)
     model = cb.model
-    model_params = [p for p in model.parameters() if p.requires_grad]
     flags = {p: p.requires_grad for p in model.parameters()}
-    groups = [{"params": list(cb.parameters()), "lr": config.lr}]
-    if config.model_lr > 0:
-        cb.snapshot_weights()  # so that detach() can restore the original model
-        groups.append({"params": model_params, "lr": config.model_lr})
-    else:
-        for p in model.parameters():  # no parameter gradients needed upstream
-            p.requires_grad_(False)
-    opt = torch.optim.Adam(groups)
+    opt, groups = _optimizer(cb, config)
     history = {"loss": [], "aux": [], "dead_replaced": 0, "tokens": 0}
     start = time.perf_counter()
     try:
@@ -145,6 +132,31 @@ def finetune(
         "codebook fine-tuning: %d steps, final loss %.4f", history["steps"], history["loss"][-1]
     )
     return history
+
+
+def _config(config, overrides: dict) -> FinetuneConfig:
+    if config is None:
+        return FinetuneConfig(**overrides)
+    if not isinstance(config, FinetuneConfig):
+        raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
+    return replace(config, **overrides) if overrides else config
+
+
+def _optimizer(cb: CodebookModel, config: FinetuneConfig):
+    """Adam over the codes (and the model's trainable parameters when model_lr > 0).
+
+    With model_lr == 0 the model's parameters stop requiring gradients (the caller restores
+    the flags): gradients still flow *through* the model to the codes, not into its weights.
+    """
+    model_params = [p for p in cb.model.parameters() if p.requires_grad]
+    groups = [{"params": list(cb.parameters()), "lr": config.lr}]
+    if config.model_lr > 0:
+        cb.snapshot_weights()  # so that detach() can restore the original model
+        groups.append({"params": model_params, "lr": config.model_lr})
+    else:
+        for p in cb.model.parameters():
+            p.requires_grad_(False)
+    return torch.optim.Adam(groups), groups
 
 
 def _replace_dead(cb: CodebookModel, step: int) -> int:

@@ -7,6 +7,9 @@ Layout of a saved directory::
     codebooks.safetensors  one tensor per hook point, key = hook point, shape [n_codes, d]
     model.safetensors      (optional) the fine-tuned model weights
 
+Recorded code activations ({hook: int array [n_rows, k]}) are saved with :func:`save_codes`
+as one safetensors file, key = hook point, aligned with the activation store's rows.
+
 Codebook features follow "Codebook Features: Sparse and Discrete Interpretability for
 Neural Networks" (Tamkin, Taufeeque & Goodman, 2023).
 """
@@ -110,3 +113,24 @@ def load(model, path, *, load_model_weights: bool = True) -> CodebookModel:
         state = load_file(str(src / MODEL_FILE))
         unwrap(model).load_state_dict(state)
     return cb
+
+
+def save_codes(codes: dict, path) -> Path:
+    """Write recorded codes {hook point: int array [n_rows, k]} to one safetensors file."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {h: np.ascontiguousarray(c, dtype=np.int64) for h, c in codes.items()}
+    _atomic_write(out, lambda p: save_file(arrays, p))
+    return out
+
+
+def load_codes(path) -> dict:
+    """Read codes written by :func:`save_codes` -> {hook point: int64 array [n_rows, k]}."""
+    from safetensors.numpy import load_file
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no codes file at {path}")
+    return dict(load_file(str(path)))

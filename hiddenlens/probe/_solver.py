@@ -78,12 +78,22 @@ def _train_stats(X: torch.Tensor, w: torch.Tensor):
     return torch.stack(mus), torch.stack(sds), torch.stack(corrs)
 
 
-def _preconditioner(corr: torch.Tensor, delta: float) -> torch.Tensor:
+def _preconditioner(corr: torch.Tensor, delta: float, n_rows: int) -> torch.Tensor:
     """M_g = L_g^-1 with L_g L_g^T = C_g + delta I, so V = u M turns the curvature
-    of the standardised problem (roughly C_g) into the identity: [G, d, d]."""
-    eye = torch.eye(corr.shape[-1], dtype=torch.float64)
-    L = torch.linalg.cholesky(corr.double() + delta * eye)
-    return torch.linalg.solve_triangular(L, eye.expand_as(L), upper=False).to(corr.dtype)
+    of the standardised problem (roughly C_g) into the identity: [G, d, d].
+
+    With fewer rows than ~2 d the correlation estimate is rank-deficient and the L2 term
+    dominates the curvature anyway, so the identity is used (and the d^3 work skipped).
+    """
+    G, d, _ = corr.shape
+    eye = torch.eye(d, dtype=corr.dtype)
+    if n_rows < 2 * d:
+        return eye.expand(G, d, d).contiguous()
+    eye64 = eye.double()
+    L, info = torch.linalg.cholesky_ex(corr.double() + delta * eye64)
+    if bool((info != 0).any()):  # numerically singular: fall back to plain standardisation
+        return eye.expand(G, d, d).contiguous()
+    return torch.linalg.solve_triangular(L, eye64.expand_as(L), upper=False).to(corr.dtype)
 
 
 class _Objective:
@@ -169,7 +179,7 @@ def fit_batched(
     else:
         scale = 0.25 if loss == "logistic" else 1.0  # curvature of the loss at the start
         delta = max(float(alpha.min()) / scale, 1e-4)
-        V, c, n_iter, ok = _lbfgs(obj, _preconditioner(corr, delta), max_iter, tol)
+        V, c, n_iter, ok = _lbfgs(obj, _preconditioner(corr, delta, X.shape[1]), max_iter, tol)
     if not ok:
         logger.warning("batched probe fit stopped before convergence (%d iterations)", n_iter)
     W, b = obj.raw(V, c)

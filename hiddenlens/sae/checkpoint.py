@@ -16,7 +16,7 @@ from hiddenlens.sae.io import read_json, read_safetensors, write_json, write_saf
 
 STATE = "state.json"
 # Config fields that may differ between the interrupted and the resumed run.
-_FREE_TRAIN_FIELDS = {"checkpoint_every", "log_every", "on_nonfinite", "device"}
+_FREE_TRAIN_FIELDS = {"checkpoint_every", "log_every", "on_nonfinite", "device", "num_threads"}
 
 
 def save_checkpoint(directory: Path, *, sae, optimizer, tensors: dict, state: dict) -> Path:

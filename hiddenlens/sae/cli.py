@@ -38,6 +38,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-rows", type=int, default=100_000, help="rows for the final eval")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for training")
 
 
 def _init_distributed(device: str) -> bool:
@@ -81,6 +82,7 @@ def train_from_args(args: argparse.Namespace) -> int:
         on_nonfinite=args.on_nonfinite,
         seed=args.seed,
         device=args.device,
+        num_threads=args.threads,
     )
     dist = _init_distributed(args.device)
     try:

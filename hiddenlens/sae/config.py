@@ -107,6 +107,9 @@ class TrainConfig:
         on_nonfinite: "skip" (warn and drop the batch) or "raise".
         seed: seeds initialisation and the data order.
         device: torch device for training.
+        num_threads: torch CPU threads while training (restored after); None keeps the
+            current setting. 1 is fastest on small, shared CPU boxes, where thread
+            synchronisation dominates the many small sparse ops of a step.
         log_every: steps between progress-bar updates.
     """
 
@@ -130,6 +133,7 @@ class TrainConfig:
     on_nonfinite: str = "skip"
     seed: int = 0
     device: str = "cpu"
+    num_threads: int | None = None
     log_every: int = 10
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -157,6 +161,8 @@ class TrainConfig:
             _check_positive_int("aux_k", self.aux_k)
         _check_positive_int("dead_tokens", self.dead_tokens)
         _check_positive_int("log_every", self.log_every)
+        if self.num_threads is not None:
+            _check_positive_int("num_threads", self.num_threads)
         self.betas = (float(self.betas[0]), float(self.betas[1]))
 
     @property

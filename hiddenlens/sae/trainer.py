@@ -296,7 +296,13 @@ def train(
         resume and _resume(out_dir, sae, opt, sae_cfg, cfg, hook_point, world, state, counters)
     ):
         state.scale = _init_from_data(sae, store, hook_point, cfg)
-    _loop(sae, opt, store, hook_point, sae_cfg, cfg, state, counters, out_dir, progress)
+    threads = torch.get_num_threads()
+    try:
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
+        _loop(sae, opt, store, hook_point, sae_cfg, cfg, state, counters, out_dir, progress)
+    finally:
+        torch.set_num_threads(threads)
     return _finish(sae, sae_cfg, cfg, state, counters, out_dir)
 
 

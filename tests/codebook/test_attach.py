@@ -1,5 +1,6 @@
 """attach / detach / save / load / finetune / force on plain, tuple-output and TL models."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -176,7 +177,7 @@ def test_bad_input():
     hc.attach(net, "inner.0", n_codes=4).detach()  # attaching again after detach is fine
 
 
-def test_transformer_lens_model_glob_and_record_codes():
+def test_transformer_lens_model_glob_and_record_codes(tmp_path):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     cfg = HookedTransformerConfig(
@@ -197,6 +198,8 @@ def test_transformer_lens_model_glob_and_record_codes():
     assert cb.hook_points == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
     codes = hc.record_codes(cb, [tokens, tokens[:1]])
     assert codes["blocks.1.hook_resid_post"].shape == (40, 1)
+    path = hc.save_codes(codes, tmp_path / "codes.safetensors")
+    assert all(np.array_equal(v, codes[h]) for h, v in hc.load_codes(path).items())
     batch = {"input": tokens, "attention_mask": tokens > 2, "special_tokens_mask": tokens == 6}
     masked = hc.record_codes(cb, [batch], forward=lambda m, b: m(b["input"]))
     assert len(masked["blocks.0.hook_resid_post"]) == int(((tokens > 2) & (tokens != 6)).sum())

@@ -16,9 +16,31 @@ def test_train_sae_command_on_a_real_store(tmp_path):
     model = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 2))
     cache_activations(model, torch.randn(600, 8), ["1"], tmp_path / "store", batch_size=100)
     out = tmp_path / "sae"
-    rc = main(["train-sae", "--store", str(tmp_path / "store"), "--hook", "1", "--out", str(out),
-               "--d-sae", "24", "--k", "3", "--total-tokens", "1280", "--batch-size", "128",
-               "--lr", "0.003", "--lr-warmup-steps", "2", "--checkpoint-every", "5"])
+    rc = main(
+        [
+            "train-sae",
+            "--store",
+            str(tmp_path / "store"),
+            "--hook",
+            "1",
+            "--out",
+            str(out),
+            "--d-sae",
+            "24",
+            "--k",
+            "3",
+            "--total-tokens",
+            "1280",
+            "--batch-size",
+            "128",
+            "--lr",
+            "0.003",
+            "--lr-warmup-steps",
+            "2",
+            "--checkpoint-every",
+            "5",
+        ]
+    )
     assert rc == 0
     sae = load(out)
     assert sae.cfg.d_in == 12 and sae.cfg.hook_point == "1"

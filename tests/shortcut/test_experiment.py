@@ -14,6 +14,7 @@ def test_experiment_tiny_run_writes_report(tmp_path):
             [
                 "--out", str(tmp_path), "--seeds", "2", "--steps", "4", "--vector-steps", "4",
                 "--sizes", "1,2", "--predictivities", "0.75,0.9", "--amplitudes", "1,2",
+                "--pop-items", "5000",
             ]
         )  # fmt: skip
     finally:
