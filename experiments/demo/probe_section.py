@@ -11,7 +11,9 @@ from experiments.probe_minilm.analysis import ProbeSettings, add_to_section, run
 
 def run(ctx) -> None:
     settings = (
-        ProbeSettings(rows=1_000, mdl_rows=600, cka_rows=1_000, cv=3, n_boot=50, seed=ctx.seed)
+        ProbeSettings(
+            rows=800, mdl_rows=400, cka_rows=500, cv=3, n_boot=20, max_iter=100, seed=ctx.seed
+        )
         if ctx.fast
         else ProbeSettings(rows=4_000, mdl_rows=2_000, cka_rows=2_000, cv=3, seed=ctx.seed)
     )

@@ -26,7 +26,9 @@ FISTA (Beck & Teboulle 2009) with backtracking, which gives exact zeros.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +53,29 @@ class BatchedFit:
         G, P, K, d = self.W.shape
         Z = torch.bmm(X.to(self.W.dtype), self.W.reshape(G, P * K, d).transpose(1, 2))
         return Z.view(G, -1, P, K).permute(0, 2, 1, 3) + self.b[:, :, None, :]
+
+
+@contextlib.contextmanager
+def _threads(num_threads: int | None):
+    """Run with ``num_threads`` torch threads (None: 1 when the machine is oversubscribed).
+
+    On a shared machine whose load exceeds its cores, OpenMP threads wait at every
+    barrier for a descheduled sibling: the many small products of an L-BFGS run became
+    ~8x slower with 2 threads than with 1 on such a machine.  The setting is restored.
+    """
+    if num_threads is None:
+        try:
+            busy = os.getloadavg()[0] > (os.cpu_count() or 1)
+        except OSError:  # no load average on this platform
+            busy = False
+        num_threads = 1 if busy else None
+    before = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _train_stats(X: torch.Tensor, w: torch.Tensor):
@@ -159,6 +184,7 @@ def fit_batched(
     max_iter: int = 500,
     tol: float = 1e-4,
     bias_alpha: float = 0.0,
+    num_threads: int | None = None,
 ) -> BatchedFit:
     """Fit ``G x P`` linear models at once.
 
@@ -166,8 +192,14 @@ def fit_batched(
     w [P, n] non-negative row weights per problem; alpha [P] L2 strength per problem (in the
     mean-loss scale above); n_outputs = K (1 for binary logistic); bias_alpha: the
     intercept's L2 strength as a multiple of alpha (0 = unpenalised, as in scikit-learn; the
-    MDL code needs > 0 so that a probe trained on a one-class prefix stays finite).
+    MDL code needs > 0 so that a probe trained on a one-class prefix stays finite);
+    num_threads: torch threads for the fit (None: see ``_threads``).
     """
+    with _threads(num_threads):
+        return _fit(X, y, w, alpha, n_outputs, loss, l1, max_iter, tol, bias_alpha)
+
+
+def _fit(X, y, w, alpha, n_outputs, loss, l1, max_iter, tol, bias_alpha) -> BatchedFit:
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     if (w.sum(1) <= 0).any():

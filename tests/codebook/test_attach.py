@@ -205,7 +205,12 @@ def test_transformer_lens_model_glob_and_record_codes(tmp_path):
     assert len(masked["blocks.0.hook_resid_post"]) == int(((tokens > 2) & (tokens != 6)).sum())
     with hc.force(model, {"blocks.1.hook_resid_post": [3]}):
         logits = model(tokens)
+        generated = model.generate(
+            tokens[:, :4], max_new_tokens=3, do_sample=False, stop_at_eos=False, verbose=False
+        )
     expected = model.unembed(model.ln_final(cb.layers["blocks.1.hook_resid_post"].codes[3]))
     torch.testing.assert_close(logits, expected.expand_as(logits))
+    # Forcing holds during generation too: every new token is the forced code's argmax.
+    assert (generated[:, 4:] == int(expected.argmax())).all()
     cb.detach()
     assert torch.equal(model(tokens), ref)
