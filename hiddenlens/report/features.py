@@ -216,3 +216,28 @@ def to_neuronpedia(cards: list[FeatureCard], *, model_id: str, layer: str) -> li
             }
         )
     return out
+
+
+def encode_rows(encode, store, hook: str, *, chunk_rows: int = 8192, max_rows: int | None = None):
+    """Latent activations of a store's rows as a scipy CSR matrix ``[n_rows, n_latents]``.
+
+    ``encode`` maps a float32 tensor ``[b, d]`` to latents ``[b, n_latents]`` (an SAE's
+    ``encode``, a codebook's code indicator, ...). Rows are read in order, chunk by chunk, and
+    only the nonzero latents are kept, so memory follows the sparsity, not ``n_latents``.
+    """
+    import scipy.sparse as sp
+    import torch
+
+    n = len(store) if max_rows is None else min(max_rows, len(store))
+    parts = []
+    with torch.no_grad():
+        for start in range(0, n, chunk_rows):
+            x = torch.as_tensor(
+                np.asarray(store.rows(hook, start, min(n, start + chunk_rows))), dtype=torch.float32
+            )
+            z = encode(x)
+            z = z.detach().cpu().numpy() if hasattr(z, "detach") else np.asarray(z)
+            parts.append(sp.csr_matrix(z.astype(np.float32)))
+    if not parts:
+        raise ValueError(f"store has no rows for {hook!r}")
+    return sp.vstack(parts, format="csr")
