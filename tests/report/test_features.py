@@ -40,3 +40,22 @@ def test_dashboard_embeds_untrusted_tokens_as_escaped_json():
     acts = np.ones((3, 1))
     page = render_dashboard(feature_cards(acts, np.arange(3), np.zeros(3, int), Tok()))
     assert "</script><script>alert(1)" not in page and "\\u003c/script\\u003e" in page
+
+
+def test_encode_rows_streams_a_store_into_sparse(tmp_path):
+    import torch
+
+    from hiddenlens.report.features import encode_rows
+    from hiddenlens.store import cache_activations
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6))
+    store = cache_activations(model, torch.randn(50, 4), "0", tmp_path / "s", batch_size=16)
+    w = torch.randn(6, 9)
+
+    def encode(x):
+        return torch.relu(x @ w)
+
+    csr = encode_rows(encode, store, "0", chunk_rows=7)
+    dense = torch.relu(torch.as_tensor(store.rows("0")) @ w).numpy()
+    np.testing.assert_allclose(csr.toarray(), dense, rtol=1e-6)
+    assert csr.nnz == int((dense > 0).sum())
