@@ -186,7 +186,7 @@ def test_transformer_lens_model_glob_and_record_codes(tmp_path):
         n_heads=2,
         d_head=8,
         d_mlp=32,
-        n_ctx=10,
+        n_ctx=20,
         d_vocab=7,
         act_fn="gelu",
         seed=0,
