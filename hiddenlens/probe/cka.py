@@ -21,7 +21,7 @@ from hiddenlens.probe._data import layer_arrays
 
 
 def _centred(X) -> torch.Tensor:
-    X = torch.as_tensor(np.asarray(X), dtype=torch.float64)
+    X = torch.from_numpy(np.array(X, dtype=np.float64))  # a copy: store rows are read-only
     if X.ndim != 2:
         raise ValueError(f"expected a 2-D array [n, d], got shape {tuple(X.shape)}")
     if not torch.isfinite(X).all():
