@@ -110,12 +110,12 @@ def _data(store, hook, sae_cfg, cfg: TrainConfig, state: _State, rank: int, worl
             rank=rank,
             world_size=world,
             drop_last=True,
+            interleave=True,  # ranks split each global batch: DDP sees single-process batches
+            start_batch=state.batch_in_epoch,  # resume at the checkpointed data position
         )
-        n = 0
+        n = state.batch_in_epoch
         for batch in it:
             n += 1
-            if n <= state.batch_in_epoch:
-                continue  # fast-forward to the checkpointed data position
             state.batch_in_epoch = n
             yield (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
         if n == 0:

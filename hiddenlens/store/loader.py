@@ -83,6 +83,8 @@ def iter_batches(
     world_size: int = 1,
     drop_last: bool = False,
     block_rows: int = 16,
+    interleave: bool = False,
+    start_batch: int = 0,
 ) -> Iterator:
     """See :meth:`ActivationStore.batches`."""
     single = isinstance(hooks, str)
@@ -95,28 +97,49 @@ def iter_batches(
     rng = np.random.default_rng(seed)
     order = rng.permutation(n_blocks) if shuffle else np.arange(n_blocks)
     blocks = _BlockOrder(len(store), block_rows, order)
-    lo, hi = rank_range(len(store), rank, world_size, drop_last)
+    if not isinstance(start_batch, int) or start_batch < 0:
+        raise ValueError(f"start_batch must be a non-negative int, got {start_batch!r}")
+    ranges = _batch_ranges(len(store), batch_size, rank, world_size, drop_last, interleave)
+    ranges = ranges[start_batch:]
     shard_starts = np.array([store.shard_rows(s)[0] for s in range(store.n_shards)])
-    group_rng = np.random.default_rng([seed, rank, world_size])
+    group_seed = (seed, rank, world_size, start_batch) if shuffle else None
     return _generate(
         store,
         infos,
         single,
         blocks,
-        lo,
-        hi,
-        batch_size,
-        drop_last,
+        ranges,
         shard_starts,
-        group_rng if shuffle else None,
+        group_seed,
     )
 
 
-def _generate(store, infos, single, blocks, lo, hi, batch_size, drop_last, shard_starts, rng):
-    for r0 in range(lo, hi, batch_size):
-        r1 = min(r0 + batch_size, hi)
-        if drop_last and r1 - r0 < batch_size:
-            return
+def _batch_ranges(n, batch_size, rank, world_size, drop_last, interleave) -> list[tuple[int, int]]:
+    """[r0, r1) of the permuted rows making up each of this rank's batches.
+
+    Contiguous (default): the rank reads its own slice of the order. Interleaved: global
+    batch i is permuted rows [i*B*W, (i+1)*B*W) and rank r takes its r-th B rows, so W ranks
+    with batches of B see exactly the batches of one process with batches of B*W (what
+    data-parallel training needs to equal a single-process run); only full global batches.
+    """
+    if interleave:
+        step = batch_size * world_size
+        return [(g + rank * batch_size, g + (rank + 1) * batch_size)
+                for g in range(0, n - step + 1, step)]
+    lo, hi = rank_range(n, rank, world_size, drop_last)
+    out = [(r0, min(r0 + batch_size, hi)) for r0 in range(lo, hi, batch_size)]
+    if drop_last and out and out[-1][1] - out[-1][0] < batch_size:
+        out.pop()
+    return out
+
+
+def _generate(store, infos, single, blocks, ranges, shard_starts, group_seed):
+    for i, (r0, r1) in enumerate(ranges):
+        # per-batch generator: skipping batches (start_batch) leaves later batches unchanged
+        rng = None
+        if group_seed is not None:
+            seed, rank, world, start = group_seed
+            rng = np.random.default_rng([seed, rank, world, start + i])
         rows = blocks.rows(r0, r1)
         shard = np.searchsorted(shard_starts, rows, side="right") - 1
         # one gather per shard: rows grouped by shard (stable: block order kept inside)

@@ -205,6 +205,8 @@ class ActivationStore:
         world_size: int = 1,
         drop_last: bool = False,
         block_rows: int = 16,
+        interleave: bool = False,
+        start_batch: int = 0,
     ):
         """Stream float32 tensors ``[b, d]`` (a tuple of aligned tensors for a list of hooks).
 
@@ -215,7 +217,10 @@ class ActivationStore:
         batch). Inside a batch, rows are grouped by shard. Each rank gets a disjoint slice
         of the order; over all ranks every row appears exactly once per pass. With
         ``drop_last`` every rank gets ``len(store) // world_size`` rows (the remainder is
-        dropped) and only full batches, so ranks stay in step.
+        dropped) and only full batches, so ranks stay in step. ``interleave=True`` instead
+        splits every global batch of ``batch_size * world_size`` rows across the ranks, so a
+        data-parallel run sees the same batches as one process with the global batch size.
+        ``start_batch`` skips that many batches without reading them (to resume).
         """
         from hiddenlens.store.loader import iter_batches
 
@@ -229,6 +234,8 @@ class ActivationStore:
             world_size=world_size,
             drop_last=drop_last,
             block_rows=block_rows,
+            interleave=interleave,
+            start_batch=start_batch,
         )
 
     def to_hf_dataset(self, hooks: list[str] | None = None, *, include_meta: bool = True):

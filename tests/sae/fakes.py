@@ -38,7 +38,8 @@ class FakeStore:
         return self.arrays[hook][start:stop]
 
     def batches(
-        self, hooks, batch_size, *, shuffle=True, seed=0, rank=0, world_size=1, drop_last=False
+        self, hooks, batch_size, *, shuffle=True, seed=0, rank=0, world_size=1, drop_last=False,
+        interleave=True, start_batch=0,
     ):
         names = hooks if isinstance(hooks, list) else [hooks]
         n = len(self)
@@ -52,6 +53,8 @@ class FakeStore:
             local = idx[rank * batch_size : (rank + 1) * batch_size]
             if len(local) == 0:
                 break
+            if start // gb < start_batch:
+                continue
             if self.fail_after is not None and served >= self.fail_after:
                 raise RuntimeError("simulated crash")
             served += 1

@@ -119,3 +119,26 @@ def test_batches_are_independent_tensors(id_store):
     assert np.array_equal(np.sort(_ids(batches)), np.arange(N))
     batches[0].zero_()  # writable, and writing does not touch the store
     assert id_store.rows("0")[:, 0].sum() == N * (N - 1) / 2
+
+
+def test_interleaved_ranks_split_the_single_process_batches(tmp_path):
+    import torch as _torch
+
+    from hiddenlens.store import cache_activations
+
+    model = _torch.nn.Sequential(_torch.nn.Identity())
+    x = _torch.arange(203, dtype=_torch.float32).unsqueeze(1).repeat(1, 3)
+    store = cache_activations(model, x, "0", tmp_path / "s", batch_size=25, shard_size_mb=0.0004)
+    assert store.n_shards > 4  # batches mix rows from several shards
+    single = [b[:, 0].tolist() for b in store.batches("0", 20, seed=3, block_rows=4)]
+    per_rank = [
+        [b[:, 0].tolist() for b in store.batches("0", 10, seed=3, block_rows=4, rank=r,
+                                                 world_size=2, interleave=True)]
+        for r in range(2)
+    ]
+    assert len(per_rank[0]) == len(per_rank[1]) == 203 // 20
+    for i, (a, b) in enumerate(zip(*per_rank)):
+        assert sorted(a + b) == sorted(single[i])
+    resumed = [b[:, 0].tolist() for b in store.batches("0", 20, seed=3, block_rows=4,
+                                                       start_batch=4)]
+    assert resumed == single[4:]
