@@ -286,7 +286,13 @@ def _run_batches(handle, data, hooks, kwargs, writer, max_rows, n_samples, progr
                 bar.set_postfix_str(f"{(rows - rows0) / (time.perf_counter() - t0):,.0f} rows/s")
         background.close()
     except BaseException:
-        background.abort()  # completed shards stay recorded; a re-run resumes after them
+        # Ctrl-C or an error upstream: the queued batches are whole, so write them out (the
+        # more shards are recorded, the less a re-run recomputes); if the writer itself
+        # failed, drop them. Either way a re-run resumes after the last recorded shard.
+        try:
+            background.close()
+        except BaseException:  # noqa: BLE001 - the original exception is what matters
+            background.abort()
         raise
     finally:
         if bar is not None:

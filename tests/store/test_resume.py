@@ -57,8 +57,10 @@ def test_sigkill_mid_cache_then_rerun_equals_uninterrupted(tmp_path):
     assert not (out / "manifest.json").exists()
     done = json.loads((out / "progress.json").read_text())
     assert 0 < done["n_rows"] < 400
-    resumed = _resume_worker.run(str(out), 0.0)
-    reference = _resume_worker.run(str(tmp_path / "reference"), 0.0)
+    # re-run the same command (a new process, as a user would), and a clean run to compare
+    for target in (out, tmp_path / "reference"):
+        subprocess.run([sys.executable, str(WORKER), str(target), "0"], env=env, check=True)
+    resumed, reference = ActivationStore.open(out), ActivationStore.open(tmp_path / "reference")
     _assert_same_store(resumed, reference)
     assert np.array_equal(resumed.meta["sample_idx"], np.arange(400))
 
