@@ -23,12 +23,29 @@ _EXPORTS = {
     "cache_activations": "hiddenlens.store",
     "ActivationStore": "hiddenlens.store",
     "Report": "hiddenlens.report",
+    "mutual_information": "hiddenlens.info",
 }
+_SUBPACKAGES = (
+    "hooks",
+    "store",
+    "sae",
+    "codebook",
+    "probe",
+    "info",
+    "collapse",
+    "shortcut",
+    "attribution",
+    "viz",
+    "report",
+    "corpus",
+)
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS, *_SUBPACKAGES]
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"hiddenlens.{name}")
     raise AttributeError(f"module 'hiddenlens' has no attribute {name!r}")
