@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hiddenlens.info._threads import blas_threads
+from hiddenlens._threads import blas_threads
 from hiddenlens.info._validate import (
     as_2d,
     check_min_rows,

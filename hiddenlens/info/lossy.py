@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hiddenlens.info._threads import blas_threads, torch_threads
+from hiddenlens._threads import blas_threads, torch_threads
 from hiddenlens.info._validate import as_2d, check_not_constant, check_pair, is_discrete
 from hiddenlens.info.result import MIEstimate
 

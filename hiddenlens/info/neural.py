@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from hiddenlens.info._threads import torch_threads
+from hiddenlens._threads import torch_threads
 from hiddenlens.info._validate import as_2d, check_not_constant, check_pair, to_bits
 from hiddenlens.info.result import MIEstimate
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hiddenlens.info._threads import torch_threads
+from hiddenlens._threads import torch_threads
 
 
 def _jacobians(model, x, hook_point: str):

@@ -26,13 +26,13 @@ FISTA (Beck & Teboulle 2009) with backtracking, which gives exact zeros.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from hiddenlens._threads import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -55,27 +55,10 @@ class BatchedFit:
         return Z.view(G, -1, P, K).permute(0, 2, 1, 3) + self.b[:, :, None, :]
 
 
-@contextlib.contextmanager
 def _threads(num_threads: int | None):
-    """Run with ``num_threads`` torch threads (None: 1 when the machine is oversubscribed).
-
-    On a shared machine whose load exceeds its cores, OpenMP threads wait at every
-    barrier for a descheduled sibling: the many small products of an L-BFGS run became
-    ~8x slower with 2 threads than with 1 on such a machine.  The setting is restored.
-    """
-    if num_threads is None:
-        try:
-            busy = os.getloadavg()[0] > (os.cpu_count() or 1)
-        except OSError:  # no load average on this platform
-            busy = False
-        num_threads = 1 if busy else None
-    before = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(int(num_threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    """``num_threads`` torch threads for the fit (None: 1 when the machine is oversubscribed,
+    where the many small products of an L-BFGS run were ~8x slower with 2 threads)."""
+    return torch_threads(num_threads, blas=False)
 
 
 def _train_stats(X: torch.Tensor, w: torch.Tensor):

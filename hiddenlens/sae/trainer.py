@@ -12,6 +12,7 @@ same global batches.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hiddenlens._threads import torch_threads
 from hiddenlens.sae.base import BaseSAE, build_sae
 from hiddenlens.sae.checkpoint import (
     check_compatible,
@@ -296,13 +298,12 @@ def train(
         resume and _resume(out_dir, sae, opt, sae_cfg, cfg, hook_point, world, state, counters)
     ):
         state.scale = _init_from_data(sae, store, hook_point, cfg)
-    threads = torch.get_num_threads()
-    try:
-        if cfg.num_threads is not None:
-            torch.set_num_threads(cfg.num_threads)
+    with (
+        contextlib.nullcontext()
+        if cfg.num_threads is None
+        else torch_threads(cfg.num_threads, blas=False)
+    ):
         _loop(sae, opt, store, hook_point, sae_cfg, cfg, state, counters, out_dir, progress)
-    finally:
-        torch.set_num_threads(threads)
     return _finish(sae, sae_cfg, cfg, state, counters, out_dir)
 
 
