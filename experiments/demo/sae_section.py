@@ -117,6 +117,32 @@ def run(ctx) -> None:
     )
     f1_rows = property_f1(sae, ctx.store, hook, ctx.token_labels, min(n_rows, s["eval_rows"]))
     _report(ctx, hook, sae, metrics, density, tops, f1_rows, train_s, tokens)
+    _dashboard(ctx, sae, hook, s["eval_rows"])
+
+
+def _dashboard(ctx, sae, hook: str, n_rows: int) -> None:
+    """A searchable page of every latent (contexts, histograms) + Neuronpedia-style JSON."""
+    from hiddenlens.report import write_json
+    from hiddenlens.report.dashboard import write_dashboard
+    from hiddenlens.report.features import encode_rows, feature_cards, to_neuronpedia
+
+    acts = encode_rows(sae.encode, ctx.store, hook, max_rows=n_rows)
+    meta = ctx.store.meta
+    n = acts.shape[0]
+    cards = feature_cards(
+        acts, meta["token_id"][:n], meta["sample_idx"][:n], ctx.handle.tokenizer, n_top=8
+    )
+    title = f"TopK SAE on MiniLM {hook}: {len(cards)} latents over {n:,} token rows"
+    write_dashboard(cards, ctx.out_dir / "sae_dashboard.html", title=title)
+    write_json(
+        ctx.out_dir / "sae_neuronpedia.json",
+        to_neuronpedia(cards, model_id="all-MiniLM-L6-v2", layer=hook),
+    )
+    ctx.report.sections[-1].add_html(
+        "<p><a href='sae_dashboard.html'>Open the feature dashboard</a> (every latent: "
+        "density, activation histogram, top and quantile contexts; searchable) — also "
+        "exported as Neuronpedia-style JSON in <code>sae_neuronpedia.json</code>.</p>"
+    )
 
 
 def _report(ctx, hook, sae, metrics, density, tops, f1_rows, train_s, tokens) -> None:
