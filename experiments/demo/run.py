@@ -30,6 +30,25 @@ SECTIONS = (
     "codebook",
 )
 HOOKS = "encoder.layer.*"
+# The numbers lifted into the report's summary (when the section produced them).
+HEADLINE = (
+    "sae_fvu/encoder.layer.3",
+    "sae_embed_cos_score/encoder.layer.3",
+    "codebook/embedding_cosine_finetuned",
+    "codebook/code_f1/is_digit",
+    "codebook/neuron_f1/is_digit",
+    "cka/encoder.layer.0|encoder.layer.5",
+    "collapse/nc1/encoder.layer.0",
+    "collapse/nc1/encoder.layer.5",
+    "collapse/ufm_nc1",
+    "info/ixt_binning/encoder.layer.5",
+    "bias/linear",
+    "bias/relu",
+    "erm/worst_group_acc",
+    "dfr/worst_group_acc",
+    "ig_completeness_max_abs_delta",
+    "patching/pearson",
+)
 logger = logging.getLogger("hiddenlens.demo")
 
 
@@ -40,7 +59,7 @@ def build_context(out: Path, *, fast: bool, seed: int = 0) -> DemoContext:
 
     handle = hiddenlens.load_model("minilm")
     texts = demo_corpus(max_docs=120 if fast else None)
-    max_rows = 3_000 if fast else 60_000
+    max_rows = 3_000 if fast else 100_000
     t0 = time.perf_counter()
     store = hiddenlens.cache_activations(
         handle,
@@ -76,7 +95,7 @@ def build_context(out: Path, *, fast: bool, seed: int = 0) -> DemoContext:
 
 def run_sections(ctx: DemoContext, names=SECTIONS) -> list[str]:
     """Run each available section; returns the names of those that failed."""
-    failed = []
+    failed, timings = [], {}
     for name in names:
         try:
             module = importlib.import_module(f"experiments.demo.{name}_section")
@@ -92,8 +111,14 @@ def run_sections(ctx: DemoContext, names=SECTIONS) -> list[str]:
             failed.append(name)
             ctx.report.add_section(f"{name}: failed").add_text(traceback.format_exc())
             logger.exception("section %s failed", name)
-        ctx.report.add_metrics({f"demo/seconds/{name}": time.perf_counter() - t0})
+        timings[name] = time.perf_counter() - t0
         logger.info("section %s done in %.1f s", name, time.perf_counter() - t0)
+    ctx.report.add_section("Run time").add_metrics(
+        {f"demo/seconds/{k}": v for k, v in timings.items()},
+        caption="Wall-clock seconds per section on this machine.",
+    )
+    found = ctx.report.all_metrics()
+    ctx.report.add_metrics({k: found[k] for k in HEADLINE if k in found})
     return failed
 
 

@@ -16,7 +16,11 @@ import torch
 
 from hiddenlens.sae import SAEConfig, TrainConfig, evaluate, train
 from hiddenlens.sae.inspect import top_activating
-from hiddenlens.viz.sae import plot_density_histogram, plot_top_activations
+from hiddenlens.viz.sae import (
+    plot_decoder_cosines,
+    plot_density_histogram,
+    plot_top_activations,
+)
 
 PROPERTIES = ("is_digit", "is_capitalised", "is_punct", "is_continuation")
 
@@ -29,7 +33,7 @@ def _settings(ctx) -> dict:
     return dict(
         d_sae=1536,
         k=16,
-        tokens=2048 * 80,
+        tokens=2048 * 300,
         batch=2048,
         eval_rows=10000,
         texts=32,
@@ -180,6 +184,12 @@ def _report(ctx, hook, sae, metrics, density, tops, f1_rows, train_s, tokens) ->
         plot_density_histogram(density, title=f"Feature density, {hook}"),
         "sae_density",
         caption="Firing frequency of each latent during training.",
+    )
+    sec.add_figure(
+        plot_decoder_cosines(sae.W_dec.detach().numpy(), latents=np.argsort(-density)[:96]),
+        "sae_decoder_cosines",
+        caption="Cosines between the decoder directions of the 96 most frequent latents "
+        "(hover for values); bright off-diagonal cells are near-duplicate features.",
     )
     if f1_rows:
         sec.add_table(f1_rows, caption="Best single latent per token property (F1).")

@@ -123,7 +123,8 @@ def handle_fingerprint(handle: ModelHandle) -> dict[str, Any]:
 def _example_batches(data: Any, batch_size: int, start: int) -> Iterator[tuple[Any, Any, int]]:
     """Yield (inputs, targets_or_None, first_sample_index) for non-text data."""
     if isinstance(data, np.ndarray):
-        data = torch.from_numpy(data)
+        # torch refuses to share read-only memory (e.g. a memmap): copy only then
+        data = torch.from_numpy(data if data.flags.writeable else data.copy())
     if isinstance(data, torch.Tensor):
         for i in range(start, len(data), batch_size):
             yield data[i : i + batch_size], None, i

@@ -24,7 +24,7 @@ margin-top:2.5rem}nav a{margin-right:1rem;color:#4477AA}section{background:#fff;
 table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0}td,th{border:1px solid #ddd;
 padding:.25rem .6rem;text-align:left}th{background:#f0f3f8}td.num{text-align:right;
 font-variant-numeric:tabular-nums}.missing{color:#999}figure{margin:1rem 0}figcaption{color:#555;
-font-size:.9rem}img{max-width:100%}.summary td.num{font-weight:600}
+font-size:.9rem}figure{overflow-x:auto}img{max-width:100%}.summary td.num{font-weight:600}
 """
 
 

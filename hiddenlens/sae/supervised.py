@@ -81,7 +81,8 @@ def _auroc(score: np.ndarray, y: np.ndarray) -> float:
 
 
 def interpretability(codes, labels: dict[str, np.ndarray]) -> list[dict]:
-    """Best single latent per attribute value: F1 of (code > 0) and AUROC of the code.
+    """Best single latent per attribute value: F1 (with its precision and recall) of
+    (code > 0) as a detector of the value, and AUROC of the code.
 
     codes: [n, m] latent activations of any dictionary (SAE latents, PCA/NMF coefficients).
     """
@@ -93,7 +94,8 @@ def interpretability(codes, labels: dict[str, np.ndarray]) -> list[dict]:
         for v in np.unique(y_all):
             y = y_all == v
             tp = y.astype(np.float64) @ active
-            f1 = 2 * tp / np.maximum(active.sum(0) + y.sum(), 1)
+            fires = active.sum(0)
+            f1 = 2 * tp / np.maximum(fires + y.sum(), 1)
             best = int(f1.argmax())
             rows.append(
                 {
@@ -101,6 +103,8 @@ def interpretability(codes, labels: dict[str, np.ndarray]) -> list[dict]:
                     "value": v.item() if hasattr(v, "item") else v,
                     "best_latent": best,
                     "f1": float(f1[best]),
+                    "precision": float(tp[best] / max(fires[best], 1)),
+                    "recall": float(tp[best] / max(y.sum(), 1)),
                     "auroc": _auroc(codes[:, best], y),
                     "base_rate": float(y.mean()),
                 }

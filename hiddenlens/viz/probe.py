@@ -87,8 +87,20 @@ def plot_mdl(
     """Online-code compression (uniform codelength / online codelength) by layer."""
     fig, ax = new_figure(ax, figsize=(7.0, 3.6))
     x = np.arange(len(hook_points))
-    for i, (name, c) in enumerate(compression.items()):
-        ax.plot(x, np.asarray(c, float), marker="^", color=PALETTE[i % len(PALETTE)], label=name)
+    # a "<name> (control)" series shares its task's colour, dashed, so pairs read together
+    bases = list(dict.fromkeys(n.removesuffix(" (control)") for n in compression))
+    for name, c in compression.items():
+        base = name.removesuffix(" (control)")
+        control = base != name
+        ax.plot(
+            x,
+            np.asarray(c, float),
+            marker="v" if control else "^",
+            linestyle="--" if control else "-",
+            alpha=0.6 if control else 1.0,
+            color=PALETTE[bases.index(base) % len(PALETTE)],
+            label=name,
+        )
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
     ax.set_xticks(x, _short(hook_points), rotation=30, ha="right")
     ax.set_ylabel("compression (x)")

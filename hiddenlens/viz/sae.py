@@ -55,3 +55,49 @@ def plot_top_activations(rows: list[dict], *, ax=None, title: str | None = None)
     ax.set_xlabel("activation")
     ax.set_title(title or "Top activations")
     return fig
+
+
+def plot_decoder_cosines(
+    decoder, *, latents=None, max_latents: int = 128, title: str | None = None
+):
+    """Interactive heatmap of cosines between decoder directions (rows of ``W_dec``).
+
+    Near-duplicate latents (feature splitting or redundancy) show as bright off-diagonal
+    cells. ``latents`` picks which ones (default: the first ``max_latents``); they are
+    ordered by their strongest partner so that clusters sit together.
+    """
+    import plotly.graph_objects as go
+
+    from hiddenlens.viz.style import PLOTLY_TEMPLATE
+
+    w = np.asarray(decoder, dtype=np.float64)
+    if w.ndim != 2:
+        raise ValueError(f"decoder must be 2-D [n_latents, d], got shape {w.shape}")
+    idx = np.arange(min(max_latents, len(w))) if latents is None else np.asarray(latents)
+    if idx.size == 0 or idx.max() >= len(w) or idx.min() < 0:
+        raise ValueError(f"latent indices must lie in [0, {len(w)}) and not be empty")
+    unit = w[idx] / np.maximum(np.linalg.norm(w[idx], axis=1, keepdims=True), 1e-12)
+    cos = unit @ unit.T
+    off = cos - np.eye(len(idx))
+    order = np.lexsort((-off.max(1), off.argmax(1)))
+    cos, labels = cos[np.ix_(order, order)], [str(int(i)) for i in idx[order]]
+    fig = go.Figure(
+        go.Heatmap(
+            z=cos,
+            x=labels,
+            y=labels,
+            zmin=-1,
+            zmax=1,
+            colorscale="RdBu_r",
+            colorbar={"title": "cosine"},
+            hovertemplate="latent %{y} vs %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        template=PLOTLY_TEMPLATE,
+        height=560,
+        title=title or f"Decoder cosine similarity ({len(idx)} latents)",
+        xaxis_title="latent",
+        yaxis_title="latent",
+    )
+    return fig

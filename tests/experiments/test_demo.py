@@ -13,4 +13,6 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "failed" not in page.split("<nav>")[1].split("</nav>")[0]
     for name in demo.SECTIONS:
         assert f"demo/seconds/{name}" in metrics
-    assert len(metrics) > 20
+    assert len(metrics) > 100
+    headline = page.split("<h2>Summary</h2>")[1].split("</section>")[0]
+    assert "sae_fvu/encoder.layer.3" in headline and (out / "sae_dashboard.html").exists()

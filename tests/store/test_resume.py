@@ -17,9 +17,6 @@ from torch import nn
 
 from hiddenlens.store import ActivationStore, cache_activations
 
-sys.path.insert(0, str(Path(__file__).parent))
-import _resume_worker  # noqa: E402
-
 WORKER = Path(__file__).with_name("_resume_worker.py")
 
 
