@@ -44,16 +44,16 @@ def _settings(ctx) -> dict:
             max_seconds=3.0,
             eval_texts=4,
         )
-    # Sized for <= ~90 s on 2 busy cores: MiniLM runs at a few hundred tokens/s there.
+    # Sized for ~2 minutes on 2 cores: MiniLM runs at a few hundred tokens/s there.
     return dict(
         n_codes=512,
         k=8,
         init_rows=4096,
-        steps=100,
+        steps=300,
         batch=8,
         seq_len=64,
         search_rows=10000,
-        max_seconds=30.0,
+        max_seconds=120.0,
         eval_texts=8,
     )
 

@@ -1,8 +1,9 @@
 """Principled evaluation of dictionaries on a toy IOI task (Makelov, Lange & Nanda 2024).
 
 A 2-layer TransformerLens model (d_model 64) is trained to output the indirect object of
-``A B f f S ->`` sequences. At the query position of one hook point (default
-``blocks.1.hook_resid_mid``: everything the output depends on passes through it) we fit a
+``A B f f S ->`` sequences. At the query position of each hook point (default
+``blocks.1.hook_resid_mid``, through which everything the output depends on passes, and
+``blocks.0.hook_resid_post``, which layer-1 attention can route around) we fit a
 supervised dictionary (class-mean differences for IO name, S name, order), train a TopK
 SAE, and fit PCA and NMF baselines, then compare them on approximation (spliced logit
 difference, mean ablation = 0, clean = 1), control (edit IO v -> v' through the dictionary;
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from experiments.sae_principled import task as ioi
 from hiddenlens.sae.principled import (
@@ -32,6 +34,7 @@ from hiddenlens.sae.principled import (
     SpliceTask,
     SupervisedAdapter,
     control,
+    reconstruct,
     spliced_approximation,
     task_activations,
 )
@@ -40,14 +43,16 @@ from hiddenlens.sae.principled_diagnostics import (
     occlusion_flags,
     over_splitting_flags,
 )
-from hiddenlens.sae.supervised import SupervisedDictionary
+from hiddenlens.sae.supervised import SupervisedDictionary, occlusion
+
+HOOKS = ("blocks.1.hook_resid_mid", "blocks.0.hook_resid_post")
 
 
 def _args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/sae_principled"))
     ap.add_argument("--fast", action="store_true", help="tiny settings (for the test)")
-    ap.add_argument("--hook", default="blocks.1.hook_resid_mid")
+    ap.add_argument("--hooks", nargs="+", default=list(HOOKS), help="hook points (query pos.)")
     ap.add_argument("--steps", type=int, default=500, help="model training steps")
     ap.add_argument("--n-fit", type=int, default=4000, help="items to fit dictionaries on")
     ap.add_argument("--n-test", type=int, default=1000, help="held-out items to evaluate on")
@@ -58,15 +63,16 @@ def _args(argv):
     args = ap.parse_args(argv)
     if args.fast:
         args.steps, args.n_fit, args.n_test, args.d_sae = 150, 800, 200, 64
+        args.hooks = args.hooks[:1]
     return args
 
 
-def _fit_dictionaries(args, x, labels) -> dict:
+def _fit_dictionaries(args, hook, x, labels) -> dict:
     from hiddenlens.sae import SAEConfig, TrainConfig, train
 
     sae = train(
-        ArrayStore({args.hook: x}),
-        args.hook,
+        ArrayStore({hook: x}),
+        hook,
         SAEConfig(d_in=x.shape[1], d_sae=args.d_sae, architecture="topk", k=args.k),
         TrainConfig(
             total_tokens=len(x) * (10 if args.fast else 60),
@@ -86,48 +92,52 @@ def _fit_dictionaries(args, x, labels) -> dict:
     }
 
 
+def _tables(name, d, x, labels, sup) -> dict[str, list[dict]]:
+    """Interpretability, flags and attribute signal kept for one dictionary."""
+    codes = d.encode(x, labels).numpy()
+    norms = getattr(d, "decoder_norms", None)
+    tag = {"dictionary": name}
+    return {
+        "interpretability": [{**tag, **r} for r in interpretability_table(codes, labels)],
+        "over_splitting": [{**tag, **r} for r in over_splitting_flags(codes, labels)],
+        "occlusion": [{**tag, **r} for r in occlusion_flags(codes, labels, decoder_norms=norms)],
+        "signal_kept": [{**tag, **r} for r in occlusion(x, reconstruct(d, x, labels), sup, labels)],
+    }
+
+
 def _evaluate(dicts, model, test: SpliceTask, x, seed) -> dict:
     targets = ioi.io_targets(test.labels, seed=seed + 1)
-    summary, interp, split, occl = [], [], [], []
+    res = {"summary": [], "interpretability": [], "over_splitting": [], "occlusion": [],
+           "signal_kept": []}  # fmt: skip
     for name, d in dicts.items():
         row = {"dictionary": name}
         row.update(spliced_approximation(d, model, test, x=x))
         row.update(control(d, model, test, "io", targets, x=x))
-        summary.append(row)
-        if name == "mean_ablation":
-            continue
-        codes = d.encode(x, test.labels).numpy()
-        interp += [{"dictionary": name, **r} for r in interpretability_table(codes, test.labels)]
-        split += [{"dictionary": name, **r} for r in over_splitting_flags(codes, test.labels)]
-        norms = getattr(d, "decoder_norms", None)
-        occl += [
-            {"dictionary": name, **r}
-            for r in occlusion_flags(codes, test.labels, decoder_norms=norms)
-        ]
-    return {"summary": summary, "interpretability": interp, "over_splitting": split,
-            "occlusion": occl}  # fmt: skip
+        res["summary"].append(row)
+        if name != "mean_ablation":
+            for key, rows in _tables(name, d, x, test.labels, dicts["supervised"].sup).items():
+                res[key] += rows
+    return res
 
 
-def _headline(res: dict) -> dict[str, float]:
-    out = {}
+def _headline(res: dict, hook: str) -> dict[str, float]:
+    out: dict = {}
     for r in res["summary"]:
         for k in ("approximation", "edit_success", "logit_diff_shift", "fvu"):
             out[f"{k}/{r['dictionary']}"] = r[k]
     for r in res["interpretability"]:
-        key = f"mean_f1/{r['dictionary']}"
-        out.setdefault(key, []).append(r["f1"])
-    for r in res["over_splitting"]:
-        out[f"n_over_split/{r['dictionary']}"] = (
-            out.get(f"n_over_split/{r['dictionary']}", 0) + r["over_split"]
-        )
-    for r in res["occlusion"]:
-        out[f"n_occluded/{r['dictionary']}"] = (
-            out.get(f"n_occluded/{r['dictionary']}", 0) + r["occluded"]
-        )
-    return {k: float(np.mean(v)) if isinstance(v, list) else float(v) for k, v in out.items()}
+        out.setdefault(f"mean_f1/{r['dictionary']}", []).append(r["f1"])
+    for key, flag in (("over_splitting", "over_split"), ("occlusion", "occluded")):
+        for r in res[key]:
+            k = f"n_{flag}/{r['dictionary']}"
+            out[k] = out.get(k, 0) + r[flag]
+    return {
+        f"{k}/{hook}": float(np.mean(v)) if isinstance(v, list) else float(v)
+        for k, v in out.items()
+    }
 
 
-def _report(args, res, headline, info):
+def _report(args, results: dict, headline, info):
     from hiddenlens.report import Report
 
     report = Report(
@@ -135,60 +145,71 @@ def _report(args, res, headline, info):
         config={k: str(v) for k, v in vars(args).items()},
     )
     report.add_metrics(headline)
-    sec = report.add_section("Setup", text=__doc__.split("\n\n")[1])
-    sec.add_metrics(info)
-    report.add_section(
-        "Approximation and control",
-        text="approximation: spliced logit difference, 0 = mean ablation, 1 = clean. "
-        "edit_success: share of items with logit(v') > logit(v) after editing IO v -> v' "
-        "at the hook; edit_top1: the model's top token is v'. The mean-ablation row is the "
-        "floor: every item gets the same output, so edit_success there is chance.",
-    ).add_table(res["summary"])
-    report.add_section("Interpretability (best latent per attribute value)").add_table(
-        res["interpretability"]
-    )
-    report.add_section("Over-splitting (latents needed for F1 >= 0.9)").add_table(
-        res["over_splitting"]
-    )
-    report.add_section("Occlusion (detector silenced by a larger latent)").add_table(
-        res["occlusion"]
-    )
+    report.add_section("Setup", text=__doc__.split("\n\n")[1]).add_metrics(info)
+    for hook, res in results.items():
+        report.add_section(
+            f"{hook}: approximation and control",
+            text="approximation: spliced logit difference, 0 = mean ablation, 1 = clean. "
+            "edit_success: share of items with logit(v') > logit(v) after editing IO v -> v' "
+            "at the hook; edit_top1: the model's top token is v'. The mean-ablation row is "
+            "the floor: every item gets the same output, so its edit_success is chance-like.",
+        ).add_table(res["summary"])
+        for key, title in (
+            ("interpretability", "best latent per attribute value"),
+            ("over_splitting", "latents needed for F1 >= 0.9"),
+            ("occlusion", "detector silenced by a larger latent"),
+            ("signal_kept", "share of each u_{a,v} projection the reconstruction keeps"),
+        ):
+            report.add_section(f"{hook}: {key.replace('_', ' ')} ({title})").add_table(res[key])
     return report.write(args.out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import torch
+def _run(args) -> tuple[dict, dict]:
+    torch.manual_seed(args.seed)
+    model = ioi.build_model(seed=args.seed)
+    train_acc = ioi.train_model(model, args.steps, seed=args.seed)
+    items = [ioi.make_items(n, seed=args.seed + s) for n, s in ((args.n_fit, 10_000),
+             (args.n_test, 20_000))]  # fmt: skip
+    with torch.no_grad():
+        pred = model(items[1][0])[:, -1].argmax(-1).numpy()
+    info = {
+        "model_train_acc": train_acc,
+        "model_test_acc": float((pred == items[1][1]["io"]).mean()),
+    }
+    results = {}
+    for hook in args.hooks:
+        fit, test = (SpliceTask(t, hook, lab, ioi.logit_diff, ioi.answer) for t, lab in items)
+        x_fit, x_test = task_activations(model, fit), task_activations(model, test)
+        dicts = _fit_dictionaries(args, hook, x_fit, fit.labels)
+        results[hook] = _evaluate(dicts, model, test, x_test, args.seed)
+    return results, info
 
+
+def main(argv: list[str] | None = None) -> int:
     from hiddenlens._threads import torch_threads
 
     args = _args(argv)
     t0 = time.time()
     with torch_threads(1):
-        torch.manual_seed(args.seed)
-        model = ioi.build_model(seed=args.seed)
-        train_acc = ioi.train_model(model, args.steps, seed=args.seed)
-        tasks = []
-        for n, seed in ((args.n_fit, args.seed + 10_000), (args.n_test, args.seed + 20_000)):
-            toks, labels = ioi.make_items(n, seed=seed)
-            tasks.append(SpliceTask(toks, args.hook, labels, ioi.logit_diff, ioi.answer))
-        x_fit, x_test = (task_activations(model, t) for t in tasks)
-        dicts = _fit_dictionaries(args, x_fit, tasks[0].labels)
-        res = _evaluate(dicts, model, tasks[1], x_test, args.seed)
-    with torch.no_grad():
-        pred = model(tasks[1].inputs)[:, -1].argmax(-1).numpy()
-    acc = float((pred == tasks[1].labels["io"]).mean())
-    info = {"model_train_acc": train_acc, "model_test_acc": acc, "seconds": time.time() - t0}
-    headline = {**_headline(res), "model_test_acc": acc}
+        results, info = _run(args)
+    info["seconds"] = time.time() - t0
+    headline = {"model_test_acc": info["model_test_acc"]}
+    for hook, res in results.items():
+        headline.update(_headline(res, hook))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "principled.json").write_text(json.dumps(res, indent=2, default=str))
-    path = _report(args, res, headline, info)
-    lines = [f"model test accuracy {acc:.3f} ({info['seconds']:.0f} s)"]
-    for r in res["summary"]:
-        lines.append(
+    tmp = args.out / "principled.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2, default=str))
+    tmp.replace(args.out / "principled.json")
+    path = _report(args, results, headline, info)
+    lines = [f"model test accuracy {info['model_test_acc']:.3f} ({info['seconds']:.0f} s)"]
+    for hook, res in results.items():
+        lines.append(f"-- {hook} (query position)")
+        lines += [
             f"{r['dictionary']:>14}: approximation {r['approximation']:.3f}  "
             f"fvu {r['fvu']:.3f}  edit_success {r['edit_success']:.3f}  "
             f"logit_diff_shift {r['logit_diff_shift']:+.2f}"
-        )
+            for r in res["summary"]
+        ]
     sys.stdout.write("\n".join(lines) + f"\nreport: {path}\n")
     return 0
 

@@ -232,9 +232,8 @@ def encode_rows(encode, store, hook: str, *, chunk_rows: int = 8192, max_rows: i
     parts = []
     with torch.no_grad():
         for start in range(0, n, chunk_rows):
-            x = torch.as_tensor(
-                np.asarray(store.rows(hook, start, min(n, start + chunk_rows))), dtype=torch.float32
-            )
+            rows = store.rows(hook, start, min(n, start + chunk_rows))
+            x = torch.from_numpy(np.array(rows, dtype=np.float32))  # a writable copy
             z = encode(x)
             z = z.detach().cpu().numpy() if hasattr(z, "detach") else np.asarray(z)
             parts.append(sp.csr_matrix(z.astype(np.float32)))

@@ -19,7 +19,7 @@ over-splitting flags live in ``hiddenlens.sae.principled_diagnostics``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -75,17 +75,11 @@ class SpliceTask:
     position: int | None = -1
     batch_size: int = 512
     logits: Callable | None = None
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.labels = check_labels(self.labels, len(self.inputs))
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {self.batch_size}")
-
-    def subset(self, rows: np.ndarray) -> SpliceTask:
-        lab = {a: y[rows] for a, y in self.labels.items()}
-        return SpliceTask(self.inputs[torch.as_tensor(rows)], self.hook, lab, self.metric,
-                          self.answer, self.position, self.batch_size, self.logits)  # fmt: skip
 
 
 def _logits(task: SpliceTask, out) -> torch.Tensor:
@@ -178,6 +172,8 @@ def control(dictionary, model, task: SpliceTask, attribute: str, targets, *, x=N
         raise ValueError("control needs task.answer (labels -> expected output token)")
     check_labels(task.labels, len(task.inputs), attribute)
     x = task_activations(model, task) if x is None else _np(x)
+    if len(x) != len(task.inputs):
+        raise ValueError(f"x has {len(x)} rows but the task has {len(task.inputs)} items")
     tgt = _targets(targets, len(x))
     new_labels = {**task.labels, attribute: tgt}
     old_ans, new_ans = np.asarray(task.answer(task.labels)), np.asarray(task.answer(new_labels))

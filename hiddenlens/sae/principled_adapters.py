@@ -56,7 +56,13 @@ def _t(x) -> torch.Tensor:
 
 def _targets(targets, n: int) -> np.ndarray:
     t = np.asarray(targets)
-    return np.full(n, t.item()) if t.ndim == 0 else t
+    if t.ndim == 0:
+        return np.full(n, t.item())
+    if t.shape != (n,):
+        raise ValueError(
+            f"targets has shape {t.shape}; expected a scalar or one value per row ({n})"
+        )
+    return t
 
 
 def _code_mean_edit(adapter, x, labels, attribute, targets, nonneg=False) -> np.ndarray:
@@ -123,6 +129,15 @@ class SupervisedAdapter:
         x = _np(x)
         lab = check_labels(labels, len(x), attribute)
         tgt = _targets(targets, len(x))
+        if attribute not in self.sup.values_:
+            raise ValueError(
+                f"unknown attribute {attribute!r}; the dictionary has {self.attributes}"
+            )
+        bad = set(lab[attribute].tolist()) - set(self.sup.values_[attribute])
+        if bad:
+            raise ValueError(
+                f"unknown values {sorted(bad)} of {attribute!r}; known: {self.sup.values_[attribute]}"
+            )
         out = np.asarray(x, dtype=np.float64).copy()
         for t in np.unique(tgt):
             rows = tgt == t
@@ -134,7 +149,10 @@ class SupervisedAdapter:
 
 
 class SAEAdapter:
-    """A hiddenlens SAE; edits go through ``hiddenlens.sae.supervised.sae_edit``."""
+    """A hiddenlens SAE; edits go through ``hiddenlens.sae.supervised.sae_edit``: the
+    detector latents of each value and the "on" activation of the target's detectors are
+    read from the rows passed to ``edit`` (so pass a set large enough to contain every
+    value), and the SAE error term is kept."""
 
     def __init__(self, sae):
         self.sae = sae

@@ -101,14 +101,14 @@ def _occlusion_row(codes, active, y, contrib, lab, a, min_precision, max_recall)
     occ = int(share.argmax())
     mag_best = contrib[active[:, best], best].mean()
     mag_occ = contrib[silent & active[:, occ], occ].mean() if share[occ] > 0 else 0.0
-    # the (attribute, value) the occluder detects most precisely, other than this one
-    covers, best_p = None, -1.0
+    # the other attribute value the occluder matches best (F1 of "fires" vs "has value")
+    covers, best_f1 = None, -1.0
     on = active[:, occ]
     for b, yb in lab.items():
         for w in np.unique(yb):
-            p = float((yb[on] == w).mean()) if on.any() else 0.0
-            if b != a and p > best_p:
-                covers, best_p = f"{b}={_value(w)}", p
+            f1 = float(_f1(np.sum(on & (yb == w)), on.sum(), np.sum(yb == w)))
+            if b != a and f1 > best_f1:
+                covers, best_f1 = f"{b}={_value(w)}", f1
     row.update(
         occluder=occ,
         occluder_covers=covers,

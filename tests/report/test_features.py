@@ -56,6 +56,6 @@ def test_encode_rows_streams_a_store_into_sparse(tmp_path):
         return torch.relu(x @ w)
 
     csr = encode_rows(encode, store, "0", chunk_rows=7)
-    dense = torch.relu(torch.as_tensor(store.rows("0")) @ w).numpy()
+    dense = torch.relu(torch.from_numpy(np.array(store.rows("0"))) @ w).numpy()
     np.testing.assert_allclose(csr.toarray(), dense, rtol=1e-6)
     assert csr.nnz == int((dense > 0).sum())

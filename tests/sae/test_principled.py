@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -206,8 +208,16 @@ def test_bad_input_is_rejected():
         sup.encode(x)
     with pytest.raises(ValueError, match="unknown values"):
         sup.encode(x, {"a": lab["a"] + 10, "b": lab["b"]})
+    with pytest.raises(ValueError, match="unknown values"):
+        sup.edit(x, {"a": lab["a"] + 10, "b": lab["b"]}, "a", 1)
+    with pytest.raises(ValueError, match="not a value"):
+        sup.edit(x, lab, "a", 9)
     with pytest.raises(ValueError, match="rows but the task"):
         spliced_approximation(sup, model, task, x=x[:-1])
+    with pytest.raises(ValueError, match="rows but the task"):
+        control(sup, model, task, "a", 1, x=x[:-1])
+    with pytest.raises(ValueError, match="one value per row"):
+        control(sup, model, task, "a", lab["a"][:-1])
     with pytest.raises(RuntimeError, match="not fitted"):
         PCAAdapter(3).encode(x)
     with pytest.raises(ValueError, match="decoder_norms"):
@@ -221,4 +231,10 @@ def test_experiment_fast_runs(tmp_path):
     from experiments.sae_principled.run import main
 
     assert main(["--fast", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "report.html").exists() and (tmp_path / "principled.json").exists()
+    assert (tmp_path / "report.html").exists()
+    res = json.loads((tmp_path / "principled.json").read_text())
+    rows = {r["dictionary"]: r for r in res["blocks.1.hook_resid_mid"]["summary"]}
+    assert abs(rows["mean_ablation"]["approximation"]) < 0.05
+    # the hook mediates the whole output, so the supervised IO edit must carry through
+    assert rows["supervised"]["edit_success"] >= 0.9
+    assert {"precision", "recall"} <= set(res["blocks.1.hook_resid_mid"]["interpretability"][0])
