@@ -24,7 +24,7 @@ margin-top:2.5rem}nav a{margin-right:1rem;color:#4477AA}section{background:#fff;
 table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0}td,th{border:1px solid #ddd;
 padding:.25rem .6rem;text-align:left}th{background:#f0f3f8}td.num{text-align:right;
 font-variant-numeric:tabular-nums}.missing{color:#999}figure{margin:1rem 0}figcaption{color:#555;
-font-size:.9rem}figure{overflow-x:auto}img{max-width:100%}.summary td.num{font-weight:600}
+font-size:.9rem}figure{overflow-x:auto}summary{cursor:pointer;color:#4477AA;margin:.4rem 0}img{max-width:100%}.summary td.num{font-weight:600}
 """
 
 
@@ -48,6 +48,43 @@ def _metrics_table(metrics: dict[str, Any], css: str = "") -> str:
         for k, (v, c) in ((k, _fmt(val)) for k, val in metrics.items())
     )
     return f"<table class='{css}'>{rows}</table>"
+
+
+def _pivot(metrics: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Split ``{"name/hook": v}`` keys into a name x hook table; the rest stay flat.
+
+    Only suffixes that at least two metric names share become columns, so keys such as
+    ``"nc1/encoder.layer.3"`` line up by layer while one-off keys are left alone.
+    """
+    by_name: dict[str, dict[str, Any]] = {}
+    suffix_count: dict[str, int] = {}
+    for key in metrics:
+        if "/" in key:
+            suffix = key.rsplit("/", 1)[1]
+            suffix_count[suffix] = suffix_count.get(suffix, 0) + 1
+    columns = [c for c, n in suffix_count.items() if n >= 2]
+    if len(columns) < 2:
+        return [], metrics
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name, _, suffix = key.rpartition("/")
+        if name and suffix in columns:
+            by_name.setdefault(name, {"metric": name})[suffix] = value
+        else:
+            flat[key] = value
+    return list(by_name.values()), flat
+
+
+def _metrics_block(metrics: dict[str, Any]) -> str:
+    """A metrics block: by-layer grids where keys allow, long blocks folded away."""
+    grid, flat = _pivot(metrics)
+    parts = [_table(grid)] if grid else []
+    if flat:
+        parts.append(_metrics_table(flat))
+    body = "".join(parts)
+    if len(grid) + len(flat) > 16:
+        return f"<details><summary>All {len(metrics)} metrics</summary>{body}</details>"
+    return body
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -123,7 +160,7 @@ def _section_html(section, index: int, fig_dir: Path, used: set[str]) -> tuple[s
         if block.kind == "text":
             parts.append(_text(block.payload))
         elif block.kind == "metrics":
-            parts.append(f"<figure>{_metrics_table(block.payload)}{caption}</figure>")
+            parts.append(f"<figure>{_metrics_block(block.payload)}{caption}</figure>")
         elif block.kind == "table":
             parts.append(f"<figure>{_table(block.payload)}{caption}</figure>")
         elif block.kind == "html":

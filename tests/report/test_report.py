@@ -51,3 +51,14 @@ def test_bad_blocks():
         section.add_figure("not a figure", "f")
     with pytest.raises(TypeError, match="list of dicts"):
         section.add_table({"a": 1})
+
+
+def test_layer_metrics_line_up_in_a_grid_and_long_blocks_fold(tmp_path):
+    from hiddenlens.report.html import _metrics_block
+
+    metrics = {f"{m}/layer.{i}": i for m in ("nc1", "cdnv") for i in range(3)} | {"fvu": 0.5}
+    html = _metrics_block(metrics)
+    assert "<th>layer.0</th>" in html and "<td class=''>nc1</td>" in html
+    assert "<details>" not in html
+    many = {f"m{j}/layer.{i}": j for j in range(20) for i in range(2)}
+    assert _metrics_block(many).startswith("<details><summary>All 40 metrics")
