@@ -96,6 +96,8 @@ def _tables(name, d, x, labels, sup) -> dict[str, list[dict]]:
     """Interpretability, flags and attribute signal kept for one dictionary."""
     codes = d.encode(x, labels).numpy()
     norms = getattr(d, "decoder_norms", None)
+    if isinstance(d, PCAAdapter):  # signed scores: each component's two signs are latents
+        codes = np.concatenate([codes, -codes], 1)
     tag = {"dictionary": name}
     return {
         "interpretability": [{**tag, **r} for r in interpretability_table(codes, labels)],

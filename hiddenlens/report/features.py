@@ -113,50 +113,52 @@ def feature_cards(
             return [str(int(i)) for i in ids]
         return [str(t) for t in tokenizer.convert_ids_to_tokens([int(i) for i in ids])]
 
-    rng = np.random.default_rng(seed)
+    spec = _CardSpec(
+        n_rows,
+        token_ids,
+        sample_idx,
+        tokens_of,
+        np.random.default_rng(seed),
+        n_top,
+        n_quantiles,
+        per_quantile,
+        context,
+        n_bins,
+    )
     cards = []
     for latent in chosen:
         start, stop = csc.indptr[latent], csc.indptr[latent + 1]
         rows, vals = csc.indices[start:stop], csc.data[start:stop]
         active = vals > 0
         rows, vals = rows[active], vals[active]
-        cards.append(
-            _card(
-                latent,
-                rows,
-                vals,
-                n_rows,
-                token_ids,
-                sample_idx,
-                tokens_of,
-                rng,
-                n_top,
-                n_quantiles,
-                per_quantile,
-                context,
-                n_bins,
-            )
-        )
+        cards.append(_card(latent, rows, vals, spec))
     return cards
 
 
-def _card(
-    latent,
-    rows,
-    vals,
-    n_rows,
-    token_ids,
-    sample_idx,
-    tokens_of,
-    rng,
-    n_top,
-    n_quantiles,
-    per_quantile,
-    context,
-    n_bins,
-) -> FeatureCard:
+@dataclass
+class _CardSpec:
+    """What every card of one :func:`feature_cards` call shares."""
+
+    n_rows: int
+    token_ids: np.ndarray
+    sample_idx: np.ndarray
+    tokens_of: Any
+    rng: np.random.Generator
+    n_top: int
+    n_quantiles: int
+    per_quantile: int
+    context: int
+    n_bins: int
+
+
+def _card(latent, rows, vals, spec: _CardSpec) -> FeatureCard:
+    n_rows, rng, n_top, n_bins = spec.n_rows, spec.rng, spec.n_top, spec.n_bins
+    n_quantiles, per_quantile = spec.n_quantiles, spec.per_quantile
+
     def ex(r):
-        return _example(rows, vals, int(r), token_ids, sample_idx, tokens_of, context)
+        return _example(
+            rows, vals, int(r), spec.token_ids, spec.sample_idx, spec.tokens_of, spec.context
+        )
 
     if len(vals) == 0:
         return FeatureCard(latent, 0.0, 0.0, 0.0, [], [], [])

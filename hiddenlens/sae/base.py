@@ -9,6 +9,7 @@ registered under its ``architecture`` name as in SAELens.
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 
 import torch
@@ -76,7 +77,7 @@ class SAEOutput:
         return self.active.to_dense(self.values.detach())
 
 
-class BaseSAE(nn.Module):
+class BaseSAE(nn.Module, metaclass=abc.ABCMeta):
     """Shared parameters and plumbing; subclasses define ``encode`` and ``forward``."""
 
     architecture = "base"
@@ -124,8 +125,9 @@ class BaseSAE(nn.Module):
             raise ValueError(f"latents have width {z.shape[-1]}, expected d_sae={self.cfg.d_sae}")
         return z @ self.W_dec + self.b_dec
 
-    def encode(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def encode(self, x: Tensor) -> Tensor:
+        """Latents [..., d_sae] of inputs [..., d_in]; each architecture defines it."""
 
     def reconstruct(self, x: Tensor) -> Tensor:
         """decode(encode(x)) for any leading shape; used when splicing into a model."""

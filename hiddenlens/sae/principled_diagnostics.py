@@ -7,8 +7,8 @@ names two ways an SAE misrepresents a known attribute:
   covering a slice of its rows. Flag: the number of latents whose union ("any of them
   active") is needed to detect the value with F1 >= 0.9, chosen greedily, is > 1.
 * feature occlusion: the latent that does detect the value (high precision) rarely fires,
-  because on most of the value's rows a larger-norm latent that also covers correlated
-  attributes wins the sparse competition (TopK / L1) and takes its place.
+  because on most of the value's rows a larger-norm latent that belongs to a correlated
+  attribute wins the sparse competition (TopK / L1) and takes its place.
 
 All functions take codes [n, m] of any dictionary (active = code > 0) and labels
 attribute -> [n] values, and return flat rows for a report table.
@@ -83,38 +83,44 @@ def over_splitting_flags(codes, labels, *, target_f1: float = 0.9, max_latents: 
     return rows
 
 
-def _occlusion_row(codes, active, y, contrib, lab, a, min_precision, max_recall):
+def _owners(active: np.ndarray, pairs: list[tuple[str, object, np.ndarray]]) -> np.ndarray:
+    """Index into ``pairs`` of the (attribute, value) each latent matches best by F1
+    (-1 for latents that never fire)."""
+    fires = active.sum(0)
+    f1 = np.stack([_f1(active[y].sum(0), fires, y.sum()) for _, _, y in pairs])
+    return np.where(fires > 0, f1.argmax(0), -1)
+
+
+def _occlusion_row(p, pairs, owners, active, contrib, min_precision, max_recall) -> dict:
+    y = pairs[p][2]
     fires, tp = active.sum(0), active[y].sum(0)
     prec, rec = tp / np.maximum(fires, 1), tp / max(int(y.sum()), 1)
     cand = np.where((prec >= min_precision) & (tp > 0))[0]
-    row = {"detector": None, "detector_recall": 0.0, "occluder": None, "occluder_covers": None,
-           "occluder_share": 0.0, "norm_ratio": float("nan"), "occluded": False}  # fmt: skip
+    row = {"detector": None, "detector_recall": 0.0, "own_recall": 0.0, "occluder": None,
+           "occluder_covers": None, "occluder_share": 0.0, "norm_ratio": float("nan"),
+           "occluded": False}  # fmt: skip
+    own = np.where(owners == p)[0]
+    row["own_recall"] = float(rec[own].max()) if own.size else 0.0
     if cand.size == 0:
         return row
     best = int(cand[rec[cand].argmax()])
     row.update(detector=best, detector_recall=float(rec[best]))
     silent = y & ~active[:, best]
-    if rec[best] > max_recall or not silent.any():
+    # represented: the precise detector, or a latent of the value's own, fires broadly
+    if max(rec[best], row["own_recall"]) > max_recall or not silent.any():
         return row
     share = active[silent].mean(0)
     share[best] = 0.0
     occ = int(share.argmax())
     mag_best = contrib[active[:, best], best].mean()
     mag_occ = contrib[silent & active[:, occ], occ].mean() if share[occ] > 0 else 0.0
-    # the other attribute value the occluder matches best (F1 of "fires" vs "has value")
-    covers, best_f1 = None, -1.0
-    on = active[:, occ]
-    for b, yb in lab.items():
-        for w in np.unique(yb):
-            f1 = float(_f1(np.sum(on & (yb == w)), on.sum(), np.sum(yb == w)))
-            if b != a and f1 > best_f1:
-                covers, best_f1 = f"{b}={_value(w)}", f1
+    other = owners[occ] not in (-1, p)
     row.update(
         occluder=occ,
-        occluder_covers=covers,
+        occluder_covers=f"{pairs[owners[occ]][0]}={pairs[owners[occ]][1]}" if other else None,
         occluder_share=float(share[occ]),
         norm_ratio=float(mag_occ / mag_best) if mag_best > 0 else float("inf"),
-        occluded=bool(share[occ] >= 0.5 and prec[occ] < min_precision and mag_occ > mag_best),
+        occluded=bool(share[occ] >= 0.5 and other and mag_occ > mag_best),
     )
     return row
 
@@ -124,11 +130,12 @@ def occlusion_flags(
 ) -> list[dict]:
     """Per attribute value: is its detector latent occluded?
 
-    detector: the latent with precision >= min_precision and the highest recall. Flag
-    (``occluded``) when its recall is <= max_recall and, on at least half of the value's
-    rows where it is silent, one other latent fires that is not a precise detector of the
-    value (precision < min_precision: it also covers other, correlated attributes) and
-    whose contribution ``code * ||decoder row||`` is larger than the detector's.
+    Each latent is owned by the (attribute, value) it matches best by F1. detector: the
+    latent with precision >= min_precision and the highest recall for the value. Flag
+    (``occluded``) when the detector fires on at most ``max_recall`` of the value's rows, no
+    latent the value owns fires more broadly, and on at least half of the rows where the
+    detector is silent one latent owned by another attribute value (``occluder_covers``)
+    fires with a larger contribution ``code * ||decoder row||`` than the detector's.
     """
     codes = np.asarray(codes, dtype=np.float64)
     lab = check_labels(labels, len(codes))
@@ -136,11 +143,10 @@ def occlusion_flags(
     if norms.shape != (codes.shape[1],):
         raise ValueError(f"decoder_norms has shape {norms.shape}; expected ({codes.shape[1]},)")
     active, contrib = codes > 0, np.abs(codes) * norms
-    rows = []
-    for a, y_all in lab.items():
-        for v in np.unique(y_all):
-            row = _occlusion_row(
-                codes, active, y_all == v, contrib, lab, a, min_precision, max_recall
-            )
-            rows.append({"attribute": a, "value": _value(v), **row})
-    return rows
+    pairs = [(a, _value(v), y == v) for a, y in lab.items() for v in np.unique(y)]
+    owners = _owners(active, pairs)
+    return [
+        {"attribute": a, "value": v,
+         **_occlusion_row(p, pairs, owners, active, contrib, min_precision, max_recall)}
+        for p, (a, v, _) in enumerate(pairs)
+    ]  # fmt: skip

@@ -187,6 +187,13 @@ def test_occlusion_flag_fires_on_planted_occlusion_only():
     clean = codes.copy()
     clean[:, 0] = 1.0 * (lab["a"] == 1)  # the detector now fires on every row of a=1
     assert not any(r["occluded"] for r in occlusion_flags(clean, lab))
+    # a narrow precise latent plus a broad, less precise latent of the value itself (it is
+    # represented, just not precisely): not occlusion
+    own = codes.copy()
+    own[:, 1] = 3.0 * ((lab["a"] == 1) & (lab["b"] == 1) | (lab["a"] == 0) & (lab["b"] == 0))
+    own[:, 1] *= np.arange(len(own)) % 10 < 8  # 80% of a=1 rows, ~16% of a=0 rows
+    rows = {(r["attribute"], r["value"]): r for r in occlusion_flags(own, lab)}
+    assert rows[("a", 1)]["own_recall"] > 0.5 and not rows[("a", 1)]["occluded"]
     # equal decoder-weighted magnitudes: no larger latent wins, no flag
     norms = np.array([3.0, 1.0, 1.0])
     assert not any(r["occluded"] for r in occlusion_flags(codes, lab, decoder_norms=norms))
