@@ -7,7 +7,7 @@ interpretability (best-latent F1 / AUROC per attribute value), control (edit
 "capitalised" 0 -> 1 inside each dictionary; does a probe trained on clean activations
 follow?), approximation (held-out FVU), and the SAE's occlusion and over-splitting.
 
-    python -m experiments.sae_minilm.principled --out runs/sae_principled [--store DIR]
+    python -m experiments.sae_minilm.principled --out runs/sae_minilm_principled [--store DIR]
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def _compare(sae, sup, x_tr, lab_tr, x_te, lab_te) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=Path("runs/sae_principled"))
+    ap.add_argument("--out", type=Path, default=Path("runs/sae_minilm_principled"))
     ap.add_argument("--store", default=None)
     ap.add_argument("--hook", default="encoder.layer.3")
     ap.add_argument("--threads", type=int, default=1, help="torch threads while training")

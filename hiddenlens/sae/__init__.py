@@ -29,6 +29,9 @@ _EXPORTS = {
     "load_sparsity": "hiddenlens.sae.io",
     "save_sae": "hiddenlens.sae.io",
     "SupervisedDictionary": "hiddenlens.sae.supervised",
+    "SpliceTask": "hiddenlens.sae.principled",
+    "spliced_approximation": "hiddenlens.sae.principled",
+    "control": "hiddenlens.sae.principled",
     "train": "hiddenlens.sae.trainer",
 }
 
