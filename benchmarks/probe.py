@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=None)
     parser.add_argument("--cv", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch and BLAS threads")
+    parser.add_argument("--tol", type=float, default=1e-3, help="sweep's L-BFGS gradient tolerance")
     args = parser.parse_args()
 
     import torch
@@ -101,7 +102,7 @@ def main() -> None:
     alpha = 1.0 / (n * (args.cv - 1) / args.cv)  # = scikit-learn's C = 1 on a training fold
 
     t0 = time.perf_counter()
-    res = sweep(arrays, y, cv=folds, alpha=alpha, n_boot=50)
+    res = sweep(arrays, y, cv=folds, alpha=alpha, n_boot=50, tol=args.tol)
     t_ours = time.perf_counter() - t0
     print(f"hiddenlens sweep: {t_ours:.2f} s", flush=True)
     t0 = time.perf_counter()

@@ -85,7 +85,7 @@ def sweep(
     ci: float = 0.95,
     name: str | None = None,
     max_iter: int = 300,
-    tol: float = 1e-4,
+    tol: float = 1e-3,
     device: str = "cpu",
 ) -> SweepResult:
     """Fit a probe per hook point with ``cv``-fold cross-validation.
@@ -96,7 +96,11 @@ def sweep(
     scikit-learn estimator (fitted in a loop on the same folds); cv: number of folds or a
     scikit-learn splitter; alpha: L2 strength (default ``1 / n_train``, i.e. scikit-learn's
     C = 1); groups: group id per row for grouped folds and a group bootstrap; rows:
-    indices of the rows to use (a subsample).
+    indices of the rows to use (a subsample). tol: gradient tolerance of the joint L-BFGS
+    on standardised features; 1e-3 rather than scikit-learn's 1e-4 because one joint run
+    otherwise keeps polishing the slowest (near-separable) layer: on 20k MiniLM rows x 6
+    layers it is 4x faster and held-out accuracy stays within 0.25 point of scikit-learn's
+    (benchmarks/probe.py --tol compares).
     """
     arrays = layer_arrays(store, hook_points, rows)
     hooks = list(arrays)
