@@ -1,0 +1,1 @@
+"""Gradient TopK SAE vs plain TopK SAE on MiniLM, at equal L0 (Olmo et al., g-SAE)."""
