@@ -1,6 +1,6 @@
 """Resumable training checkpoints: safetensors for tensors, JSON for everything else.
 
-A checkpoint directory ``step_XXXXXXXX`` holds ``sae.safetensors`` (training-space
+A checkpoint directory ``step_<8-digit step>`` holds ``sae.safetensors`` (training-space
 weights and buffers), ``optim.safetensors`` (Adam moments),
 ``trainer.safetensors`` (dead-latent counters, RNG state) and ``state.json`` (step, data
 position, scale, configs). ``state.json`` is written last, so a directory without it is
