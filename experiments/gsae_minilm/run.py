@@ -6,8 +6,9 @@ the gradient of a downstream loss at the SAE's input, and claims that at equal L
 reconstruction, spliced back into the network, changes the downstream output less than a
 plain TopK SAE's (Gao et al. 2024). Here: MiniLM (all-MiniLM-L6-v2), layer
 ``encoder.layer.3``, downstream loss = in-batch InfoNCE between the sentence embeddings of
-neighbouring corpus paragraphs (the objective family MiniLM was trained with, so the
-gradient says which directions the embedding uses to tell texts apart). Both SAEs share
+the two halves of each corpus paragraph (the contrastive objective MiniLM was trained with,
+so the gradient says which directions the embedding uses to tell texts apart; a distance to
+the clean embedding would have zero gradient at the clean point). Both SAEs share
 d_sae, k, tokens, seed and schedule; they are compared on held-out paragraphs.
 
     python -m experiments.gsae_minilm.run --out runs/gsae_minilm [--fast]
@@ -32,8 +33,8 @@ def _args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/gsae_minilm"))
     ap.add_argument("--fast", action="store_true", help="tiny settings (for the test)")
-    ap.add_argument("--n-train", type=int, default=400, help="corpus paragraphs to train on")
-    ap.add_argument("--n-test", type=int, default=64, help="held-out paragraphs")
+    ap.add_argument("--n-train", type=int, default=200, help="paragraphs to train on")
+    ap.add_argument("--n-test", type=int, default=32, help="held-out paragraphs")
     ap.add_argument("--d-sae", type=int, default=1536)
     ap.add_argument("--ks", type=int, nargs="+", default=[8, 16])
     ap.add_argument("--steps", type=int, default=300, help="SAE optimizer steps")
@@ -42,20 +43,20 @@ def _args(argv):
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.fast:
-        args.n_train, args.n_test, args.d_sae, args.steps, args.batch = 24, 8, 256, 20, 256
-    if args.n_train % 2 or args.n_test % 2:
-        raise ValueError("--n-train and --n-test must be even (paragraphs are paired)")
+        args.n_train, args.n_test, args.d_sae, args.steps, args.batch = 12, 4, 256, 20, 256
+    if args.n_train < 1 or args.n_test < 1:
+        raise ValueError("--n-train and --n-test must be >= 1")
     return args
 
 
 def partners(n: int) -> torch.Tensor:
-    """Index of each row's positive: its neighbour in the pair (0,1), (2,3), ..."""
+    """Index of each row's positive: the other half of its paragraph, pairs (0,1), (2,3)..."""
     idx = torch.arange(n) ^ 1
     return torch.where(idx < n, idx, torch.arange(n) - 1)
 
 
 def infonce_loss(output, batch) -> torch.Tensor:
-    """In-batch InfoNCE of pooled embeddings; positives are neighbouring paragraphs."""
+    """In-batch InfoNCE of pooled embeddings; rows 2j and 2j+1 are positives."""
     from hiddenlens.hooks import pool_embeddings
 
     e = pool_embeddings(output, batch["attention_mask"])
@@ -67,6 +68,17 @@ def infonce_loss(output, batch) -> torch.Tensor:
     return F.cross_entropy(sim, partners(n))
 
 
+def halves(docs: list[str], min_words: int = 8) -> list[str]:
+    """[first half, second half] of each paragraph (by words), paragraphs in order."""
+    out = []
+    for doc in docs:
+        words = doc.split()
+        if len(words) >= min_words:
+            mid = len(words) // 2
+            out += [" ".join(words[:mid]), " ".join(words[mid:])]
+    return out
+
+
 def _downstream(output, batch) -> float:
     return float(infonce_loss(output, batch))
 
@@ -75,7 +87,7 @@ def _stores(handle, texts, args):
     from hiddenlens.store import cache_activations
 
     out = {}
-    for name, part in (("train", texts[: args.n_train]), ("test", texts[args.n_train :])):
+    for name, part in (("train", texts[: 2 * args.n_train]), ("test", texts[2 * args.n_train :])):
         out[name] = cache_activations(
             handle, part, [HOOK], args.out / f"store_{name}", batch_size=16,
             grads=True, loss_fn=infonce_loss, overwrite=True,
@@ -152,22 +164,36 @@ def _evaluate(sae, arch: str, k: int, stores, handle, test_texts) -> dict[str, f
     keys = ("l0", "fvu", "cosine", "dead_fraction", "embed_cos_spliced", "embed_cos_score")
     keys += ("downstream_clean", "downstream_spliced", "downstream_zero", "downstream_score")
     out.update({key: row[key] for key in keys})
-    return out
+    return _with_delta(out)
 
 
-def _grad_row(sae, k, stores, handle, test_texts) -> dict:
+def _with_delta(row: dict) -> dict:
+    """Faithfulness of the loss: |spliced - clean| (lower is better; the clean loss is not 0)."""
+    row["downstream_abs_delta"] = abs(row["downstream_spliced"] - row["downstream_clean"])
+    return row
+
+
+def _grad_row(sae, k, stores, handle, test_texts, clean: float) -> dict:
     row = {"architecture": "gradient_topk", "k": k, "selection": "gradient (oracle g)"}
     row.update(grad_selected_fvu(sae, stores["test"]))
     row.update(grad_selected_splice(sae, handle, test_texts))
-    return row
+    row["downstream_clean"] = clean
+    return _with_delta(row)
 
 
 def _verdict(rows: list[dict], k: int) -> str:
     t = next(r for r in rows if r["architecture"] == "topk")
     g = next(r for r in rows if r["selection"].startswith("plain") and r is not t)
-    better = g["embed_cos_spliced"] > t["embed_cos_spliced"]
-    loss_better = g["downstream_spliced"] < t["downstream_spliced"]
-    claim = "reproduced" if better and loss_better else "did not reproduce"
+    cos_better = g["embed_cos_spliced"] > t["embed_cos_spliced"]
+    loss_better = g["downstream_abs_delta"] < t["downstream_abs_delta"]
+    if cos_better and loss_better:
+        claim = "reproduced"
+    elif cos_better or loss_better:
+        won = "embedding cosine" if cos_better else "InfoNCE change"
+        lost = "InfoNCE change" if cos_better else "embedding cosine"
+        claim = f"partly reproduced (g-SAE better on the {won}, not on the {lost})"
+    else:
+        claim = "did not reproduce"
     return (
         f"k={k}: the claim {claim} — spliced cosine g-SAE {g['embed_cos_spliced']:.4f} vs "
         f"TopK {t['embed_cos_spliced']:.4f}, spliced InfoNCE {g['downstream_spliced']:.4f} vs "
@@ -181,9 +207,13 @@ def _run(args) -> dict:
     from hiddenlens.corpus import demo_corpus
 
     handle = load_model("minilm")
-    texts = demo_corpus(args.n_train + args.n_test)
+    n = args.n_train + args.n_test
+    docs = demo_corpus()
+    order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(args.seed))
+    # shuffled so a batch mixes topics (adjacent corpus paragraphs share one topic)
+    texts = halves([docs[i] for i in order[: 3 * n].tolist()])[: 2 * n]
     stores = _stores(handle, texts, args)
-    test_texts = texts[args.n_train :]
+    test_texts = texts[2 * args.n_train :]
     res: dict = {"rows": {}, "train_seconds": {}, "n_train_rows": len(stores["train"])}
     for k in args.ks:
         rows = []
@@ -193,7 +223,8 @@ def _run(args) -> dict:
             res["train_seconds"][f"{arch}/k{k}"] = secs
             rows.append(_evaluate(sae, arch, k, stores, handle, test_texts))
             if arch == "gradient_topk":
-                rows.append(_grad_row(sae, k, stores, handle, test_texts))
+                clean = rows[-1]["downstream_clean"]
+                rows.append(_grad_row(sae, k, stores, handle, test_texts, clean))
         res["rows"][k] = rows
     return res
 
@@ -203,7 +234,7 @@ def _headline(res: dict) -> dict[str, float]:
     for k, rows in res["rows"].items():
         for r in rows:
             tag = "gsae_oracle" if r["selection"].startswith("gradient") else r["architecture"]
-            for key in ("l0", "fvu", "embed_cos_spliced", "downstream_spliced"):
+            for key in ("l0", "fvu", "embed_cos_spliced", "downstream_abs_delta"):
                 out[f"{key}/{tag}/k{k}"] = float(r[key])
         out[f"downstream_clean/k{k}"] = float(rows[0]["downstream_clean"])
     return out
