@@ -62,3 +62,12 @@ def test_layer_metrics_line_up_in_a_grid_and_long_blocks_fold(tmp_path):
     assert "<details>" not in html
     many = {f"m{j}/layer.{i}": j for j in range(20) for i in range(2)}
     assert _metrics_block(many).startswith("<details><summary>All 40 metrics")
+
+
+def test_empty_report_and_empty_dashboard(tmp_path):
+    from hiddenlens.report.dashboard import render_dashboard
+
+    page = Report("nothing yet").write(tmp_path).read_text()
+    assert "<h1>nothing yet</h1>" in page
+    assert json.loads((tmp_path / "metrics.json").read_text())["metrics"] == {}
+    assert '{"cards":[]}' in render_dashboard([], title="no latents")
