@@ -124,8 +124,10 @@ def _batch_ranges(n, batch_size, rank, world_size, drop_last, interleave) -> lis
     """
     if interleave:
         step = batch_size * world_size
-        return [(g + rank * batch_size, g + (rank + 1) * batch_size)
-                for g in range(0, n - step + 1, step)]
+        return [
+            (g + rank * batch_size, g + (rank + 1) * batch_size)
+            for g in range(0, n - step + 1, step)
+        ]
     lo, hi = rank_range(n, rank, world_size, drop_last)
     out = [(r0, min(r0 + batch_size, hi)) for r0 in range(lo, hi, batch_size)]
     if drop_last and out and out[-1][1] - out[-1][0] < batch_size:

@@ -50,6 +50,7 @@ def cache_activations(
     allow_nonfinite: bool = False,
     progress: bool = False,
     queue_size: int = 4,
+    first_sample: int = 0,
 ) -> ActivationStore:
     """Run ``model`` over ``data`` and store the activations at ``hook_points`` in ``out_dir``.
 
@@ -73,6 +74,8 @@ def cache_activations(
         shard_size_mb: approximate shard size; memory use grows by about one shard.
         allow_nonfinite: store NaN/inf instead of raising.
         progress: show a tqdm progress bar (samples, rows/s).
+        first_sample: skip the samples before this one (``sample_idx`` stays global); used
+            to split data across processes (``hiddenlens.store.distributed``).
 
     Returns:
         The finished :class:`ActivationStore`.
@@ -96,6 +99,7 @@ def cache_activations(
         text_column=text_column,
         shard_size_mb=shard_size_mb,
         labels=_labels_fingerprint(labels),
+        first_sample=first_sample,
     )
     run = _run_identity(handle, data, hooks, settings, text_column)
     out = Path(out_dir).expanduser()
@@ -103,6 +107,10 @@ def cache_activations(
     if state is None:
         logger.info("%s already holds this finished run; opening it", out)
         return ActivationStore.open(out)
+    if not isinstance(first_sample, int) or first_sample < 0:
+        raise ValueError(f"first_sample must be a non-negative int, got {first_sample!r}")
+    if not state.shards:  # a fresh run (or one interrupted before its first shard)
+        state.sample_stop = max(state.sample_stop, first_sample)
     writer = ShardWriter(out, state, dtype, int(shard_size_mb * 2**20), allow_nonfinite)
     kwargs = dict(
         batch_size=batch_size,

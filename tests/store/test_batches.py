@@ -132,13 +132,18 @@ def test_interleaved_ranks_split_the_single_process_batches(tmp_path):
     assert store.n_shards > 4  # batches mix rows from several shards
     single = [b[:, 0].tolist() for b in store.batches("0", 20, seed=3, block_rows=4)]
     per_rank = [
-        [b[:, 0].tolist() for b in store.batches("0", 10, seed=3, block_rows=4, rank=r,
-                                                 world_size=2, interleave=True)]
+        [
+            b[:, 0].tolist()
+            for b in store.batches(
+                "0", 10, seed=3, block_rows=4, rank=r, world_size=2, interleave=True
+            )
+        ]
         for r in range(2)
     ]
     assert len(per_rank[0]) == len(per_rank[1]) == 203 // 20
     for i, (a, b) in enumerate(zip(*per_rank)):
         assert sorted(a + b) == sorted(single[i])
-    resumed = [b[:, 0].tolist() for b in store.batches("0", 20, seed=3, block_rows=4,
-                                                       start_batch=4)]
+    resumed = [
+        b[:, 0].tolist() for b in store.batches("0", 20, seed=3, block_rows=4, start_batch=4)
+    ]
     assert resumed == single[4:]
