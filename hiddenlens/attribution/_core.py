@@ -9,6 +9,7 @@ example), an ``int`` class index, one index per example, or a callable ``output 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,3 +228,27 @@ def grad_of(values: Tensor, wrt: Sequence[Tensor]) -> list[Tensor]:
     if any(g is None for g in grads):
         raise TypeError("the target does not depend on the attributed tensor. " + PERTURBATION_HINT)
     return list(grads)
+
+
+@contextlib.contextmanager
+def gradient_probes(model: Any, names: Sequence[str]):
+    """Splice ``act + zero`` at each hook point, ``zero`` a leaf that requires grad.
+
+    Yields ``{name: (activation, zero)}`` filled during the forward passes inside the block;
+    ``grad_of(values, [zero, ...])`` is then dF/d(activation) at each point, without
+    touching the parameters' ``.grad`` (which a ``backward()`` would accumulate into).
+    """
+    from hiddenlens.hooks import patch
+
+    seen: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def probe(name: str) -> Callable[[Tensor], Tensor]:
+        def fn(act: Tensor) -> Tensor:
+            zero = torch.zeros_like(act, requires_grad=True)
+            seen[name] = (act.detach(), zero)
+            return act + zero
+
+        return fn
+
+    with torch.enable_grad(), patch(model, {n: probe(n) for n in names}):
+        yield seen

@@ -30,6 +30,7 @@ from hiddenlens.attribution._core import (
     batch_size,
     check_baseline,
     grad_of,
+    gradient_probes,
     ig_coefficients,
     module_of,
     repeat_inputs,
@@ -78,20 +79,9 @@ def layer_gradient_x_activation(
     Returns {hook point: Attribution} with attributions of the activation's shape; the raw
     gradient is in ``info["gradient"]``.
     """
-    from hiddenlens.hooks import patch
 
     names = _resolve(model, hook_points)
-    seen: dict[str, tuple[Tensor, Tensor]] = {}
-
-    def probe(name: str) -> Callable[[Tensor], Tensor]:
-        def fn(act: Tensor) -> Tensor:
-            zero = torch.zeros_like(act, requires_grad=True)
-            seen[name] = (act.detach(), zero)
-            return act + zero
-
-        return fn
-
-    with torch.enable_grad(), patch(model, {n: probe(n) for n in names}):
+    with gradient_probes(model, names) as seen:
         out = run_model(model, inputs, forward_kwargs)
         values = select_target(out, target, batch_size(inputs))
         grads = grad_of(values, [seen[n][1] for n in names])

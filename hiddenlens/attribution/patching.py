@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hiddenlens.attribution._core import PERTURBATION_HINT, Inputs, run_model
+from hiddenlens.attribution._core import PERTURBATION_HINT, Inputs, gradient_probes, run_model
 from hiddenlens.attribution.layer import _resolve, capture_activations
 
 __all__ = [
@@ -146,21 +146,10 @@ def attribution_patching(
     forward_kwargs: Mapping[str, Any] | None = None,
 ) -> PatchingResult:
     """Linear estimate of activation patching: grad . (clean - corrupted) per point/position."""
-    from hiddenlens.hooks import patch
 
     names = _resolve(model, hook_points)
     clean = capture_activations(model, clean_inputs, names, forward_kwargs)
-    seen: dict[str, tuple[Tensor, Tensor]] = {}
-
-    def probe(name: str):
-        def fn(act: Tensor) -> Tensor:
-            zero = torch.zeros_like(act, requires_grad=True)
-            seen[name] = (act.detach(), zero)
-            return act + zero
-
-        return fn
-
-    with torch.enable_grad(), patch(model, {n: probe(n) for n in names}):
+    with gradient_probes(model, names) as seen:
         value = metric(run_model(model, corrupted_inputs, forward_kwargs))
         if not isinstance(value, Tensor) or not value.requires_grad:
             raise TypeError("the metric does not require grad. " + PERTURBATION_HINT)
