@@ -9,8 +9,8 @@ documents; together they hold well over 100k MiniLM tokens.
 
 from __future__ import annotations
 
-import importlib
-import inspect
+import ast
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -91,6 +91,24 @@ _DOCSTRING_MODULES = (
     "xml.etree.ElementTree",
     "zipimport",
     "zoneinfo",
+    "asyncio.events",
+    "asyncio.tasks",
+    "asyncio.streams",
+    "logging.handlers",
+    "unittest.case",
+    "unittest.mock",
+    "email.message",
+    "multiprocessing.pool",
+    "concurrent.futures._base",
+    "http.cookiejar",
+    "http.server",
+    "urllib.request",
+    "shlex",
+    "fileinput",
+    "glob",
+    "importlib.metadata",
+    "json.decoder",
+    "sqlite3.dbapi2",
 )
 
 
@@ -111,23 +129,30 @@ def _paragraphs(text: str) -> list[str]:
 
 
 def _docstrings(module_name: str) -> list[str]:
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
+    """Prose paragraphs of a stdlib module's docstrings, read from its source file.
+
+    Parsing the source (not the live module) keeps the corpus independent of what else is
+    imported: libraries monkeypatch the standard library (transformers adds methods to
+    ``logging.Logger``), which would otherwise change the corpus, and with it the data
+    fingerprint a resumed cache run is checked against.
+    """
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         return []
-    docs = [inspect.getdoc(module) or ""]
-    for name, obj in sorted(vars(module).items()):
-        if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
-            continue
-        if inspect.isfunction(obj):
-            docs.append(inspect.getdoc(obj) or "")
-        elif inspect.isclass(obj):
-            docs.append(inspect.getdoc(obj) or "")
-            docs.extend(
-                inspect.getdoc(member) or ""
-                for member_name, member in sorted(vars(obj).items())
-                if not member_name.startswith("_") and inspect.isfunction(member)
-            )
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    docs = [ast.get_docstring(tree) or ""]
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if node.name.startswith("_"):
+                continue
+            docs.append(ast.get_docstring(node) or "")
+            if isinstance(node, ast.ClassDef):
+                docs.extend(
+                    ast.get_docstring(m) or ""
+                    for m in node.body
+                    if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and not m.name.startswith("_")
+                )
     return [p for d in docs for p in _paragraphs(d)]
 
 
