@@ -42,3 +42,11 @@ def test_dashboard_paginates_and_runs_no_injected_code(tmp_path):
     assert "<title>latents</title>" in dom  # no token rewrote the title
     assert '<img src="x"' not in dom and "&lt;img src=x" in dom  # shown as text, not markup
     assert _nonblank(tmp_path / "dash.png")
+
+
+def test_console_errors_are_detected(tmp_path):
+    """Guards the two tests above: a page that logs an error must not look clean."""
+    page = tmp_path / "bad.html"
+    page.write_text("<html><body><script>console.error('boom'); nope();</script></body></html>")
+    _, console = open_page(page)
+    assert any("boom" in line for line in console) and any("nope" in line for line in console)
