@@ -1,10 +1,12 @@
-"""Shared tiny models for the tests: random-init, CPU, seconds to build."""
+"""Shared tiny models for the tests: random-init, CPU, seconds to build (see tests/_models.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
+
+from tests import _models
 
 
 @pytest.fixture(autouse=True)
@@ -32,51 +34,37 @@ def cnn() -> nn.Sequential:
     )
 
 
+@pytest.fixture
+def bn_cnn() -> nn.Sequential:
+    return _models.bn_cnn()
+
+
 @pytest.fixture(scope="session")
-def tiny_bert():
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    vocab = (
-        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        + [
-            w
-            for w in "the a cat dog sat on mat and ran fast , . 1 2 3 hello world big small red".split()
-        ]
-        + ["##s", "##ing", "##ed"]
-    )
-    import tempfile
-    from pathlib import Path
-
-    tmp = Path(tempfile.mkdtemp())
-    (tmp / "vocab.txt").write_text("\n".join(vocab))
-    tok = BertTokenizerFast(vocab_file=str(tmp / "vocab.txt"))
-    cfg = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=24,
-    )
-    torch.manual_seed(0)
-    model = BertModel(cfg).eval()
-    return model, tok
+def tiny_bert(tmp_path_factory):
+    return _models.tiny_bert(tmp_path_factory.mktemp("bert_vocab"))
 
 
 @pytest.fixture(scope="session")
 def tiny_tl():
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    return _models.tiny_hooked_transformer()
 
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=16,
-        n_ctx=12,
-        d_head=4,
-        n_heads=4,
-        d_mlp=32,
-        d_vocab=20,
-        act_fn="gelu",
-        normalization_type="LN",
-        seed=0,
-    )
-    return HookedTransformer(cfg).eval()
+
+@pytest.fixture(scope="session")
+def tiny_tl_text(tmp_path_factory):
+    """A HookedTransformer with the tiny word-level tokenizer attached."""
+    return _models.tiny_hooked_transformer(tokenizer_dir=tmp_path_factory.mktemp("tl_tok"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory):
+    return _models.tiny_gpt2_dir(tmp_path_factory.mktemp("gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    return _models.tiny_llama_dir(tmp_path_factory.mktemp("llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory):
+    return _models.tiny_bert_dir(tmp_path_factory.mktemp("bert"))

@@ -106,11 +106,17 @@ def data_fingerprint(data: Any, text_column: str = "text") -> str:
 
 
 def handle_fingerprint(handle: ModelHandle) -> dict[str, Any]:
-    """Model identity for the manifest: id, revision and a hash of the weights."""
+    """Model identity for the manifest: id, revision and a hash of the weights.
+
+    Every state-dict entry is hashed by name and raw bytes, 0-dim tensors included
+    (TransformerLens's ``IGNORE`` buffer, BatchNorm's ``num_batches_tracked``, scalar
+    parameters), so any change of any weight or buffer changes the hash.
+    """
     digest = hashlib.sha256()
     for name, tensor in sorted(handle.model.state_dict().items()):
         digest.update(name.encode())
-        t = tensor.detach().cpu().contiguous()
+        # reshape(-1): a 0-dim tensor cannot be viewed as bytes; n-dim bytes are unchanged
+        t = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return {
         "model_id": handle.model_id,
