@@ -142,10 +142,10 @@ def _dashboard(ctx, sae, hook: str, n_rows: int) -> None:
         ctx.out_dir / "sae_neuronpedia.json",
         to_neuronpedia(cards, model_id="all-MiniLM-L6-v2", layer=hook),
     )
-    ctx.report.sections[-1].add_html(
-        "<p><a href='sae_dashboard.html'>Open the feature dashboard</a> (every latent: "
-        "density, activation histogram, top and quantile contexts; searchable) — also "
-        "exported as Neuronpedia-style JSON in <code>sae_neuronpedia.json</code>.</p>"
+    ctx.report.sections[-1].add_text(
+        "[Open the feature dashboard](sae_dashboard.html) (every latent: density, activation "
+        "histogram, top and quantile contexts; searchable) — also exported as "
+        "Neuronpedia-style JSON in `sae_neuronpedia.json`."
     )
 
 

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from hiddenlens.report.markup import markdown
 from hiddenlens.viz.save import is_plotly, save_figure
 
 _CSS = """
@@ -24,7 +25,7 @@ margin-top:2.5rem}nav a{margin-right:1rem;color:#4477AA}section{background:#fff;
 table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0}td,th{border:1px solid #ddd;
 padding:.25rem .6rem;text-align:left}th{background:#f0f3f8}td.num{text-align:right;
 font-variant-numeric:tabular-nums}.missing{color:#999}figure{margin:1rem 0}figcaption{color:#555;
-font-size:.9rem}figure{overflow-x:auto}summary{cursor:pointer;color:#4477AA;margin:.4rem 0}img{max-width:100%}.summary td.num{font-weight:600}
+font-size:.9rem}figure{overflow-x:auto}summary{cursor:pointer;color:#4477AA;margin:.4rem 0}img{max-width:100%}pre.untrusted{white-space:pre-wrap;word-break:break-all;background:#fff4f4;padding:.5rem}.summary td.num{font-weight:600}
 """
 
 
@@ -97,18 +98,6 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _text(text: str) -> str:
-    parts = []
-    for para in text.strip().split("\n\n"):
-        lines = para.splitlines()
-        if lines and all(ln.lstrip().startswith("- ") for ln in lines):
-            items = "".join(f"<li>{html.escape(ln.lstrip()[2:])}</li>" for ln in lines)
-            parts.append(f"<ul>{items}</ul>")
-        else:
-            parts.append(f"<p>{html.escape(para)}</p>")
-    return "".join(parts)
-
-
 def _figure(fig: Any, name: str, fig_dir: Path) -> tuple[str, str]:
     """(html, file name under fig_dir) for a live figure or one saved by an earlier run."""
     if isinstance(fig, SavedFigure):
@@ -158,7 +147,14 @@ def _section_html(section, index: int, fig_dir: Path, used: set[str]) -> tuple[s
     for block in section.blocks:
         caption = f"<figcaption>{html.escape(block.caption)}</figcaption>" if block.caption else ""
         if block.kind == "text":
-            parts.append(_text(block.payload))
+            parts.append(markdown(block.payload))
+        elif block.kind == "untrusted":
+            parts.append(
+                "<figure><pre class='untrusted'>"
+                f"{html.escape(block.payload)}</pre><figcaption>HTML read back from report.json "
+                "is shown as text: a rebuild renders only what hiddenlens writes.</figcaption>"
+                "</figure>"
+            )
         elif block.kind == "metrics":
             parts.append(f"<figure>{_metrics_block(block.payload)}{caption}</figure>")
         elif block.kind == "table":

@@ -18,9 +18,17 @@ _NAME_OK = re.compile(r"[^A-Za-z0-9_.-]+")
 REPORT_JSON = "report.json"  # the report's structure, so `hiddenlens report` can rebuild it
 
 
+def figure_name(name: str) -> str:
+    """A figure's file stem: runs of characters outside ``[A-Za-z0-9_.-]`` become ``_``."""
+    return _NAME_OK.sub("_", str(name)).strip(".") or "figure"
+
+
 @dataclass
 class Block:
-    """One item of a section: kind is 'text', 'metrics', 'table' or 'figure'."""
+    """One item of a section: kind is 'text', 'metrics', 'table', 'figure' or 'html'.
+
+    ('untrusted' is an 'html' block read back from a file: it is shown as escaped text.)
+    """
 
     kind: str
     payload: Any
@@ -30,7 +38,8 @@ class Block:
 
     def to_json(self) -> dict[str, Any]:
         payload = self.file if self.kind == "figure" else self.payload
-        return {"kind": self.kind, "payload": payload, "caption": self.caption, "name": self.name}
+        kind = "html" if self.kind == "untrusted" else self.kind
+        return {"kind": kind, "payload": payload, "caption": self.caption, "name": self.name}
 
 
 @dataclass
@@ -60,11 +69,16 @@ class Section:
             raise TypeError(
                 f"add_figure takes a matplotlib or plotly figure, got {type(fig).__name__}"
             )
-        self.blocks.append(Block("figure", fig, caption, _NAME_OK.sub("_", name) or "figure"))
+        self.blocks.append(Block("figure", fig, caption, figure_name(name)))
         return self
 
     def add_html(self, html: str, caption: str | None = None) -> Section:
-        """Trusted HTML produced by hiddenlens itself (already escaped), e.g. token heatmaps."""
+        """Trusted HTML produced by this process (already escaped), e.g. token heatmaps.
+
+        It is rendered as markup only by the process that adds it: ``hiddenlens report``
+        reads ``report.json`` as untrusted and shows such a block as escaped text. For a
+        link, use ``add_text`` with ``[text](file.html)`` instead, which survives a rebuild.
+        """
         self.blocks.append(Block("html", html, caption))
         return self
 
@@ -114,28 +128,10 @@ class Report:
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path) -> Report:
-        """Load a written report's structure; figures point at the files in figures/."""
-        import json
+        """Load a written report's structure (checked as untrusted input, see ``rebuild``)."""
+        from hiddenlens.report.rebuild import read_report
 
-        from hiddenlens.report.html import SavedFigure
-
-        run_dir = Path(run_dir)
-        path = run_dir / REPORT_JSON
-        if not path.exists():
-            raise FileNotFoundError(
-                f"{run_dir} has no {REPORT_JSON}; pass a directory written by Report.write"
-            )
-        data = json.loads(path.read_text(encoding="utf-8"))
-        report = cls(data["title"], config=data.get("config"))
-        report.headline = dict(data.get("headline") or {})
-        for sec in data["sections"]:
-            section = report.add_section(sec["title"])
-            for b in sec["blocks"]:
-                payload = b["payload"]
-                if b["kind"] == "figure":
-                    payload = SavedFigure(run_dir / "figures" / payload)
-                section.blocks.append(Block(b["kind"], payload, b.get("caption"), b.get("name")))
-        return report
+        return read_report(run_dir)
 
     def write(self, out_dir: str | Path) -> Path:
         """Write report.html, metrics.json, config.json and figures/; returns the html path."""
