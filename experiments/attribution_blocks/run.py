@@ -180,7 +180,7 @@ def block_section(report, cfg: BlocksConfig) -> dict[str, float]:
         f"y={c}, sig={'top' if b == 0 else 'bot'}" for c, b in zip(te.y[:8], te.signal_block[:8])
     ]
     sec.add_figure(
-        plot_image_attributions(te.x[:8, 0], maps, titles=titles),
+        plot_image_attributions(maps, images=te.x[:8, 0], titles=titles),
         "block_attributions",
         caption="test images and their attributions",
     )
@@ -190,10 +190,10 @@ def block_section(report, cfg: BlocksConfig) -> dict[str, float]:
         caption="per-image grid pointing game",
     )
     sec.add_figure(
-        plot_metric_by_k(cfg.ks, roar), "diffroar", caption="DiffROAR against the kept fraction"
+        plot_metric_by_k(roar, ks=cfg.ks), "diffroar", caption="DiffROAR against the kept fraction"
     )
     sec.add_figure(
-        plot_curves(arr["curves"].fractions, curves, ylabel="p(target)"),
+        plot_curves(curves, x=arr["curves"].fractions, ylabel="p(target)"),
         "deletion_insertion",
         caption="deletion / insertion curves of the |gradient| rankings",
     )

@@ -49,16 +49,14 @@ def build_report(cfg, res: dict, assoc: dict, history: dict, train_losses) -> Re
     hooks = list(assoc["joint"])
     sec.add_figure(
         plot_code_vs_neuron(
-            hooks,
-            [res[f"state/code_f1/{h}"] for h in hooks],
-            [res[f"state/neuron_f1/{h}"] for h in hooks],
+            {h: (res[f"state/code_f1/{h}"], res[f"state/neuron_f1/{h}"]) for h in hooks},
             title="mean F1 per FSM state",
         ),
         "fsm_code_vs_neuron",
     )
     codes, labels = assoc["joint"][hooks[0]]
     sec.add_figure(
-        plot_code_label_matrix(codes, labels, title=f"codes vs states, {hooks[0]}"),
+        plot_code_label_matrix(codes, labels=labels, title=f"codes vs states, {hooks[0]}"),
         "fsm_code_state_matrix",
     )
     sec = report.add_section("(c) Forcing state codes")

@@ -99,8 +99,9 @@ def imbalance_summary(res: RunResult, balanced: RunResult) -> dict[str, float]:
 def build_report(runs: dict[str, RunResult], sums: dict, imb: dict, args) -> object:
     from hiddenlens.report import Report
     from hiddenlens.viz.collapse import (
+        LayerCurves,
         plot_cosine_matrix,
-        plot_layer_profile,
+        plot_layer_curves,
         plot_nc_curves,
         plot_norms_vs_counts,
     )
@@ -133,9 +134,13 @@ def build_report(runs: dict[str, RunResult], sums: dict, imb: dict, args) -> obj
         }
         s.add_figure(plot_nc_curves(nc2, ylabel="value", title=f"{name}: NC2–NC4"), f"nc234_{name}")
         s.add_figure(
-            plot_layer_profile(
-                res.hooks,
-                {"NC1": [sums[name][f"nc1/{h}"] for h in res.hooks]},
+            plot_layer_curves(
+                LayerCurves(
+                    res.hooks,
+                    {"NC1": [sums[name][f"nc1/{h}"] for h in res.hooks]},
+                    ylabel="NC1",
+                    logy=True,
+                ),
                 title=f"{name}: final NC1 by depth",
             ),
             f"depth_{name}",
@@ -156,7 +161,7 @@ def _imbalance_section(rep, runs, imb, plot_norms_vs_counts, plot_cosine_matrix)
     }
     sec.add_figure(
         plot_norms_vs_counts(
-            counts, norms, labels=[str(c) for c in range(10)], title="Norms vs class counts"
+            norms, counts=counts, labels=[str(c) for c in range(10)], title="Norms vs class counts"
         ),
         "imbalance_norms",
     )

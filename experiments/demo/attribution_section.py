@@ -56,7 +56,7 @@ def run(ctx) -> None:
         "ig_mean_target": float(ig.target_values.mean()),
     }
     sec.add_figure(
-        plot_token_attributions(ig.tokens, ig.scores), "token_ig", caption="IG per token"
+        plot_token_attributions(ig.scores, tokens=ig.tokens), "token_ig", caption="IG per token"
     )
     sec.add_table(
         [
@@ -98,8 +98,13 @@ def _layers(ctx, sec, texts, target, n_steps) -> dict[str, float]:
         name: float(a.attributions.sum(-1)[mask].sum()) / len(texts) for name, a in gxa.items()
     }
     out = {f"grad_x_act_total/{k}": v for k, v in totals.items()}
+    last = list(totals)[-1]
+    scale = max(abs(v) for v in totals.values()) or 1.0
+    notes = {}
+    if abs(totals[last]) < 1e-4 * scale:  # Euler: grad . h = 0 for a 0-homogeneous target
+        notes[last] = "≈0 by construction: the target is scale-invariant in this layer"
     sec.add_figure(
-        plot_layer_scores(totals, ylabel="sum of grad x act per text"),
+        plot_layer_scores(totals, ylabel="sum of grad x act per text", notes=notes),
         "layer_gxa",
         caption="gradient x activation summed over tokens and features, per encoder layer",
     )

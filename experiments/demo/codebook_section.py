@@ -153,7 +153,9 @@ def _search_and_report(ctx, hook, s, codes, rows, metrics, history) -> None:
     sec.add_metrics(metrics)
     sec.add_table(table, caption="top codes per token property")
     if names:
-        sec.add_figure(plot_code_vs_neuron(names, code_f1, neuron_f1), "codebook_search")
+        sec.add_figure(
+            plot_code_vs_neuron(dict(zip(names, zip(code_f1, neuron_f1)))), "codebook_search"
+        )
     sec.add_figure(plot_code_usage(code_usage(codes, n_codes)), "codebook_usage")
     sec.add_figure(
         plot_losses({"1 - cosine": history["loss"]}, title="distillation"), "codebook_finetune"

@@ -20,7 +20,7 @@ from hiddenlens.collapse import (
     layer_metrics,
     simulate_ufm,
 )
-from hiddenlens.viz.collapse import plot_layer_profile, plot_nc_curves
+from hiddenlens.viz.collapse import LayerCurves, plot_layer_curves, plot_nc_curves
 
 
 def _chunks(store, hook, labels, n, chunk=8192):
@@ -54,7 +54,10 @@ def run(ctx) -> None:
         for key in ("nc1", "cdnv", "within_over_between")
     }
     sec.add_figure(
-        plot_layer_profile(ctx.hooks, series, ylabel="value", title="Token-kind collapse by layer"),
+        plot_layer_curves(
+            LayerCurves(ctx.hooks, series, ylabel="value", logy=True),
+            title="Token-kind collapse by layer",
+        ),
         "collapse_layers",
     )
     curves = {k: ufm.curve(k) for k in ("nc1", "means_etf_dist", "classifier_etf_dist", "nc3")}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from hiddenlens.info import kde_mi, lossy_mutual_information, mutual_information
-from hiddenlens.viz.info import plot_mi_by_layer
+from hiddenlens.viz.layers import LayerCurves, plot_layer_curves
 
 NOISE_STD, N_COMPONENTS, K = 0.1, 4, 5
 
@@ -100,8 +100,8 @@ def run(ctx) -> None:
     sec.add_table(rows, caption="per layer; bits")
     series = {f"I(T;{k})": [r[f"I(T;{k})"] for r in rows] for k in labels}
     sec.add_figure(
-        plot_mi_by_layer(
-            {"layers": ctx.hooks, "series": series}, title="Lossy-compression I(T;Y) by layer"
+        plot_layer_curves(
+            LayerCurves(ctx.hooks, series, ylabel="bits"), title="Lossy-compression I(T;Y) by layer"
         ),
         "info_ity_layers",
     )

@@ -120,7 +120,7 @@ def _dfr_and_opposing(net, ds, res, seeds, dfr_cls, opp_cls, erm_groups) -> dict
 def run(ctx) -> None:
     import torch
 
-    from hiddenlens.viz.shortcut import plot_decodability
+    from hiddenlens.viz.layers import LayerCurves, plot_layer_curves
 
     rows = 600 if ctx.fast else 2500
     sieve, profiles = _sieve(ctx, rows)
@@ -140,7 +140,12 @@ def run(ctx) -> None:
         f"{', '.join(flagged) if flagged else 'none'}."
     )
     sec.add_figure(
-        plot_decodability(ctx.hooks, profiles, title="label decodability by layer"),
+        plot_layer_curves(
+            LayerCurves(
+                ctx.hooks, profiles, ylabel="decodability above chance", ylim=(-0.02, 1.02)
+            ),
+            title="label decodability by layer",
+        ),
         "shortcut_sieve",
     )
     sec.add_text(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hiddenlens.info.generalisation import GeneralisationRecord
-from hiddenlens.viz.info import plot_gap_vs_mi, plot_information_plane, plot_layer_curves
+from hiddenlens.viz.info import plot_epoch_curves, plot_gap_vs_mi, plot_information_plane
 from hiddenlens.viz.style import new_grid
 
 
@@ -21,13 +21,13 @@ def _panel(hist, spec):
             hist.plot_data("binning"), ax=axes[0], title="binning, 30 bins on [-1, 1]"
         )
         plot_information_plane(hist.plot_data("kde"), ax=axes[1], title="KDE upper bound")
-        plot_layer_curves(
+        plot_epoch_curves(
             _curves(hist, "saturation"),
             ax=axes[2],
             ylabel="fraction |t| >= 0.95",
             title="saturation",
         )
-        plot_layer_curves(
+        plot_epoch_curves(
             {"epochs": hist.epochs, "layers": hist.layers, "values": hist.array("ixt", "binning")},
             ax=axes[3],
             ylabel="I(X;T) bits (binning)",
@@ -40,7 +40,7 @@ def _panel(hist, spec):
         plot_information_plane(
             hist.plot_data("binning_rescaled"), ax=axes[1], title="binning, rescaled per epoch"
         )
-        plot_layer_curves(
+        plot_epoch_curves(
             _curves(hist, "max_abs"), ax=axes[2], ylabel="max activation", title="max activation"
         )
         plot_information_plane(hist.plot_data("kde"), ax=axes[3], title="KDE upper bound")
@@ -121,7 +121,7 @@ def add_task_section(report, title, rec, specs, rows, args, *, epochs):
                 "values": np.array([[r[k] for k in keys] for r in ranks]),
             }
             sec.add_figure(
-                plot_layer_curves(
+                plot_epoch_curves(
                     data, ylabel="mean local rank", title=f"local rank, {specs[i].name}"
                 ),
                 f"local_rank_{specs[i].name}",

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     more.add_figure(
         plot_cka_matrix(
             extra["cka_debiased"].matrix,
-            extra["cka_debiased"].rows,
+            rows=extra["cka_debiased"].rows,
             title="Debiased linear CKA between layers",
         ),
         "cka_debiased",

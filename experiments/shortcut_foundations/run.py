@@ -195,8 +195,8 @@ def write_report(args, img, vec, rows, seconds: float) -> Path:
     a = rep.add_section("A. Image-like inputs (12x12, noise 1, core 2x2 patch p=1.0)")
     a.add_figure(
         plot_bias_lines(
-            sizes,
             {k: (v["mean"], v["lo"], v["hi"]) for k, v in img["line"].items()},
+            x=sizes,
             xlabel="shortcut patch side s (p_s = 0.9)",
             title="bias at convergence",
         ),
@@ -215,7 +215,7 @@ def write_report(args, img, vec, rows, seconds: float) -> Path:
         )
     a.add_figure(
         plot_bias_over_training(
-            img["curve_steps"], img["curves"], title="bias over training (s = 4, p_s = 0.9)"
+            img["curves"], steps=img["curve_steps"], title="bias over training (s = 4, p_s = 0.9)"
         ),
         "image_bias_over_training",
     )
@@ -223,7 +223,7 @@ def write_report(args, img, vec, rows, seconds: float) -> Path:
     b = rep.add_section("B. Gaussian latents, vector inputs")
     b.add_figure(
         plot_bias_over_training(
-            vec["steps"], vec["curves"], title=f"bias over training (amplitude {amps[-1]:g})"
+            vec["curves"], steps=vec["steps"], title=f"bias over training (amplitude {amps[-1]:g})"
         ),
         "vector_bias_over_training",
     )

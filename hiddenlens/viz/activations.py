@@ -6,56 +6,39 @@ reports MLP activations as naturally sparse (3.0% nonzero in T5-Base, 6.3% in Vi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 
 import numpy as np
-import plotly.graph_objects as go
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from hiddenlens.viz.style import PALETTE, PLOTLY_TEMPLATE, new_figure
+from hiddenlens.viz.layers import LayerCurves, plot_layer_curves_interactive
+from hiddenlens.viz.style import PALETTE, new_figure, short_names
 
 
-def _check(layers: Sequence[str], values: Sequence[float]) -> np.ndarray:
-    values = np.asarray(values, dtype=float)
-    if len(layers) != len(values):
-        raise ValueError(f"{len(layers)} layer names but {len(values)} values")
-    return values
+def _by_layer(data: Mapping[str, float], what: str) -> tuple[list[str], np.ndarray]:
+    if not isinstance(data, Mapping) or not data:
+        raise TypeError(f"{what} takes a non-empty mapping layer name -> value, got {data!r}")
+    return [str(k) for k in data], np.asarray(list(data.values()), dtype=float)
 
 
-def plot_percent_nonzero(
-    layers: Sequence[str],
-    percent: Sequence[float],
-    *,
-    ax: Axes | None = None,
-    title: str | None = None,
-) -> Figure:
-    """Bar chart of the percentage of active units (activation > 0) per layer."""
-    values = _check(layers, percent)
+def plot_percent_nonzero(data: Mapping[str, float], *, ax=None, title: str | None = None) -> Figure:
+    """Bar chart of the percentage of active units (activation > 0). data: layer -> percent."""
+    layers, values = _by_layer(data, "plot_percent_nonzero")
     fig, ax = new_figure(ax, figsize=(6.5, 3.6))
     ax.bar(range(len(values)), values, color=PALETTE[0])
     for i, v in enumerate(values):
         ax.annotate(f"{v:.1f}%", (i, v), ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(values)), list(layers), rotation=30, ha="right")
+    ax.set_xticks(range(len(values)), short_names(layers), rotation=30, ha="right")
     ax.set_ylabel("units with activation > 0 (%)")
     ax.set_xlabel("layer")
     ax.set_title(title or "Activation sparsity by layer")
     return fig
 
 
-def plot_layer_norms(
-    layers: Sequence[str], mean_norm: Sequence[float], *, title: str | None = None
-) -> go.Figure:
-    """Interactive line of the mean L2 norm of activations per layer."""
-    values = _check(layers, mean_norm)
-    fig = go.Figure(
-        go.Scatter(x=list(layers), y=values, mode="lines+markers", line={"color": PALETTE[0]})
+def plot_layer_norms(data: Mapping[str, float], *, ax=None, title: str | None = None):
+    """Interactive line of the mean L2 norm of activations per layer. data: layer -> norm."""
+    layers, values = _by_layer(data, "plot_layer_norms")
+    curves = LayerCurves(layers, {"mean norm": values}, ylabel="mean ‖h‖₂ (activation units)")
+    return plot_layer_curves_interactive(
+        curves, ax=ax, title=title or "Mean activation norm by layer"
     )
-    fig.update_layout(
-        template=PLOTLY_TEMPLATE,
-        title=title or "Mean activation norm by layer",
-        xaxis_title="layer",
-        yaxis_title="mean ‖h‖₂ (activation units)",
-        height=360,
-    )
-    return fig

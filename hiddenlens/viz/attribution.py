@@ -13,7 +13,15 @@ import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from hiddenlens.viz.style import DIVERGING_CMAP, PALETTE, SEQUENTIAL_CMAP, new_figure
+from hiddenlens.viz.style import (
+    DIVERGING_CMAP,
+    PALETTE,
+    SEQUENTIAL_CMAP,
+    contrast_text,
+    legend_outside,
+    new_figure,
+    short_names,
+)
 
 __all__ = [
     "plot_image_attributions",
@@ -34,14 +42,21 @@ def _sym_norm(a: np.ndarray) -> TwoSlopeNorm:
     return TwoSlopeNorm(vmin=-m, vcenter=0.0, vmax=m)
 
 
+def _no_ax(ax, name: str) -> None:
+    if ax is not None:
+        raise ValueError(f"{name} draws a grid of panels in its own figure; ax must be None")
+
+
 def plot_image_attributions(
-    images: np.ndarray,
     attributions: Mapping[str, np.ndarray],
     *,
+    images: np.ndarray,
     titles: Sequence[str] | None = None,
+    ax=None,
     title: str | None = None,
 ) -> Figure:
     """Rows: the inputs, then one row per method. images: [n, H, W]; each map: [n, H, W]."""
+    _no_ax(ax, "plot_image_attributions")
     images = np.asarray(images)
     n = images.shape[0]
     rows = 1 + len(attributions)
@@ -63,37 +78,59 @@ def plot_image_attributions(
     return fig
 
 
+def _token_lines(tokens, width_of, max_width: float = 0.97):
+    """Lay each text's tokens out in lines that fit the axes width: [(text, token, x)]."""
+    lines, placed = 0, []
+    for t, toks in enumerate(tokens):
+        x = 0.0
+        for k, tok in enumerate(toks):
+            w = width_of(tok)
+            if x > 0 and x + w > max_width:
+                lines, x = lines + 1, 0.0
+            placed.append((t, k, x, lines))
+            x += w
+        lines += 1
+    return placed, lines
+
+
 def plot_token_attributions(
-    tokens: Sequence[Sequence[str]],
     scores: Sequence[np.ndarray],
     *,
+    tokens: Sequence[Sequence[str]],
     ax=None,
     title: str | None = None,
 ) -> Figure:
-    """One line per text; each token in a box coloured by its score (red +, blue -)."""
-    height = 0.45 * len(tokens) + 0.6
-    fig, ax = new_figure(ax, figsize=(9.0, height))
+    """Each text's tokens in boxes coloured by score (red +, blue -, one scale per text).
+
+    Long texts wrap onto further lines (the figure grows to hold them) and each token's
+    text is black or white, whichever reads on its box's colour.
+    """
+    if len(tokens) != len(scores):
+        raise ValueError(f"{len(tokens)} token lists but {len(scores)} score arrays")
+
+    def width(tok):
+        return 0.0115 * (len(tok) + 1.5)
+
+    placed, n_lines = _token_lines(tokens, width)
+    fig, ax = new_figure(ax, figsize=(9.0, 0.32 * n_lines + 0.7))
     ax.set_axis_off()
     cm = matplotlib.colormaps[DIVERGING_CMAP]
-    for row, (toks, sc) in enumerate(zip(tokens, scores)):
-        sc = np.asarray(sc, dtype=float)
-        norm = _sym_norm(sc)
-        x = 0.0
-        y = 1.0 - (row + 0.5) / max(len(tokens), 1)
-        for tok, s in zip(toks, sc):
-            width = 0.012 * (len(tok) + 1.5)
-            ax.text(
-                x,
-                y,
-                tok,
-                fontsize=8,
-                va="center",
-                ha="left",
-                family="monospace",
-                bbox={"facecolor": cm(norm(s)), "edgecolor": "none", "pad": 1.5},
-                transform=ax.transAxes,
-            )
-            x += width
+    norms = [_sym_norm(np.asarray(sc, dtype=float)) for sc in scores]
+    for t, k, x, line in placed:
+        value = float(np.asarray(scores[t], dtype=float)[k])
+        face = cm(norms[t](value))
+        ax.text(
+            x,
+            1.0 - (line + 0.5) / n_lines,
+            tokens[t][k],
+            fontsize=8,
+            va="center",
+            ha="left",
+            family="monospace",
+            color=contrast_text(face),
+            bbox={"facecolor": face, "edgecolor": "none", "pad": 1.5},
+            transform=ax.transAxes,
+        )
     if title:
         ax.set_title(title)
     return fig
@@ -115,6 +152,7 @@ def plot_patching(
     if position_labels is not None:
         ax.set_xticks(range(grid.shape[1]), position_labels, rotation=60, fontsize=7)
     ax.set_xlabel("position")
+    ax.set_ylabel("hook point")
     ax.grid(False)
     fig.colorbar(im, ax=ax, shrink=0.8)
     ax.set_title(title or "effect of patching")
@@ -122,7 +160,7 @@ def plot_patching(
 
 
 def plot_back_patching(
-    matrix: np.ndarray, labels: Sequence[str], *, ax=None, title: str | None = None
+    matrix: np.ndarray, *, labels: Sequence[str], ax=None, title: str | None = None
 ) -> Figure:
     """metric[source j, target i] of back-patching (NaN cells blank)."""
     fig, ax = new_figure(ax, figsize=(4.5, 4.0))
@@ -138,13 +176,36 @@ def plot_back_patching(
 
 
 def plot_layer_scores(
-    scores: Mapping[str, float], *, ylabel: str = "attribution", ax=None, title: str | None = None
+    scores: Mapping[str, float],
+    *,
+    ylabel: str = "attribution",
+    notes: Mapping[str, str] | None = None,
+    ax=None,
+    title: str | None = None,
 ) -> Figure:
-    """Bar chart of one number per hook point (e.g. total layer attribution)."""
+    """Bar chart of one number per hook point (e.g. total layer attribution).
+
+    notes: hook -> a word written at its bar, e.g. why a bar is zero by construction.
+    """
     fig, ax = new_figure(ax, figsize=(6.0, 3.2))
     names = list(scores)
     ax.bar(range(len(names)), [scores[n] for n in names], color=PALETTE[0])
-    ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8, ha="right")
+    for name, note in (notes or {}).items():
+        if name not in scores:
+            raise ValueError(f"note for {name!r}, which is not one of the bars {names}")
+        ax.annotate(
+            note,
+            (names.index(name), scores[name]),
+            xytext=(0, 4),
+            textcoords="offset points",
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            rotation=90,
+            color="0.3",
+        )
+    ax.set_xticks(range(len(names)), short_names(names), rotation=30, fontsize=8, ha="right")
+    ax.set_xlabel("layer")
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
@@ -152,9 +213,9 @@ def plot_layer_scores(
 
 
 def plot_curves(
-    x: np.ndarray,
     curves: Mapping[str, np.ndarray],
     *,
+    x: np.ndarray,
     xlabel: str = "fraction of features",
     ylabel: str = "score",
     ax=None,
@@ -173,16 +234,16 @@ def plot_curves(
         )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
+    legend_outside(ax)
     if title:
         ax.set_title(title)
     return fig
 
 
 def plot_metric_by_k(
-    ks: Sequence[float],
     series: Mapping[str, Sequence[float]],
     *,
+    ks: Sequence[float],
     ylabel: str = "DiffROAR",
     ax=None,
     title: str | None = None,
@@ -194,16 +255,21 @@ def plot_metric_by_k(
     ax.axhline(0.0, color="#888888", linewidth=0.8)
     ax.set_xlabel("fraction of features kept (k)")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
+    legend_outside(ax)
     if title:
         ax.set_title(title)
     return fig
 
 
 def plot_images(
-    images: np.ndarray, *, titles: Sequence[str] | None = None, title: str | None = None
+    images: np.ndarray,
+    *,
+    titles: Sequence[str] | None = None,
+    ax=None,
+    title: str | None = None,
 ) -> Figure:
     """A row of images [n, H, W] (feature visualisations, facet means)."""
+    _no_ax(ax, "plot_images")
     images = np.asarray(images)
     n = images.shape[0]
     fig = Figure(figsize=(1.5 * n + 0.5, 1.9), layout="constrained")
@@ -220,7 +286,7 @@ def plot_images(
 
 
 def plot_logit_lens(
-    ranks: np.ndarray, labels: Sequence[str], *, ax=None, title: str | None = None
+    ranks: np.ndarray, *, labels: Sequence[str], ax=None, title: str | None = None
 ) -> Figure:
     """Rank of the tracked token at each residual stage (log scale), one line per example."""
     fig, ax = new_figure(ax)
@@ -230,6 +296,7 @@ def plot_logit_lens(
     ax.set_yscale("log")
     ax.set_xticks(range(len(labels)), labels, rotation=45, fontsize=7)
     ax.set_ylabel("rank + 1")
+    ax.set_xlabel("residual stage")
     ax.set_title(title or "logit lens")
     return fig
 
@@ -256,7 +323,7 @@ def plot_distributions(
         ax.axvline(vline, color="#555555", linestyle=":", linewidth=1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
-    ax.legend(fontsize=8)
+    legend_outside(ax)
     if title:
         ax.set_title(title)
     return fig

@@ -5,12 +5,12 @@ All functions take plain arrays and return a matplotlib Figure; nothing is shown
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from hiddenlens.viz.style import PALETTE, SEQUENTIAL_CMAP, new_figure
+from hiddenlens.viz.style import PALETTE, SEQUENTIAL_CMAP, draw_smoothed, legend_outside, new_figure
 
 
 def plot_code_usage(counts: np.ndarray, *, ax=None, title: str | None = None) -> Figure:
@@ -30,8 +30,8 @@ def plot_code_usage(counts: np.ndarray, *, ax=None, title: str | None = None) ->
 
 def plot_code_label_matrix(
     codes: np.ndarray,
-    labels: np.ndarray,
     *,
+    labels: np.ndarray,
     max_codes: int = 200,
     ax=None,
     title: str | None = None,
@@ -65,14 +65,15 @@ def plot_code_label_matrix(
 
 
 def plot_code_vs_neuron(
-    names: Sequence[str],
-    code_f1: Sequence[float],
-    neuron_f1: Sequence[float],
-    *,
-    ax=None,
-    title: str | None = None,
+    data: Mapping[str, tuple[float, float]], *, ax=None, title: str | None = None
 ) -> Figure:
-    """Grouped bars: F1 of the best code and of the best single neuron for each property."""
+    """Grouped bars: F1 of the best code and of the best single neuron for each property.
+
+    data: property -> (best code's F1, best neuron's F1).
+    """
+    names = list(data)
+    code_f1 = [float(data[n][0]) for n in names]
+    neuron_f1 = [float(data[n][1]) for n in names]
     x = np.arange(len(names))
     fig, ax = new_figure(ax, figsize=(max(4.0, 1.0 * len(names) + 2), 3.5))
     ax.bar(x - 0.2, code_f1, 0.4, label="best code", color=PALETTE[0])
@@ -80,18 +81,21 @@ def plot_code_vs_neuron(
     ax.set_xticks(x, list(names), rotation=30, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel("F1")
-    ax.legend(frameon=False)
+    ax.set_xlabel("property")
+    legend_outside(ax)
     ax.set_title(title or "code search vs best single neuron")
     return fig
 
 
 def plot_losses(curves: dict[str, Sequence[float]], *, ax=None, title: str | None = None) -> Figure:
-    """Training curves, one line per name (e.g. task loss and codebook loss)."""
+    """Training curves, one per name (e.g. task loss and codebook loss): each drawn smoothed
+    (centred moving average) with the raw per-step values faint behind it."""
     fig, ax = new_figure(ax)
     for i, (name, values) in enumerate(curves.items()):
-        ax.plot(np.arange(len(values)), values, label=name, color=PALETTE[i % len(PALETTE)])
+        color = PALETTE[i % len(PALETTE)]
+        draw_smoothed(ax, np.arange(len(values)), values, color=color, label=name)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.legend(frameon=False)
+    legend_outside(ax)
     ax.set_title(title or "training")
     return fig

@@ -1,4 +1,5 @@
-"""Figures for neural-collapse results (Papyan, Han & Donoho 2020 style curves).
+"""Figures for neural-collapse results (Papyan, Han & Donoho 2020 style curves); NC1 by
+layer is the shared per-layer chart, :func:`hiddenlens.viz.layers.plot_layer_curves`.
 
 Every function takes plain arrays / mappings (never an analyzer object) and returns a
 matplotlib ``Figure``; nothing is shown or saved here.
@@ -11,7 +12,16 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from hiddenlens.viz.style import DIVERGING_CMAP, PALETTE, new_figure
+from hiddenlens.viz.layers import LayerCurves, plot_layer_curves
+from hiddenlens.viz.style import DIVERGING_CMAP, PALETTE, legend_outside, new_figure
+
+__all__ = [
+    "LayerCurves",
+    "plot_cosine_matrix",
+    "plot_layer_curves",
+    "plot_nc_curves",
+    "plot_norms_vs_counts",
+]
 
 
 def plot_nc_curves(
@@ -39,34 +49,7 @@ def plot_nc_curves(
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    if curves or markers:
-        ax.legend(fontsize=8, frameon=False)
-    if title:
-        ax.set_title(title)
-    return fig
-
-
-def plot_layer_profile(
-    layers: Sequence[str],
-    series: Mapping[str, Sequence[float]],
-    *,
-    ax=None,
-    title: str | None = None,
-    ylabel: str = "NC1",
-    logy: bool = True,
-) -> Figure:
-    """A metric across layers (x: layer names in order), one line per series."""
-    fig, ax = new_figure(ax)
-    pos = np.arange(len(layers))
-    for i, (label, vals) in enumerate(series.items()):
-        ax.plot(pos, vals, marker="o", label=label, color=PALETTE[i % len(PALETTE)])
-    ax.set_xticks(pos, list(layers), rotation=30, ha="right")
-    if logy:
-        ax.set_yscale("log")
-    ax.set_ylabel(ylabel)
-    ax.set_xlabel("layer")
-    if len(series) > 1:
-        ax.legend(fontsize=8, frameon=False)
+    legend_outside(ax)
     if title:
         ax.set_title(title)
     return fig
@@ -88,6 +71,8 @@ def plot_cosine_matrix(
     names = [str(t) for t in (labels if labels is not None else ticks)]
     ax.set_xticks(ticks, names, fontsize=8)
     ax.set_yticks(ticks, names, fontsize=8)
+    ax.set_xlabel("class")
+    ax.set_ylabel("class")
     fig.colorbar(im, ax=ax, shrink=0.8, label="cosine")
     if title:
         ax.set_title(title)
@@ -95,9 +80,9 @@ def plot_cosine_matrix(
 
 
 def plot_norms_vs_counts(
-    counts: Sequence[float],
     norms: Mapping[str, Sequence[float]],
     *,
+    counts: Sequence[float],
     labels: Sequence[str] | None = None,
     ax=None,
     title: str | None = None,
@@ -115,7 +100,7 @@ def plot_norms_vs_counts(
             ax.annotate(str(t), (c, n), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("rows in class")
     ax.set_ylabel("norm / mean norm")
-    ax.legend(fontsize=8, frameon=False)
+    legend_outside(ax)
     if title:
         ax.set_title(title)
     return fig

@@ -1,6 +1,6 @@
 """Figures for information-bottleneck analysis: the information plane (Shwartz-Ziv & Tishby
-2017) with trajectories coloured by epoch, per-layer curves over training (saturation, max
-activation, local rank, I(X;T)) and generalisation gap vs bottleneck (Kawaguchi et al. 2023).
+2017) with trajectories coloured by epoch, per-layer curves over training epochs (saturation,
+max activation, local rank, I(X;T)) and generalisation gap vs bottleneck (Kawaguchi et al. 2023).
 
 Functions take plain arrays/dicts (e.g. ``PlaneHistory.plot_data()``), never an analyzer.
 """
@@ -11,11 +11,21 @@ import numpy as np
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
-from hiddenlens.viz.style import PALETTE, SEQUENTIAL_CMAP, new_figure
+from hiddenlens.viz.style import (
+    PALETTE,
+    PLOTLY_TEMPLATE,
+    SEQUENTIAL_CMAP,
+    field_of,
+    legend_outside,
+    new_figure,
+)
 
 
 def _get(data, key):
-    return data[key] if isinstance(data, dict) else getattr(data, key)
+    value = field_of(data, key)
+    if value is None:
+        raise ValueError(f"information-plane data has no {key!r}")
+    return value
 
 
 def plot_information_plane(data, *, ax=None, title=None, log_epochs: bool = True) -> Figure:
@@ -57,7 +67,7 @@ def plot_information_plane(data, *, ax=None, title=None, log_epochs: bool = True
         )
     if sc is not None:
         fig.colorbar(sc, ax=ax, label="epoch")
-    est = data.get("estimator", "") if isinstance(data, dict) else ""
+    est = field_of(data, "estimator", "") or ""
     suffix = f" [{est}]" if est else ""
     ax.set_xlabel(f"I(X;T) (bits){suffix}")
     ax.set_ylabel(f"I(T;Y) (bits){suffix}")
@@ -65,10 +75,12 @@ def plot_information_plane(data, *, ax=None, title=None, log_epochs: bool = True
     return fig
 
 
-def plot_layer_curves(
+def plot_epoch_curves(
     data, *, ax=None, title=None, ylabel: str = "value", logx: bool = True
 ) -> Figure:
-    """One line per layer over epochs. data: "epochs" [E], "layers" [L], "values" [E, L]."""
+    """One line per layer over training epochs. data: "epochs" [E], "layers" [L], "values"
+    [E, L]. (Values across layers at one time are :func:`hiddenlens.viz.layers.plot_layer_curves`.)
+    """
     epochs = np.asarray(_get(data, "epochs"), dtype=float)
     vals = np.asarray(_get(data, "values"))
     fig, ax = new_figure(ax)
@@ -84,7 +96,7 @@ def plot_layer_curves(
         ax.set_xscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7, frameon=False)
+    legend_outside(ax)
     ax.set_title(title or ylabel)
     return fig
 
@@ -92,33 +104,59 @@ def plot_layer_curves(
 def plot_gap_vs_mi(data, *, ax=None, title=None, xlabel: str = "I(X;T|Y) (bits)") -> Figure:
     """Generalisation gap vs an MI quantity. data: "mi" [n], "gap" [n], optional "group" [n]."""
     mi, gap = np.asarray(_get(data, "mi"), dtype=float), np.asarray(_get(data, "gap"), dtype=float)
-    groups = np.asarray(
-        data.get("group", ["all"] * len(mi)) if isinstance(data, dict) else ["all"] * len(mi)
-    )
+    groups = field_of(data, "group")
+    groups = np.asarray(["all"] * len(mi) if groups is None else groups)
     fig, ax = new_figure(ax)
     for i, g in enumerate(dict.fromkeys(groups.tolist())):
         m = groups == g
         ax.scatter(mi[m], gap[m], s=18, color=PALETTE[i % len(PALETTE)], label=str(g))
     if len(set(groups.tolist())) > 1:
-        ax.legend(fontsize=7, frameon=False)
+        legend_outside(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("generalisation gap")
     ax.set_title(title or "Generalisation gap vs bottleneck")
     return fig
 
 
-def plot_mi_by_layer(data, *, ax=None, title=None, ylabel: str = "bits") -> Figure:
-    """One line per series across layers. data: "layers" [L], "series" {name: [L] values}."""
-    layers = list(_get(data, "layers"))
-    fig, ax = new_figure(ax)
-    for i, (name, vals) in enumerate(_get(data, "series").items()):
-        ax.plot(
-            range(len(layers)), vals, marker="o", color=PALETTE[i % len(PALETTE)], label=str(name)
+def plot_information_plane_interactive(data, *, ax=None, title=None):
+    """The plotly twin of :func:`plot_information_plane`: hover shows layer, epoch and bits."""
+    import plotly.graph_objects as go
+
+    if ax is not None:
+        raise ValueError(
+            "plot_information_plane_interactive draws a plotly figure; ax must be None"
         )
-    ax.set_xticks(
-        range(len(layers)), [str(layer) for layer in layers], rotation=30, ha="right", fontsize=7
+    epochs = np.asarray(_get(data, "epochs"), dtype=float)
+    ixt, ity = np.asarray(_get(data, "ixt")), np.asarray(_get(data, "ity"))
+    est = field_of(data, "estimator", "") or ""
+    fig = go.Figure()
+    for j, layer in enumerate(_get(data, "layers")):
+        fig.add_trace(
+            go.Scatter(
+                x=ixt[:, j],
+                y=ity[:, j],
+                mode="lines+markers",
+                name=str(layer),
+                line={"color": PALETTE[j % len(PALETTE)], "width": 1},
+                marker={
+                    "color": epochs,
+                    "colorscale": "Viridis",
+                    "size": 6,
+                    "colorbar": {"title": "epoch"} if j == 0 else None,
+                    "showscale": j == 0,
+                },
+                customdata=epochs,
+                hovertemplate=f"{layer}<br>epoch %{{customdata:.0f}}<br>I(X;T) %{{x:.3f}} bits"
+                "<br>I(T;Y) %{y:.3f} bits<extra></extra>",
+            )
+        )
+    suffix = f" [{est}]" if est else ""
+    fig.update_layout(
+        template=PLOTLY_TEMPLATE,
+        title=title or "Information plane",
+        height=460,
+        xaxis_title=f"I(X;T) (bits){suffix}",
+        yaxis_title=f"I(T;Y) (bits){suffix}",
+        legend={"x": 1.12},
     )
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7, frameon=False)
-    ax.set_title(title or "Mutual information by layer")
     return fig

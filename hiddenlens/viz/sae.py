@@ -1,45 +1,150 @@
-"""Figures for sparse autoencoders: feature density, L0-FVU frontier, top activations."""
+"""Figures for sparse autoencoders: feature density, the sparsity-fidelity frontier (L0
+against FVU or the spliced score, as SAEBench, Karvonen et al. 2025, plots it), top
+activations and decoder cosines; the plotly twins carry an ``_interactive`` suffix."""
 
 from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from hiddenlens.viz.style import PALETTE, new_figure
+from hiddenlens.viz.style import PALETTE, PLOTLY_TEMPLATE, legend_outside, new_figure
+
+
+def _density(density) -> tuple[np.ndarray, np.ndarray, int]:
+    density = np.asarray(density, dtype=np.float64).reshape(-1)
+    if density.size == 0 or (density < 0).any() or (density > 1).any():
+        raise ValueError("density must be a non-empty array of firing fractions in [0, 1]")
+    live = density[density > 0]
+    return density, np.log10(live), int((density == 0).sum())
 
 
 def plot_density_histogram(density, *, ax=None, title: str | None = None) -> Figure:
-    """Histogram of log10 firing frequency per latent; dead latents noted in the legend."""
-    density = np.asarray(density, dtype=np.float64)
+    """Histogram of log10 firing frequency per latent; the count of latents that never fired
+    on these rows is written in the legend (it is a count, not the dead fraction)."""
+    density, log_live, dead = _density(density)
     fig, ax = new_figure(ax)
-    live = density[density > 0]
-    if live.size:
-        ax.hist(np.log10(live), bins=40, color=PALETTE[0], alpha=0.85, label=f"live ({live.size})")
-    ax.axvline(np.nan, color="none", label=f"dead ({int((density == 0).sum())})")
+    if log_live.size:
+        ax.hist(
+            log_live,
+            bins=40,
+            color=PALETTE[0],
+            alpha=0.85,
+            label=f"fired: {log_live.size:,} latents",
+        )
+    ax.axvline(np.nan, color="none", label=f"never fired: {dead:,} of {density.size:,}")
     ax.set_xlabel("log10 feature density (fraction of rows firing)")
     ax.set_ylabel("latents")
-    ax.legend(frameon=False, fontsize=8)
+    legend_outside(ax)
     ax.set_title(title or "Feature density")
     return fig
 
 
-def plot_l0_fvu(points: list[dict], *, ax=None, title: str | None = None) -> Figure:
-    """Sparsity-fidelity frontier: FVU against L0, one line per ``label``.
+def plot_density_histogram_interactive(density, *, ax=None, title: str | None = None):
+    """The plotly twin of :func:`plot_density_histogram` (hover: bin range and latent count)."""
+    import plotly.graph_objects as go
 
-    points: dicts with "l0", "fvu" and optionally "label".
+    if ax is not None:
+        raise ValueError(
+            "plot_density_histogram_interactive draws a plotly figure; ax must be None"
+        )
+    density, log_live, dead = _density(density)
+    fig = go.Figure(
+        go.Histogram(
+            x=log_live,
+            nbinsx=40,
+            marker_color=PALETTE[0],
+            name=f"fired: {log_live.size:,}",
+            hovertemplate="log10 density %{x}<br>%{y} latents<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        template=PLOTLY_TEMPLATE,
+        height=360,
+        title=title or f"Feature density (never fired: {dead:,} of {density.size:,})",
+        xaxis_title="log10 feature density (fraction of rows firing)",
+        yaxis_title="latents",
+    )
+    return fig
+
+
+def plot_l0_fvu(points: list[dict], *, ax=None, title: str | None = None) -> Figure:
+    """Sparsity-fidelity frontier: FVU against L0, one line per ``label`` (see
+    :func:`plot_sae_frontier` for the general frontier)."""
+    return plot_sae_frontier(
+        {"points": points, "y": "fvu"}, ax=ax, title=title or "L0-FVU frontier"
+    )
+
+
+_Y_LABELS = {
+    "fvu": "FVU (fraction of variance unexplained; lower is better)",
+    "spliced_score": "spliced score (loss recovered; higher is better)",
+}
+
+
+def _frontier_groups(data) -> tuple[list[dict], str, dict[str, list[tuple[float, float, str]]]]:
+    points = data["points"] if isinstance(data, dict) else data
+    y = data.get("y", "fvu") if isinstance(data, dict) else "fvu"
+    groups: dict[str, list[tuple[float, float, str]]] = {}
+    for p in points:
+        if p.get(y) is None or p.get("l0") is None:
+            continue
+        groups.setdefault(str(p.get("label", "")), []).append(
+            (float(p["l0"]), float(p[y]), str(p.get("name", "")))
+        )
+    if not groups:
+        raise ValueError(f"no point has both 'l0' and {y!r}; got {len(points)} points")
+    return points, y, {k: sorted(v) for k, v in sorted(groups.items())}
+
+
+def plot_sae_frontier(data, *, ax=None, title: str | None = None) -> Figure:
+    """L0 (log x) against a fidelity metric, one point per SAE, one colour per label.
+
+    data: a list of dicts with "l0", the y metric (default "fvu") and optionally "label"
+    (e.g. the architecture) and "name"; or ``{"points": [...], "y": "spliced_score"}``.
+    Points of one label are joined in L0 order, as SAEBench draws its frontiers.
     """
+    _, y, groups = _frontier_groups(data)
     fig, ax = new_figure(ax)
-    labels = sorted({str(p.get("label", "")) for p in points})
-    for i, lab in enumerate(labels):
-        pts = sorted((p["l0"], p["fvu"]) for p in points if str(p.get("label", "")) == lab)
-        xs, ys = zip(*pts)
-        ax.plot(xs, ys, "o-", color=PALETTE[i % len(PALETTE)], label=lab or None)
+    for i, (label, pts) in enumerate(groups.items()):
+        xs, ys, _ = zip(*pts)
+        ax.plot(xs, ys, "o-", color=PALETTE[i % len(PALETTE)], label=label or None)
     ax.set_xscale("log")
     ax.set_xlabel("L0 (active latents per row)")
-    ax.set_ylabel("FVU (fraction of variance unexplained)")
-    if any(labels):
-        ax.legend(frameon=False, fontsize=8)
-    ax.set_title(title or "L0-FVU frontier")
+    ax.set_ylabel(_Y_LABELS.get(y, y))
+    legend_outside(ax)
+    ax.set_title(title or f"SAE frontier: L0 vs {y}")
+    return fig
+
+
+def plot_sae_frontier_interactive(data, *, ax=None, title: str | None = None):
+    """The plotly twin of :func:`plot_sae_frontier` (hover names each SAE)."""
+    import plotly.graph_objects as go
+
+    if ax is not None:
+        raise ValueError("plot_sae_frontier_interactive draws a plotly figure; ax must be None")
+    _, y, groups = _frontier_groups(data)
+    fig = go.Figure()
+    for i, (label, pts) in enumerate(groups.items()):
+        xs, ys, names = zip(*pts)
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines+markers",
+                name=label or "SAE",
+                text=names,
+                marker={"color": PALETTE[i % len(PALETTE)], "size": 9},
+                hovertemplate="%{text}<br>L0 %{x:.3g}<br>" + y + " %{y:.4g}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        template=PLOTLY_TEMPLATE,
+        height=400,
+        xaxis_type="log",
+        title=title or f"SAE frontier: L0 vs {y}",
+        xaxis_title="L0 (active latents per row)",
+        yaxis_title=_Y_LABELS.get(y, y),
+    )
     return fig
 
 
@@ -53,12 +158,13 @@ def plot_top_activations(rows: list[dict], *, ax=None, title: str | None = None)
     ax.barh(y, values, color=PALETTE[1])
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xlabel("activation")
+    ax.set_ylabel("token context")
     ax.set_title(title or "Top activations")
     return fig
 
 
 def plot_decoder_cosines(
-    decoder, *, latents=None, max_latents: int = 128, title: str | None = None
+    decoder, *, latents=None, max_latents: int = 128, ax=None, title: str | None = None
 ):
     """Interactive heatmap of cosines between decoder directions (rows of ``W_dec``).
 
@@ -68,8 +174,8 @@ def plot_decoder_cosines(
     """
     import plotly.graph_objects as go
 
-    from hiddenlens.viz.style import PLOTLY_TEMPLATE
-
+    if ax is not None:
+        raise ValueError("plot_decoder_cosines draws a plotly figure; ax must be None")
     w = np.asarray(decoder, dtype=np.float64)
     if w.ndim != 2:
         raise ValueError(f"decoder must be 2-D [n_latents, d], got shape {w.shape}")

@@ -1,8 +1,10 @@
 """Shortcut-bias figures: bias heatmaps over predictivity x availability, bias by availability
-with confidence intervals, bias over training steps, layer decodability profiles, group
+with confidence intervals, bias over training steps, group
 accuracies (after Hermann et al., "On the Foundations of Shortcut Learning", ICLR 2024).
 
-Inputs are plain arrays and dicts; this module never imports the shortcut analyzer.
+Inputs are plain arrays and dicts; this module never imports the shortcut analyzer. The
+Feature-Sieve decodability profile by layer is the shared per-layer chart,
+:func:`hiddenlens.viz.layers.plot_layer_curves`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from hiddenlens.viz.style import DIVERGING_CMAP, PALETTE, new_figure
+from hiddenlens.viz.style import DIVERGING_CMAP, PALETTE, annotate_cells, legend_outside, new_figure
 
 
 def plot_bias_heatmap(
@@ -38,9 +40,7 @@ def plot_bias_heatmap(
     ax.set_yticks(range(len(predictivity)), [f"{p:g}" for p in predictivity])
     ax.set_xlabel(availability_label)
     ax.set_ylabel("shortcut predictivity")
-    for i in range(b.shape[0]):
-        for j in range(b.shape[1]):
-            ax.text(j, i, f"{b[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    annotate_cells(ax, im, b)
     fig.colorbar(im, ax=ax, label="shortcut bias")
     if title:
         ax.set_title(title)
@@ -48,9 +48,9 @@ def plot_bias_heatmap(
 
 
 def plot_bias_lines(
-    x: Sequence,
     curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
     *,
+    x: Sequence,
     xlabel: str = "shortcut availability",
     ylabel: str = "shortcut bias",
     ax=None,
@@ -69,16 +69,16 @@ def plot_bias_lines(
     ax.set_xticks(xs, [str(v) for v in x])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(frameon=False)
+    legend_outside(ax)
     if title:
         ax.set_title(title)
     return fig
 
 
 def plot_bias_over_training(
-    steps: Sequence[int],
     curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
     *,
+    steps: Sequence[int],
     ax=None,
     title: str | None = None,
 ) -> Figure:
@@ -98,31 +98,7 @@ def plot_bias_over_training(
     ax.set_xscale("log")
     ax.set_xlabel("training step (full batch)")
     ax.set_ylabel("shortcut bias")
-    ax.legend(frameon=False)
-    if title:
-        ax.set_title(title)
-    return fig
-
-
-def plot_decodability(
-    layers: Sequence[str],
-    profiles: Mapping[str, Sequence[float]],
-    *,
-    ax=None,
-    title: str | None = None,
-) -> Figure:
-    """Feature-Sieve profile: decodability (0 = chance, 1 = perfect) of labels by layer."""
-    if not profiles:
-        raise ValueError("plot_decodability needs at least one profile")
-    fig, ax = new_figure(ax)
-    xs = np.arange(len(layers))
-    for i, (name, vals) in enumerate(profiles.items()):
-        ax.plot(xs, vals, marker="o", color=PALETTE[i % len(PALETTE)], label=name)
-    ax.set_xticks(xs, [".".join(str(n).split(".")[-2:]) for n in layers])
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("decodability above chance")
-    ax.legend(frameon=False)
+    legend_outside(ax)
     if title:
         ax.set_title(title)
     return fig
@@ -143,7 +119,8 @@ def plot_group_accuracy(
     ax.set_xticks(np.arange(len(groups)), groups)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("accuracy")
-    ax.legend(frameon=False)
+    ax.set_xlabel("group")
+    legend_outside(ax)
     if title:
         ax.set_title(title)
     return fig

@@ -127,7 +127,7 @@ def test_generalisation_record_correlation():
 def test_viz_returns_figures():
     from matplotlib.figure import Figure
 
-    from hiddenlens.viz.info import plot_gap_vs_mi, plot_information_plane, plot_layer_curves
+    from hiddenlens.viz.info import plot_epoch_curves, plot_gap_vs_mi, plot_information_plane
 
     data = {
         "epochs": np.array([0, 1, 10]),
@@ -137,7 +137,7 @@ def test_viz_returns_figures():
         "estimator": "binning",
     }
     assert isinstance(plot_information_plane(data, title="t"), Figure)
-    fig = plot_layer_curves(
+    fig = plot_epoch_curves(
         {"epochs": data["epochs"], "layers": data["layers"], "values": np.ones((3, 2))}
     )
     assert isinstance(fig, Figure)

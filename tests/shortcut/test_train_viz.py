@@ -60,16 +60,14 @@ def test_figures_build():
         plot_bias_heatmap,
         plot_bias_lines,
         plot_bias_over_training,
-        plot_decodability,
         plot_group_accuracy,
     )
 
     m = np.array([0.1, 0.2])
     figs = [
         plot_bias_heatmap(np.zeros((2, 3)), predictivity=[0.7, 0.9], availability=[1, 2, 3]),
-        plot_bias_lines([1, 2], {"relu": (m, m - 0.1, m + 0.1)}),
-        plot_bias_over_training([0, 10], {"relu": (m, m - 0.1, m + 0.1)}, title="t"),
-        plot_decodability(["a.0", "a.1"], {"digit": [0.9, 1.0]}),
+        plot_bias_lines({"relu": (m, m - 0.1, m + 0.1)}, x=[1, 2]),
+        plot_bias_over_training({"relu": (m, m - 0.1, m + 0.1)}, steps=[0, 10], title="t"),
         plot_group_accuracy({"erm": {"g0": 0.5, "g1": 0.9}, "dfr": {"g0": 0.8, "g1": 0.85}}),
     ]
     assert all(isinstance(f, Figure) for f in figs)

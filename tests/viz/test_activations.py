@@ -4,14 +4,14 @@ from hiddenlens.viz.activations import plot_layer_norms, plot_percent_nonzero
 
 
 def test_percent_nonzero_bars_and_labels():
-    fig = plot_percent_nonzero(["l0", "l1"], [3.0, 6.3])
+    fig = plot_percent_nonzero({"l0": 3.0, "l1": 6.3})
     ax = fig.axes[0]
     assert [p.get_height() for p in ax.patches] == [3.0, 6.3]
     assert "%" in ax.get_ylabel() and ax.get_xlabel() == "layer"
-    with pytest.raises(ValueError, match="2 layer names but 1 values"):
-        plot_percent_nonzero(["a", "b"], [1.0])
+    with pytest.raises(TypeError, match="mapping layer name -> value"):
+        plot_percent_nonzero([1.0])
 
 
 def test_layer_norms_trace():
-    fig = plot_layer_norms(["a", "b", "c"], [1, 2, 3])
+    fig = plot_layer_norms({"a": 1, "b": 2, "c": 3})
     assert list(fig.data[0].y) == [1, 2, 3] and fig.layout.yaxis.title.text.startswith("mean")
