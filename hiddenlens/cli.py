@@ -31,17 +31,19 @@ def _cmd_hooks(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
-    from hiddenlens.corpus import load_texts
+    from hiddenlens.data import as_data
     from hiddenlens.hooks import load_model
     from hiddenlens.store import cache_activations
 
-    handle = load_model(args.model)
-    texts = load_texts(args.data, text_column=args.text_column)
+    if args.max_docs is not None and args.max_docs < 1:
+        raise ValueError(f"--max-docs must be a positive number of documents, got {args.max_docs}")
+    source = as_data(args.data, text_column=args.text_column, labels=args.labels)
     if args.max_docs:
-        texts = texts[: args.max_docs]
+        source = source.take(args.max_docs)
+    handle = load_model(args.model)
     store = cache_activations(
         handle,
-        texts,
+        source,
         args.hooks,
         args.out,
         batch_size=args.batch_size,
@@ -102,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=None, help="truncate sequences to N tokens")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     p.add_argument("--text-column", default="text")
+    p.add_argument(
+        "--labels", nargs="+", default=None, help="label columns of a .jsonl or dataset (kept per row)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a different run in --out")
     p.set_defaults(func=_cmd_cache)
 

@@ -1,4 +1,6 @@
-"""Text corpora that work offline: the bundled demo corpus and local text files.
+"""The bundled demo corpus and per-token properties read off the original text.
+
+(Reading the user's text files, JSONL and datasets is :mod:`hiddenlens.data`'s job.)
 
 The demo corpus is real English prose that no one on this project wrote: the Python
 language reference and library documentation that ship with CPython (``pydoc_data``) and
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import json
 import re
 from pathlib import Path
 
@@ -165,50 +166,6 @@ def demo_corpus(max_docs: int | None = None) -> list[str]:
         docs.extend(_docstrings(module_name))
     docs = list(dict.fromkeys(docs))  # de-duplicate, keep order
     return docs[:max_docs] if max_docs else docs
-
-
-def load_texts(source: str | Path, *, text_column: str = "text") -> list[str]:
-    """Texts from ``"demo"``, a .txt file (one document per blank-line-separated paragraph),
-    a .jsonl file (``text_column`` of each line) or a saved Hugging Face dataset directory."""
-    if str(source) == "demo":
-        return demo_corpus()
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(
-            f"data source {str(source)!r} does not exist; accepted: 'demo', a .txt file, "
-            "a .jsonl file or a dataset directory saved with datasets.save_to_disk"
-        )
-    if path.is_dir():
-        from datasets import load_from_disk
-
-        ds = load_from_disk(str(path))
-        if text_column not in ds.column_names:
-            raise ValueError(f"dataset at {path} has no column {text_column!r}: {ds.column_names}")
-        texts = list(ds[text_column])
-    elif path.suffix == ".jsonl":
-        texts = _jsonl_texts(path, text_column)
-    else:
-        raw = path.read_text(encoding="utf-8")
-        texts = [" ".join(p.split()) for p in re.split(r"\n\s*\n", raw) if p.strip()]
-    if not texts:
-        raise ValueError(f"data source {path} holds no text")
-    return texts
-
-
-def _jsonl_texts(path: Path, text_column: str) -> list[str]:
-    texts = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno} is not valid JSON: {err.msg}") from err
-            if not isinstance(record, dict) or text_column not in record:
-                raise ValueError(f"{path}:{lineno} has no field {text_column!r}")
-            texts.append(str(record[text_column]))
-    return texts
 
 
 def token_properties(

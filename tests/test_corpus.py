@@ -1,9 +1,7 @@
-import json
 
 import numpy as np
-import pytest
 
-from hiddenlens.corpus import demo_corpus, load_texts, token_properties
+from hiddenlens.corpus import demo_corpus, token_properties
 from hiddenlens.hooks import load_model
 
 
@@ -14,26 +12,6 @@ def test_demo_corpus_is_real_prose_over_100k_minilm_tokens():
     tok = load_model("minilm").tokenizer
     n_tokens = sum(len(ids) - 2 for ids in tok(docs, truncation=False)["input_ids"])
     assert n_tokens >= 100_000
-    assert load_texts("demo") == docs
-
-
-def test_load_texts_from_files(tmp_path):
-    (tmp_path / "a.txt").write_text("first  para\nstill first\n\nsecond para\n")
-    assert load_texts(tmp_path / "a.txt") == ["first para still first", "second para"]
-    (tmp_path / "b.jsonl").write_text(json.dumps({"text": "x y"}) + "\n\n" + json.dumps({"t": 1}))
-    with pytest.raises(ValueError, match="b.jsonl:3 has no field 'text'"):
-        load_texts(tmp_path / "b.jsonl")
-    (tmp_path / "c.jsonl").write_text("{not json\n")
-    with pytest.raises(ValueError, match="c.jsonl:1 is not valid JSON"):
-        load_texts(tmp_path / "c.jsonl")
-    from datasets import Dataset
-
-    Dataset.from_dict({"body": ["one", "two"]}).save_to_disk(str(tmp_path / "ds"))
-    assert load_texts(tmp_path / "ds", text_column="body") == ["one", "two"]
-    with pytest.raises(ValueError, match="no column 'text'"):
-        load_texts(tmp_path / "ds")
-    with pytest.raises(FileNotFoundError, match="accepted: 'demo'"):
-        load_texts(tmp_path / "missing.txt")
 
 
 def test_token_properties_read_the_original_casing():

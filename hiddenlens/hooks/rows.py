@@ -1,108 +1,97 @@
-"""Turn a model's activations on a dataset into 2-D rows with traceable metadata.
+"""Turn a model's activations on a DataSource into 2-D rows with traceable metadata.
 
-Text: one row per kept token (padding and, by default, special tokens dropped), with
-``sample_idx``, ``position`` and ``token_id``. Anything else: one row per example (trailing
-dimensions flattened). Labels attached per sample are broadcast to that sample's rows. The
-store writer consumes these batches; ``start_sample`` lets an interrupted run resume.
+Rows (the ``rows`` setting): ``"token"``, one row per kept token, for text (padding and,
+by default, special tokens dropped) and token ids (padding dropped via the attention mask
+or the tokenizer's pad id), with ``sample_idx``, ``position`` and ``token_id``;
+``"example"``, one row per example (trailing dimensions flattened), the default for other
+data; ``"position"``, one row per spatial position of a channels-first map
+(``[B, C, H, W]`` -> ``B*H*W`` rows of ``C``, ``position`` = the flat index ``h*W + w``).
+Labels are broadcast to their sample's rows. The data itself is read only through
+:mod:`hiddenlens.data`; the store writer consumes the :class:`RowBatch` es.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from hiddenlens.data import DataBatch, DataSource, as_data
 from hiddenlens.hooks.capture import capture
 from hiddenlens.hooks.model import ModelHandle, load_model
 from hiddenlens.hooks.names import resolve_hook_points
 
 logger = logging.getLogger(__name__)
 GRAD_SUFFIX = "#grad"
+ROW_MODES = ("token", "example", "position")
 
 
 @dataclass
 class RowBatch:
-    """Rows produced by one model batch. ``sample_stop`` = first sample not yet consumed."""
+    """Rows produced by one model batch. ``sample_stop`` = first sample not yet consumed.
+
+    ``data_digests``: the content hash of the batch's examples (32 bytes each);
+    ``label_names``: the code tables of string labels so far; ``shapes``: each hook's
+    activation shape per example (per token for token rows) before flattening.
+    """
 
     acts: dict[str, torch.Tensor]  # hook -> [n_rows, d]
     meta: dict[str, np.ndarray]  # name -> [n_rows]
     sample_stop: int
+    data_digests: bytes = b""
+    label_names: dict[str, list[str]] = field(default_factory=dict)
+    shapes: dict[str, list[int]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(next(iter(self.meta.values())))
 
+    def head(self, n: int) -> RowBatch:
+        """The first ``n`` rows (for max_rows); the data hash still covers the whole batch."""
+        return RowBatch(
+            {k: v[:n] for k, v in self.acts.items()},
+            {k: v[:n] for k, v in self.meta.items()},
+            self.sample_stop,
+            self.data_digests,
+            self.label_names,
+            self.shapes,
+        )
 
-def _as_label_dict(labels: Any, n_samples: int | None) -> dict[str, np.ndarray]:
-    if labels is None:
-        return {}
-    if not isinstance(labels, Mapping):
-        labels = {"label": labels}
-    out = {}
-    for name, values in labels.items():
-        arr = np.asarray(values)
-        if arr.ndim != 1:
+
+@dataclass
+class RowSettings:
+    """How model outputs become rows (the settings of ``cache_activations`` that do)."""
+
+    rows: str | None = None  # None: "token" for text/tokens, "example" otherwise
+    seq_len: int | None = None
+    drop_special: bool = True
+    grads: bool = False
+    loss_fn: Callable[[Any, Any], torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if self.rows is not None and self.rows not in ROW_MODES:
+            raise ValueError(f"rows must be one of {ROW_MODES} or None, got {self.rows!r}")
+        if self.seq_len is not None and (not isinstance(self.seq_len, int) or self.seq_len < 2):
+            raise ValueError(f"seq_len must be None or an int >= 2, got {self.seq_len!r}")
+        if self.grads and self.loss_fn is None:
+            raise ValueError("grads=True needs loss_fn(model_output, batch) -> scalar loss")
+
+    def mode(self, kind: str) -> str:
+        """The row mode for data of ``kind``; refuses modes that do not fit it."""
+        default = "token" if kind in ("text", "tokens") else "example"
+        mode = self.rows or default
+        if kind == "text" and mode != "token":
+            raise ValueError(f"rows={mode!r} does not apply to text: text gives rows='token'")
+        if kind == "examples" and mode == "token":
             raise ValueError(
-                f"labels[{name!r}] must be 1-D (one value per sample), got {arr.shape}"
+                "rows='token' needs text or token ids; for tensors of examples use "
+                "rows='example' or rows='position'"
             )
-        if n_samples is not None and len(arr) != n_samples:
-            raise ValueError(
-                f"labels[{name!r}] has {len(arr)} values but the data has {n_samples} samples"
-            )
-        if arr.dtype == object:
-            raise TypeError(f"labels[{name!r}] must be numeric or bool, got dtype object")
-        out[name] = arr
-    return out
-
-
-def _text_source(data: Any, text_column: str) -> list[str] | None:
-    if isinstance(data, str):
-        raise TypeError("data is a single string; pass a list of strings (or a datasets.Dataset)")
-    if isinstance(data, (list, tuple)) and data and all(isinstance(t, str) for t in data):
-        return list(data)
-    if type(data).__module__.startswith("datasets"):
-        if text_column not in data.column_names:
-            raise ValueError(f"dataset has no column {text_column!r}; columns: {data.column_names}")
-        return list(data[text_column])
-    return None
-
-
-def n_samples_of(data: Any, text_column: str = "text") -> int | None:
-    """Number of samples in ``data`` when known without iterating it."""
-    texts = _text_source(data, text_column)
-    if texts is not None:
-        return len(texts)
-    if isinstance(data, (torch.Tensor, np.ndarray)):
-        return len(data)
-    dataset = getattr(data, "dataset", None)
-    return len(dataset) if dataset is not None and hasattr(dataset, "__len__") else None
-
-
-def data_fingerprint(data: Any, text_column: str = "text") -> str:
-    """A content hash identifying ``data`` so a resumed run can check it is the same."""
-    digest = hashlib.sha256()
-    texts = _text_source(data, text_column)
-    if texts is not None:
-        for t in texts:
-            digest.update(len(t).to_bytes(8, "little"))
-            digest.update(t.encode("utf-8", "surrogatepass"))
-    elif isinstance(data, (torch.Tensor, np.ndarray)):
-        arr = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else data
-        digest.update(str((arr.shape, str(arr.dtype))).encode())
-        digest.update(np.ascontiguousarray(arr).tobytes())
-    else:
-        # An iterable is identified by its type, length and first batch: two different
-        # loaders of the same length are then told apart without reading them whole.
-        n = n_samples_of(data, text_column)
-        digest.update(f"{type(data).__name__}:{n}".encode())
-        for x, _, _ in _example_batches(data, 1, 0):
-            digest.update(x.detach().cpu().contiguous().numpy().tobytes())
-            break
-    return digest.hexdigest()
+        return mode
 
 
 def handle_fingerprint(handle: ModelHandle) -> dict[str, Any]:
@@ -124,54 +113,6 @@ def handle_fingerprint(handle: ModelHandle) -> dict[str, Any]:
         "revision": handle.revision,
         "weights_sha256": digest.hexdigest(),
     }
-
-
-def _example_batches(data: Any, batch_size: int, start: int) -> Iterator[tuple[Any, Any, int]]:
-    """Yield (inputs, targets_or_None, first_sample_index) for non-text data."""
-    if isinstance(data, np.ndarray):
-        # torch refuses to share read-only memory (e.g. a memmap): copy only then
-        data = torch.from_numpy(data if data.flags.writeable else data.copy())
-    if isinstance(data, torch.Tensor):
-        for i in range(start, len(data), batch_size):
-            yield data[i : i + batch_size], None, i
-        return
-    if (
-        hasattr(data, "__getitem__")
-        and hasattr(data, "__len__")
-        and not hasattr(data, "batch_size")
-    ):
-        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
-    seen = 0
-    for item in data:
-        x, y = (
-            (item[0], item[1])
-            if isinstance(item, (tuple, list)) and len(item) > 1
-            else (item, None)
-        )
-        if isinstance(x, (tuple, list)):
-            x = x[0]
-        n = len(x)
-        if seen + n > start:
-            skip = max(0, start - seen)
-            yield x[skip:], (y[skip:] if y is not None else None), seen + skip
-        seen += n
-
-
-def _text_batches(texts: list[str], batch_size: int, start: int):
-    for i in range(start, len(texts), batch_size):
-        yield texts[i : i + batch_size], None, i
-
-
-def _rows_of(name: str, act: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-    if keep is None:
-        return act.flatten(1) if act.ndim > 1 else act.unsqueeze(1)
-    if act.shape[:2] != keep.shape:
-        raise ValueError(
-            f"hook point {name!r} has shape {tuple(act.shape)}, not [batch, seq, ...] = "
-            f"{tuple(keep.shape)}; per-token rows need a per-position activation"
-        )
-    rows = act[keep]  # [n_kept, ...]
-    return rows.flatten(1) if rows.ndim > 1 else rows.unsqueeze(1)
 
 
 def _forward(handle, names, batch, grads, loss_fn):
@@ -205,45 +146,77 @@ def iter_row_batches(
     hook_points: str | list[str],
     *,
     batch_size: int = 32,
-    seq_len: int | None = None,
     labels: Any = None,
-    grads: bool = False,
-    loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
     start_sample: int = 0,
     text_column: str = "text",
-    drop_special: bool = True,
+    **settings: Any,
 ) -> Iterator[RowBatch]:
-    """Yield :class:`RowBatch` es of activations at ``hook_points`` over ``data``."""
+    """Yield :class:`RowBatch` es of activations at ``hook_points`` over ``data``.
+
+    ``data`` is anything :func:`hiddenlens.data.as_data` accepts; ``settings`` are the
+    fields of :class:`RowSettings` (``rows``, ``seq_len``, ``drop_special``, ``grads``,
+    ``loss_fn``).
+    """
     handle = load_model(handle)
     names = resolve_hook_points(handle, hook_points)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if grads and loss_fn is None:
-        raise ValueError("grads=True needs loss_fn(model_output, batch) -> scalar loss")
-    texts = _text_source(data, text_column)
-    if texts is None and isinstance(data, (list, tuple)) and (not data or isinstance(data[0], str)):
-        raise ValueError("data is empty: nothing to cache")
-    label_dict = _as_label_dict(labels, n_samples_of(data, text_column))
-    if texts is not None:
-        if not handle.is_text:
-            raise TypeError(f"data is text but model {handle.model_id!r} has no tokenizer")
-        source = _text_batches(texts, batch_size, start_sample)
-    else:
-        if isinstance(data, (torch.Tensor, np.ndarray)) and len(data) == 0:
-            raise ValueError("data is empty: nothing to cache")
-        source = _example_batches(data, batch_size, start_sample)
-    warned = False
-    for inputs, targets, first in source:
-        if texts is not None:
-            batch = handle.tokenize(inputs, seq_len)
-            warned = warned or _warn_truncation(handle, inputs, batch, seq_len)
-            keep = batch["attention_mask"].bool()
-            if drop_special:
-                keep &= ~batch["special_tokens_mask"].bool()
-        else:
-            batch, keep = inputs, None
-        acts = _forward(handle, names, batch, grads, loss_fn)
-        yield _make_row_batch(names, acts, keep, batch, first, len(inputs), targets, label_dict)
+    row_settings = RowSettings(**settings)
+    source = as_data(data, text_column=text_column, labels=labels)
+    batches = source.batches(batch_size, start_sample)
+    yield from rows_of_batches(handle, names, source, batches, row_settings)
+
+
+def rows_of_batches(
+    handle: ModelHandle,
+    names: list[str],
+    source: DataSource,
+    batches: Iterable[DataBatch],
+    settings: RowSettings,
+) -> Iterator[RowBatch]:
+    """Run the model on each of ``source``'s ``batches``; yield their rows."""
+    mode = settings.mode(source.kind)
+    if source.kind == "text" and not handle.is_text:
+        raise TypeError(f"data is text but model {handle.model_id!r} has no tokenizer")
+    warned = [False]
+    for batch in batches:
+        model_input, keep, ids = _model_input(handle, batch, source.kind, settings, warned)
+        acts = _forward(handle, names, model_input, settings.grads, settings.loss_fn)
+        yield _make_row_batch(acts, batch, keep if mode == "token" else None, ids, mode, source)
+
+
+def _model_input(handle: ModelHandle, batch: DataBatch, kind: str, settings, warned: list):
+    """(what the model is called on, keep mask [b, seq] or None, token ids or None)."""
+    if kind == "text":
+        enc = handle.tokenize(batch.inputs, settings.seq_len)
+        if not warned[0]:
+            warned[0] = _warn_truncation(handle, batch.inputs, enc, settings.seq_len)
+        keep = enc["attention_mask"].bool()
+        if settings.drop_special:
+            keep &= ~enc["special_tokens_mask"].bool()
+        return enc, keep, enc["input_ids"]
+    if kind == "examples":
+        return batch.inputs, None, None
+    ids, mask = batch.inputs, batch.attention_mask
+    limit = handle.token_limit(settings.seq_len)
+    if limit is not None and ids.shape[1] > limit:
+        if not warned[0]:
+            logger.warning("token ids longer than %d are truncated (shown once)", limit)
+            warned[0] = True
+        ids, mask = ids[:, :limit], (mask[:, :limit] if mask is not None else None)
+    if mask is None:
+        mask = _pad_mask(handle, ids)
+    mask = mask.long()
+    if handle.kind == "module":
+        return ids, mask.bool(), ids
+    return {"input_ids": ids, "attention_mask": mask}, mask.bool(), ids
+
+
+def _pad_mask(handle: ModelHandle, ids: torch.Tensor) -> torch.Tensor:
+    """1 where ``ids`` is not the tokenizer's pad id (all ones without a distinct pad)."""
+    tok = handle.tokenizer
+    pad = getattr(tok, "pad_token_id", None) if tok is not None else None
+    if pad is None or pad == getattr(tok, "eos_token_id", None):
+        return torch.ones_like(ids)  # pad == eos (GPT-2): pass an attention_mask instead
+    return (ids != pad).long()
 
 
 def _warn_truncation(handle: ModelHandle, texts: list[str], batch: dict, seq_len) -> bool:
@@ -262,22 +235,56 @@ def _warn_truncation(handle: ModelHandle, texts: list[str], batch: dict, seq_len
     return False
 
 
-def _make_row_batch(names, acts, keep, batch, first, n, targets, label_dict) -> RowBatch:
-    out = {name: _rows_of(name, act, keep) for name, act in acts.items()}
-    if keep is not None:
+def _token_rows(name: str, act: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    if act.shape[:2] != keep.shape:
+        raise ValueError(
+            f"hook point {name!r} has shape {tuple(act.shape)}, not [batch, seq, ...] = "
+            f"{tuple(keep.shape)}; per-token rows need a per-position activation"
+        )
+    rows = act[keep]  # [n_kept, ...]
+    return rows.flatten(1) if rows.ndim > 1 else rows.unsqueeze(1)
+
+
+def _position_rows(name: str, act: torch.Tensor) -> torch.Tensor:
+    if act.ndim < 3:
+        raise ValueError(
+            f"rows='position' needs a channels-first map [batch, C, H, W] (or [batch, C, L]) "
+            f"at hook point {name!r}, got shape {tuple(act.shape)}"
+        )
+    return act.movedim(1, -1).reshape(-1, act.shape[1])  # [B * H * W, C]
+
+
+def _make_row_batch(acts, batch, keep, ids, mode, source) -> RowBatch:
+    """Rows of every hook plus their metadata (sample, position, token, labels)."""
+    first, n = batch.start, len(batch)
+    if mode == "token":
+        out = {h: _token_rows(h, a, keep) for h, a in acts.items()}
         b_idx, pos = keep.nonzero(as_tuple=True)
         meta = {
             "sample_idx": (b_idx + first).numpy().astype(np.int64),
             "position": pos.numpy().astype(np.int32),
-            "token_id": batch["input_ids"][keep].numpy().astype(np.int32),
+            "token_id": ids[keep].numpy().astype(np.int32),
         }
+        shapes = {h: list(a.shape[2:]) for h, a in acts.items()}
+    elif mode == "position":
+        out = {h: _position_rows(h, a) for h, a in acts.items()}
+        sizes = {h: int(np.prod(a.shape[2:])) for h, a in acts.items()}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(
+                f"rows='position' needs every hook point to have the same number of "
+                f"positions, got {sizes}; cache them in separate stores"
+            )
+        p = next(iter(sizes.values()))
+        meta = {
+            "sample_idx": np.repeat(np.arange(first, first + n, dtype=np.int64), p),
+            "position": np.tile(np.arange(p, dtype=np.int32), n),
+        }
+        shapes = {h: list(a.shape[1:]) for h, a in acts.items()}
     else:
+        out = {h: a.flatten(1) if a.ndim > 1 else a.unsqueeze(1) for h, a in acts.items()}
         meta = {"sample_idx": np.arange(first, first + n, dtype=np.int64)}
-    local = meta["sample_idx"]
-    for name, values in label_dict.items():
+        shapes = {h: list(a.shape[1:]) for h, a in acts.items()}
+    local = meta["sample_idx"] - first
+    for name, values in batch.labels.items():
         meta[name] = values[local]
-    if targets is not None and "label" not in label_dict:
-        t = torch.as_tensor(targets)
-        if t.ndim == 1:
-            meta["label"] = t.numpy()[local - first]
-    return RowBatch(out, meta, first + n)
+    return RowBatch(out, meta, batch.stop, batch.digests(), source.label_names(), shapes)

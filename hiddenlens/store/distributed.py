@@ -42,26 +42,6 @@ def _world(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return 0, 1
 
 
-def _head(data: Any, stop: int, text_column: str) -> Any:
-    """The first ``stop`` samples of ``data`` (lists, tensors, arrays, HF datasets)."""
-    if type(data).__module__.startswith("datasets"):
-        return data.select(range(stop))
-    if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-        return data[:stop]
-    raise TypeError(
-        f"distributed caching needs data that can be sliced (a list, tensor, array or "
-        f"datasets.Dataset), got {type(data).__name__}"
-    )
-
-
-def _head_labels(labels: Any, stop: int) -> Any:
-    if labels is None:
-        return None
-    if isinstance(labels, dict):
-        return {k: np.asarray(v)[:stop] for k, v in labels.items()}
-    return np.asarray(labels)[:stop]
-
-
 def cache_activations_ranked(
     model: Any,
     data: Any,
@@ -80,35 +60,32 @@ def cache_activations_ranked(
     :func:`hiddenlens.store.cache_activations` except ``max_rows``. Every rank returns the
     merged store once rank 0 has written it.
     """
-    from hiddenlens.hooks.rows import n_samples_of
+    from hiddenlens.data import as_data
     from hiddenlens.store.writer import cache_activations
 
+    source = as_data(
+        data, text_column=kwargs.get("text_column", "text"), labels=kwargs.pop("labels", None)
+    )
     rank, world = _world(rank, world_size)
     if world == 1:
-        return cache_activations(model, data, hook_points, out_dir, **kwargs)
+        return cache_activations(model, source, hook_points, out_dir, **kwargs)
     if kwargs.get("max_rows") is not None:
         raise ValueError("max_rows is not supported when caching from several ranks")
-    text_column = kwargs.get("text_column", "text")
-    n = n_samples_of(data, text_column)
-    if not n:
-        raise ValueError("distributed caching needs data of known, non-zero length")
-    lo, hi = rank_slice(n, rank, world)
+    if source.length is None:
+        raise ValueError(
+            f"distributed caching needs data of known length; {source.description} is a stream"
+        )
+    lo, hi = rank_slice(source.length, rank, world)
     out = Path(out_dir).expanduser()
     if hi > lo:
-        labels = _head_labels(kwargs.pop("labels", None), hi)
+        part = source.take(hi)  # each rank reads up to its slice and caches from lo
         cache_activations(
-            model,
-            _head(data, hi, text_column),
-            hook_points,
-            out / f"rank_{rank:03d}",
-            first_sample=lo,
-            labels=labels,
-            **kwargs,
+            model, part, hook_points, out / f"rank_{rank:03d}", first_sample=lo, **kwargs
         )
     parts = [
         out / f"rank_{r:03d}"
         for r in range(world)
-        if rank_slice(n, r, world)[1] > rank_slice(n, r, world)[0]
+        if rank_slice(source.length, r, world)[1] > rank_slice(source.length, r, world)[0]
     ]
     _wait_for([p / fmt.MANIFEST for p in parts], timeout_s)
     if rank == 0:

@@ -160,6 +160,7 @@ class HookInfo:
     file: str
     stats_file: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
+    shape: list[int] | None = None  # one example's activation before flattening (or None)
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -174,9 +175,10 @@ class Manifest:
 
     run: dict[str, Any]  # model fingerprint, hooks, data fingerprint, settings: the run's identity
     hooks: dict[str, HookInfo]
-    meta: dict[str, dict[str, str]]  # name -> {"dtype", "file"}
+    meta: dict[str, dict[str, Any]]  # name -> {"dtype", "file"[, "names": string labels]}
     n_rows: int
-    shards: list[dict[str, Any]]  # {"name", "rows", "row_start", "sample_stop", "files"}
+    # {"name", "rows", "row_start", "sample_stop", "data_sha256", "sum_norm", "files"}
+    shards: list[dict[str, Any]]
     sample_stop: int = 0
     library_version: str = field(default_factory=library_version)
     format: str = FORMAT_NAME

@@ -194,6 +194,11 @@ class ActivationStore:
             }
         return self._meta
 
+    @property
+    def label_names(self) -> dict[str, list[str]]:
+        """{label: names} for string labels: code ``i`` of ``meta[label]`` is ``names[i]``."""
+        return {n: list(i["names"]) for n, i in self._manifest.meta.items() if "names" in i}
+
     def batches(
         self,
         hooks: str | list[str],

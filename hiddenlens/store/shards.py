@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hiddenlens.data import ContentHash
 from hiddenlens.store import format as fmt
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class ShardWriter:
         self._acts: dict[str, list[np.ndarray]] = {h: [] for h in self.manifest.hooks}
         self._meta: dict[str, list[np.ndarray]] = {m: [] for m in self.manifest.meta}
         self._stats = {h: [0.0, 0.0, 0.0] for h in self.manifest.hooks}
+        self._data_hash = ContentHash()  # the examples this shard is written from
         self._rows = self._bytes = 0
         self._sample_stop = self.manifest.sample_stop
 
@@ -82,7 +84,14 @@ class ShardWriter:
         files, stats = fmt.file_names(acts, "act"), fmt.file_names(acts, "stats")
         storage = fmt.STORAGE_DTYPE[self.dtype]
         self.manifest.hooks = {
-            h: fmt.HookInfo(int(batch.acts[h].shape[1]), self.dtype, storage, files[h], stats[h])
+            h: fmt.HookInfo(
+                int(batch.acts[h].shape[1]),
+                self.dtype,
+                storage,
+                files[h],
+                stats[h],
+                shape=batch.shapes.get(h),
+            )
             for h in acts
         }
         for m, v in batch.meta.items():
@@ -142,6 +151,9 @@ class ShardWriter:
             self._bytes += stored.nbytes
         for name, info in self.manifest.meta.items():
             self._meta[name].append(np.asarray(batch.meta[name]).astype(info["dtype"], copy=False))
+        for name, names in batch.label_names.items():
+            self.manifest.meta[name]["names"] = list(names)
+        self._data_hash.update(batch.data_digests)
         self._rows += len(batch)
         self._sample_stop = batch.sample_stop
         if self._bytes >= self.shard_bytes:
@@ -171,6 +183,7 @@ class ShardWriter:
                 "rows": self._rows,
                 "row_start": m.n_rows,
                 "sample_stop": self._sample_stop,
+                "data_sha256": self._data_hash.hexdigest(),
                 "sum_norm": {h: s[2] for h, s in self._stats.items()},
                 "files": files,
             }

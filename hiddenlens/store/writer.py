@@ -10,7 +10,6 @@ is lost and none is duplicated. ``manifest.json`` is written last.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -20,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from hiddenlens.store import format as fmt
@@ -51,18 +49,24 @@ def cache_activations(
     progress: bool = False,
     queue_size: int = 4,
     first_sample: int = 0,
+    rows: str | None = None,
 ) -> ActivationStore:
     """Run ``model`` over ``data`` and store the activations at ``hook_points`` in ``out_dir``.
 
     Rows are ``[n_rows, d]`` per hook: one per kept token for text (padding and special
-    tokens dropped), one per example otherwise. With ``grads=True`` the gradient of
+    tokens dropped) and token ids (padding dropped), one per example otherwise, or one per
+    spatial position of a conv map with ``rows="position"``. With ``grads=True`` the gradient of
     ``loss_fn(model_output, batch)`` at each hook is stored as ``"<hook>#grad"``.
 
     Args:
         model: ``"minilm"``, a Hugging Face path/id, a HookedTransformer, an ``nn.Module``
             or a ``ModelHandle``.
-        data: a list of strings, a ``datasets.Dataset`` (``text_column``), a tensor/array of
-            examples, or a DataLoader / map-style dataset yielding ``x`` or ``(x, y)``.
+        data: anything :func:`hiddenlens.data.as_data` accepts (a list of strings,
+            ``"demo"``, a .txt/.jsonl path, a saved HF dataset directory, a
+            ``datasets.Dataset``/``IterableDataset``, token ids, a tensor/array of examples,
+            a DataLoader / map-style dataset yielding ``x`` or ``(x, y)``) or a
+            ``DataSource``. Its content is hashed per shard, so a resume over changed data
+            is refused.
         hook_points: names or fnmatch globs (see ``hiddenlens.hook_points``).
         out_dir: the store directory. An unfinished run of the same call resumes and a
             finished one is reopened; a different run in a non-empty directory is refused.
@@ -70,25 +74,30 @@ def cache_activations(
             a store run did not write).
         max_rows: stop after exactly this many rows.
         dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"`` (stored as uint16 bits).
-        labels: one value per sample (array) or ``{name: array}``, broadcast to its rows.
+        labels: one value per sample (numbers or strings), ``{name: values}`` or column
+            name(s) of ``data``; broadcast to the sample's rows. Strings are stored as int
+            codes, their names in the manifest (``store.label_names``).
         shard_size_mb: approximate shard size; memory use grows by about one shard.
         allow_nonfinite: store NaN/inf instead of raising.
         progress: show a tqdm progress bar (samples, rows/s).
         first_sample: skip the samples before this one (``sample_idx`` stays global); used
             to split data across processes (``hiddenlens.store.distributed``).
+        rows: ``"token"`` (default for text and token ids), ``"example"`` (default
+            otherwise) or ``"position"`` (``[B, C, H, W]`` -> ``B*H*W`` rows of ``C``; the
+            per-example shape is kept in the manifest, the flat position in meta).
 
     Returns:
         The finished :class:`ActivationStore`.
     """
-    _validate(batch_size, max_rows, dtype, shard_size_mb, queue_size)
+    _validate(batch_size, max_rows, dtype, shard_size_mb, queue_size, first_sample)
+    from hiddenlens.data import as_data
     from hiddenlens.hooks import load_model, resolve_hook_points
-    from hiddenlens.hooks.rows import n_samples_of
+    from hiddenlens.hooks.rows import RowSettings, rows_of_batches
 
+    source = as_data(data, text_column=text_column, labels=labels)
+    row_settings = RowSettings(rows=rows, seq_len=seq_len, grads=grads, loss_fn=loss_fn)
     handle = load_model(model)
     hooks = resolve_hook_points(handle, hook_points)
-    n_samples = n_samples_of(data, text_column)
-    if n_samples == 0 or (isinstance(data, (list, tuple)) and len(data) == 0):
-        raise ValueError("data is empty: nothing to cache")
     settings = dict(
         batch_size=batch_size,
         seq_len=seq_len,
@@ -98,36 +107,29 @@ def cache_activations(
         loss_fn=_qualname(loss_fn),
         text_column=text_column,
         shard_size_mb=shard_size_mb,
-        labels=_labels_fingerprint(labels),
         first_sample=first_sample,
+        rows=row_settings.mode(source.kind),
     )
-    run = _run_identity(handle, data, hooks, settings, text_column)
+    run = _run_identity(handle, source, hooks, settings)
     out = Path(out_dir).expanduser()
     state = _prepare_dir(out, run, overwrite)
-    if state is None:
+    if state.complete:
+        _check_data(source, batch_size, first_sample, state.shards, out, finished=True)
         logger.info("%s already holds this finished run; opening it", out)
         return ActivationStore.open(out)
-    if not isinstance(first_sample, int) or first_sample < 0:
-        raise ValueError(f"first_sample must be a non-negative int, got {first_sample!r}")
     if not state.shards:  # a fresh run (or one interrupted before its first shard)
         state.sample_stop = max(state.sample_stop, first_sample)
+    rest = _check_data(source, batch_size, first_sample, state.shards, out, finished=False)
     writer = ShardWriter(out, state, dtype, int(shard_size_mb * 2**20), allow_nonfinite)
-    kwargs = dict(
-        batch_size=batch_size,
-        seq_len=seq_len,
-        labels=labels,
-        grads=grads,
-        loss_fn=loss_fn,
-        text_column=text_column,
-    )
-    _run_batches(handle, data, hooks, kwargs, writer, max_rows, n_samples, progress, queue_size)
+    row_batches = rows_of_batches(handle, hooks, source, rest, row_settings)
+    _run_batches(row_batches, writer, max_rows, source.length, progress, queue_size)
     if writer.manifest.n_rows == 0:
         shutil.rmtree(out, ignore_errors=True) if _only_store_files(out) else None
         raise ValueError("data produced no rows (every sample was empty after tokenisation)")
     return _finalize(out, writer)
 
 
-def _validate(batch_size, max_rows, dtype, shard_size_mb, queue_size) -> None:
+def _validate(batch_size, max_rows, dtype, shard_size_mb, queue_size, first_sample) -> None:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
@@ -138,6 +140,8 @@ def _validate(batch_size, max_rows, dtype, shard_size_mb, queue_size) -> None:
         raise ValueError(f"shard_size_mb must be > 0, got {shard_size_mb!r}")
     if not isinstance(queue_size, int) or queue_size < 1:
         raise ValueError(f"queue_size must be a positive int, got {queue_size!r}")
+    if not isinstance(first_sample, int) or first_sample < 0:
+        raise ValueError(f"first_sample must be a non-negative int, got {first_sample!r}")
 
 
 def _qualname(fn: Any) -> str | None:
@@ -146,21 +150,8 @@ def _qualname(fn: Any) -> str | None:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
 
 
-def _labels_fingerprint(labels: Any) -> str | None:
-    """Hash of the label arrays, so a re-run with other labels is a different run."""
-    if labels is None:
-        return None
-    items = labels.items() if isinstance(labels, dict) else [("label", labels)]
-    digest = hashlib.sha256()
-    for name, values in sorted(items, key=lambda kv: kv[0]):
-        arr = np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values)
-        digest.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
-        digest.update(np.ascontiguousarray(arr).tobytes() if arr.dtype != object else b"")
-    return digest.hexdigest()
-
-
-def _run_identity(handle, data, hooks, settings, text_column) -> dict[str, Any]:
-    from hiddenlens.hooks.rows import data_fingerprint, handle_fingerprint
+def _run_identity(handle, source, hooks, settings) -> dict[str, Any]:
+    from hiddenlens.hooks.rows import handle_fingerprint
 
     tok = handle.tokenizer
     if tok is not None:
@@ -172,7 +163,7 @@ def _run_identity(handle, data, hooks, settings, text_column) -> dict[str, Any]:
     run = {
         "model": handle_fingerprint(handle),
         "hooks": list(hooks),
-        "data": data_fingerprint(data, text_column),
+        "data": source.identity(),  # its content: one hash per shard (_check_data)
         "settings": settings,
     }
     return json.loads(json.dumps(run))  # the form it has after a JSON round trip
@@ -196,8 +187,8 @@ def _describe_difference(old: dict, new: dict) -> str:
     return ", ".join(keys) or "format"
 
 
-def _prepare_dir(out: Path, run: dict, overwrite: bool) -> fmt.Manifest | None:
-    """Return the state to continue from, or None when the finished store is already there."""
+def _prepare_dir(out: Path, run: dict, overwrite: bool) -> fmt.Manifest:
+    """The state to continue from (``complete`` when the finished store is already there)."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"output path {out} exists and is not a directory")
     entries = list(out.iterdir()) if out.exists() else []
@@ -230,7 +221,7 @@ def _prepare_dir(out: Path, run: dict, overwrite: bool) -> fmt.Manifest | None:
         shutil.rmtree(out)
         previous = None
     if previous is not None and previous.complete and (out / fmt.MANIFEST).exists():
-        return None
+        return previous
     return _start_or_resume(out, run, previous)
 
 
@@ -258,21 +249,44 @@ def _start_or_resume(out: Path, run: dict, previous: fmt.Manifest | None) -> fmt
     return state
 
 
-def _truncate(batch, keep: int):
-    """The first ``keep`` rows of a RowBatch (for max_rows)."""
-    from hiddenlens.hooks.rows import RowBatch
+def _check_data(source, batch_size: int, first: int, shards: list[dict], out: Path, finished: bool):
+    """Re-hash the examples the recorded shards cover; return the batches after them.
 
-    return RowBatch(
-        {k: v[:keep] for k, v in batch.acts.items()},
-        {k: v[:keep] for k, v in batch.meta.items()},
-        batch.sample_stop,
-    )
+    Each shard records the hash of the examples it was written from (``data_sha256``); a
+    mismatch means the data changed since, so resuming (or reusing a finished store) would
+    mix rows of two datasets: refused, naming the first differing shard.
+    """
+    from hiddenlens.data import ContentHash
+
+    batches = source.batches(batch_size, first)
+    lo = first
+    for shard in shards:
+        digest, stop = ContentHash(), shard["sample_stop"]
+        while lo < stop:
+            batch = next(batches, None)
+            if batch is None or batch.start != lo or batch.stop > stop:
+                break
+            digest.update(batch.digests())
+            lo = batch.stop
+        if lo != stop or digest.hexdigest() != shard.get("data_sha256"):
+            where = f"first in {shard['name']} (samples {stop - max(digest.n, 1)}..{stop - 1})"
+            if finished:
+                why = f"it holds a different run (differs in: data, {where})"
+                raise FileExistsError(
+                    f"refusing to write to non-empty directory {out}: {why}; "
+                    "pass overwrite=True or choose another out_dir"
+                )
+            raise FileExistsError(
+                f"cannot resume the run in {out}: the data differs from what its shards were "
+                f"written from, {where} (a shuffled DataLoader differs on every pass); pass "
+                "overwrite=True or choose another out_dir"
+            )
+        lo = stop
+    return batches
 
 
-def _run_batches(handle, data, hooks, kwargs, writer, max_rows, n_samples, progress, qsize):
+def _run_batches(row_batches, writer, max_rows, n_samples, progress, qsize):
     """Feed row batches to the background writer until the data or ``max_rows`` runs out."""
-    from hiddenlens.hooks.rows import iter_row_batches
-
     state = writer.manifest
     rows, start = state.n_rows, state.sample_stop
     if max_rows is not None and rows >= max_rows:
@@ -281,10 +295,10 @@ def _run_batches(handle, data, hooks, kwargs, writer, max_rows, n_samples, progr
     background = Background(writer.add, maxsize=qsize, name="hiddenlens-store-writer")
     t0, rows0 = time.perf_counter(), rows
     try:
-        for batch in iter_row_batches(handle, data, hooks, start_sample=start, **kwargs):
+        for batch in row_batches:
             n = len(batch)
             if max_rows is not None and rows + n >= max_rows:
-                background.put(_truncate(batch, max_rows - rows))
+                background.put(batch.head(max_rows - rows))
                 rows = max_rows
                 break
             background.put(batch)
