@@ -83,7 +83,7 @@ def _convert(data: Any, text_column: str, labels: Any) -> DataSource:
             labels=label_dict(labels, n, None),
             description=f"tensor {tuple(data.shape)}",
         )
-    if hasattr(data, "__iter__"):
+    if hasattr(data, "__iter__") or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
         n = _loader_length(data)
         return DataSource(
             "examples",
