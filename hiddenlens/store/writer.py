@@ -261,7 +261,7 @@ def _check_data(source, batch_size: int, first: int, shards: list[dict], out: Pa
     batches = source.batches(batch_size, first)
     lo = first
     for shard in shards:
-        digest, stop = ContentHash(), shard["sample_stop"]
+        digest, begin, stop = ContentHash(), lo, shard["sample_stop"]
         while lo < stop:
             batch = next(batches, None)
             if batch is None or batch.start != lo or batch.stop > stop:
@@ -269,7 +269,7 @@ def _check_data(source, batch_size: int, first: int, shards: list[dict], out: Pa
             digest.update(batch.digests())
             lo = batch.stop
         if lo != stop or digest.hexdigest() != shard.get("data_sha256"):
-            where = f"first in {shard['name']} (samples {stop - max(digest.n, 1)}..{stop - 1})"
+            where = f"first in {shard['name']} (samples {begin}..{stop - 1})"
             if finished:
                 why = f"it holds a different run (differs in: data, {where})"
                 raise FileExistsError(

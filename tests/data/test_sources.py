@@ -109,7 +109,9 @@ def test_example_inputs_give_the_same_rows(tmp_path, mlp):
     x = torch.randn(23, 8, generator=g)
     y = torch.arange(23) % 3
     ref = cache_activations(mlp, x, ["1", "4"], tmp_path / "ref", batch_size=5, labels=y.numpy())
-    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=tuple(x.shape))
+    mm = np.lib.format.open_memmap(
+        tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=tuple(x.shape)
+    )
     mm[:] = x.numpy()
     mm.flush()
     readonly = np.load(tmp_path / "x.npy", mmap_mode="r")
@@ -137,8 +139,11 @@ def test_token_inputs_give_the_same_rows(tmp_path, tiny_tl):
     mask[2, 4:] = 0
     mask[5, 1:] = 0
     ref = cache_activations(
-        tiny_tl, {"input_ids": ids, "attention_mask": mask}, "blocks.*.hook_resid_post",
-        tmp_path / "ref", batch_size=4,
+        tiny_tl,
+        {"input_ids": ids, "attention_mask": mask},
+        "blocks.*.hook_resid_post",
+        tmp_path / "ref",
+        batch_size=4,
     )
     assert len(ref) == int(mask.sum())
     for name, data in {

@@ -113,3 +113,49 @@ def test_max_rows_resume(tmp_path, mlp_model, tensor_data):
     assert len(resumed) == 250
     with torch.no_grad():
         assert np.array_equal(resumed.rows("1"), mlp_model[0](tensor_data[:250]).numpy())
+
+
+def _interrupted(tmp_path, data, **kwargs):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), _InterruptAfter(7), nn.Linear(16, 16))
+    with pytest.raises(KeyboardInterrupt):
+        cache_activations(model, data, ["0", "2"], tmp_path / "a", **kwargs)
+    shards = json.loads((tmp_path / "a" / "progress.json").read_text())["shards"]
+    assert [s["sample_stop"] for s in shards] == [32, 64, 96]  # 2 batches of 16 per shard
+    return model
+
+
+@pytest.mark.parametrize("as_loader", [False, True])
+def test_resume_over_data_changed_after_the_first_shard_is_refused(tmp_path, tensor_data, as_loader):
+    """Reliability defect 3: a DataLoader differing after batch 1 used to resume and mix."""
+
+    def wrap(x):
+        ds = torch.utils.data.TensorDataset(x)
+        return torch.utils.data.DataLoader(ds, batch_size=16) if as_loader else x
+
+    kwargs = dict(batch_size=16, shard_size_mb=0.002)
+    model = _interrupted(tmp_path, wrap(tensor_data), **kwargs)
+    changed = tensor_data.clone()
+    changed[40] += 1  # sample 40 lies in shard_00001
+    with pytest.raises(FileExistsError, match=r"shard_00001 \(samples 32\.\.63\)"):
+        cache_activations(model, wrap(changed), ["0", "2"], tmp_path / "a", **kwargs)
+    # data changed only where no shard was written yet: the resume is the run on that data
+    later = tensor_data.clone()
+    later[200] += 1
+    resumed = cache_activations(model, wrap(later), ["0", "2"], tmp_path / "a", **kwargs)
+    reference = cache_activations(model, wrap(later), ["0", "2"], tmp_path / "b", **kwargs)
+    _assert_same_store(resumed, reference)
+
+
+def test_finished_store_over_changed_data_is_refused(tmp_path, mlp_model, tensor_data):
+    kwargs = dict(batch_size=32, shard_size_mb=0.004)
+    store = cache_activations(mlp_model, tensor_data, ["0"], tmp_path / "s", **kwargs)
+    last = store.manifest["shards"][-1]["name"]
+    changed = tensor_data.clone()
+    changed[-1, 0] += 1
+    with pytest.raises(FileExistsError, match=rf"differs in: data, first in {last}"):
+        cache_activations(mlp_model, changed, ["0"], tmp_path / "s", **kwargs)
+    with pytest.raises(FileExistsError, match="differs in: data"):  # a label changed
+        cache_activations(mlp_model, tensor_data, ["0"], tmp_path / "s", labels=[0] * 300, **kwargs)
+    again = cache_activations(mlp_model, tensor_data.clone(), ["0"], tmp_path / "s", **kwargs)
+    assert len(again) == 300
