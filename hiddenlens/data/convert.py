@@ -75,46 +75,26 @@ def _convert(data: Any, text_column: str, labels: Any) -> DataSource:
             raise ValueError("data is a 0-dim tensor; pass a tensor [n, ...] of examples")
         if data.ndim == 2 and data.dtype in (torch.int32, torch.int64):
             return _tokens(data.long(), None, labels)
-        n = len(data)
-        return DataSource(
-            "examples",
-            sequence_reader(data),
-            length=n,
-            labels=label_dict(labels, n, None),
-            description=f"tensor {tuple(data.shape)}",
-        )
+        reader = sequence_reader(data)
+        return _source("examples", reader, len(data), labels, f"tensor {tuple(data.shape)}")
     if hasattr(data, "__iter__") or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
-        n = _loader_length(data)
-        return DataSource(
-            "examples",
-            loader_reader(data),
-            length=n,
-            labels=label_dict(labels, n, None),
-            description=type(data).__name__,
-        )
+        reader = loader_reader(data)
+        return _source("examples", reader, _loader_length(data), labels, type(data).__name__)
     raise TypeError(f"as_data() cannot read {type(data).__name__}; accepted: {ACCEPTED}")
 
 
+def _source(kind, reader, n, labels, description, columns=None) -> DataSource:
+    labels = label_dict(labels, n, columns)
+    return DataSource(kind, reader, length=n, labels=labels, description=description)
+
+
 def _texts(texts: list[str], labels: Any, description: str, columns=None) -> DataSource:
-    n = len(texts)
-    return DataSource(
-        "text",
-        sequence_reader(texts),
-        length=n,
-        labels=label_dict(labels, n, columns),
-        description=description,
-    )
+    return _source("text", sequence_reader(texts), len(texts), labels, description, columns)
 
 
 def _tokens(ids: torch.Tensor, mask: torch.Tensor | None, labels: Any) -> DataSource:
-    n = len(ids)
-    return DataSource(
-        "tokens",
-        sequence_reader(ids, mask),
-        length=n,
-        labels=label_dict(labels, n, None),
-        description=f"token ids {tuple(ids.shape)}",
-    )
+    description = f"token ids {tuple(ids.shape)}"
+    return _source("tokens", sequence_reader(ids, mask), len(ids), labels, description)
 
 
 def _from_token_mapping(data: Mapping, labels: Any) -> DataSource:
@@ -175,13 +155,7 @@ def _from_hf(ds: Any, text_column: str, labels: Any, where: str | None = None) -
     if not isinstance(ds, datasets.Dataset):
         raise TypeError(f"as_data() cannot read {type(ds).__name__}; accepted: {ACCEPTED}")
     cols = {c: (lambda c=c: ds[c]) for c in columns}
-    return DataSource(
-        "text",
-        hf_text_reader(ds, text_column),
-        length=len(ds),
-        labels=label_dict(labels, len(ds), cols),
-        description=where,
-    )
+    return _source("text", hf_text_reader(ds, text_column), len(ds), labels, where, cols)
 
 
 def _stream_label_names(labels: Any, columns: list[str] | None) -> list[str]:
