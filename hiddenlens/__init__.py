@@ -20,12 +20,14 @@ _EXPORTS = {
     "capture": "hiddenlens.hooks",
     "patch": "hiddenlens.hooks",
     "ModelHandle": "hiddenlens.hooks",
+    "as_data": "hiddenlens.data",
     "cache_activations": "hiddenlens.store",
     "ActivationStore": "hiddenlens.store",
     "Report": "hiddenlens.report",
     "mutual_information": "hiddenlens.info",
 }
 _SUBPACKAGES = (
+    "data",
     "hooks",
     "store",
     "sae",

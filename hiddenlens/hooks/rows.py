@@ -86,6 +86,11 @@ class RowSettings:
         mode = self.rows or default
         if kind == "text" and mode != "token":
             raise ValueError(f"rows={mode!r} does not apply to text: text gives rows='token'")
+        if kind == "tokens" and mode == "position":
+            raise ValueError(
+                "rows='position' is for channels-first conv maps of examples; token ids "
+                "give rows='token' (or 'example')"
+            )
         if kind == "examples" and mode == "token":
             raise ValueError(
                 "rows='token' needs text or token ids; for tensors of examples use "

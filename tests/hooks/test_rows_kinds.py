@@ -92,6 +92,10 @@ def test_row_modes_that_do_not_fit_are_refused(bn_cnn, tiny_bert, tmp_path):
         cache_activations(bn_cnn, x, ["8"], tmp_path / "b", rows="position")
     with pytest.raises(ValueError, match="rows='token' needs text or token ids"):
         cache_activations(bn_cnn, x, ["2"], tmp_path / "c", rows="token")
+    with pytest.raises(ValueError, match="rows='position' is for channels-first"):
+        cache_activations(
+            bn_cnn, torch.zeros(2, 3, dtype=torch.long), ["0"], tmp_path / "t", rows="position"
+        )
     with pytest.raises(ValueError, match="rows must be one of"):
         cache_activations(bn_cnn, x, ["2"], tmp_path / "d", rows="pixel")
     model, tok = tiny_bert
