@@ -1,7 +1,8 @@
 """Sparse autoencoders on cached activations: architectures, training, evaluation, formats.
 
-Architectures (one module each in ``hiddenlens.sae.architectures``): relu, topk, batchtopk,
-jumprelu, gated, gradient_topk. ``train`` fits one on a store's hook point, ``evaluate``
+Architectures (one module each in ``hiddenlens.sae.architectures``, listed by
+``architecture_names()``): relu, topk, batchtopk, jumprelu, gated, gradient_topk; add your own
+with ``register_architecture`` (``hiddenlens.sae.registry``). ``train`` fits one on a store's hook point, ``evaluate``
 measures it, ``load`` reads hiddenlens / SAELens / sparsify directories, ``top_activating``
 and ``direct_effect`` inspect latents, ``SupervisedDictionary`` and
 ``hiddenlens.sae.supervised`` implement Makelov et al.'s principled evaluation.
@@ -15,7 +16,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "ARCHITECTURES": "hiddenlens.sae.config",
+    "register_architecture": "hiddenlens.sae.registry",
+    "architecture_names": "hiddenlens.sae.registry",
     "SAEConfig": "hiddenlens.sae.config",
     "TrainConfig": "hiddenlens.sae.config",
     "BaseSAE": "hiddenlens.sae.base",
@@ -38,9 +40,12 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+_RENAMED = {"architecture_names": "names"}
+
+
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        return getattr(importlib.import_module(_EXPORTS[name]), _RENAMED.get(name, name))
     raise AttributeError(f"module 'hiddenlens.sae' has no attribute {name!r}")
 
 

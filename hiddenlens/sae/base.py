@@ -4,7 +4,8 @@ Weights follow the SAELens layout (``W_enc`` [d_in, d_sae], ``b_enc`` [d_sae], `
 [d_sae, d_in], ``b_dec`` [d_in]); the encoder is initialised as the decoder's transpose
 and decoder rows at unit norm (Gao et al. 2024, "Scaling and evaluating sparse
 autoencoders"; Conerly et al. 2024, Anthropic April update). One subclass per file,
-registered under its ``architecture`` name as in SAELens.
+registered with :func:`hiddenlens.sae.registry.register_architecture` and carrying its own
+facts (SAELens name, TopK family, store hooks), as in SAELens.
 """
 
 from __future__ import annotations
@@ -15,30 +16,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from hiddenlens.sae import registry
 from hiddenlens.sae.config import SAEConfig
 from hiddenlens.sae.sparse import Active
 
-_REGISTRY: dict[str, type[BaseSAE]] = {}
-
-
-def register(name: str):
-    """Class decorator: register an SAE class under ``name``."""
-
-    def deco(cls: type[BaseSAE]) -> type[BaseSAE]:
-        _REGISTRY[name] = cls
-        cls.architecture = name
-        return cls
-
-    return deco
-
-
-def sae_class(architecture: str) -> type[BaseSAE]:
-    # Importing the package registers every architecture.
-    import hiddenlens.sae.architectures  # noqa: F401
-
-    if architecture not in _REGISTRY:
-        raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(_REGISTRY)}")
-    return _REGISTRY[architecture]
+#: The decorator every architecture module uses (the registry's public one).
+register = registry.register_architecture
 
 
 def build_sae(cfg: SAEConfig, *, seed: int | None = None) -> BaseSAE:
@@ -47,7 +30,7 @@ def build_sae(cfg: SAEConfig, *, seed: int | None = None) -> BaseSAE:
         gen = torch.Generator().manual_seed(seed)
     else:
         gen = None
-    return sae_class(cfg.architecture)(cfg, generator=gen)
+    return registry.get(cfg.architecture)(cfg, generator=gen)
 
 
 @dataclass
@@ -78,9 +61,17 @@ class SAEOutput:
 
 
 class BaseSAE(nn.Module, metaclass=abc.ABCMeta):
-    """Shared parameters and plumbing; subclasses define ``encode`` and ``forward``."""
+    """Shared parameters and plumbing; subclasses define ``encode`` and ``forward``.
+
+    Class facts read by the registry (override in subclasses): ``saelens_architecture``
+    (required), ``inference_architecture`` (None: itself), ``topk_family``,
+    ``store_hooks``.
+    """
 
     architecture = "base"
+    inference_architecture: str | None = None
+    topk_family = False
+    store_hooks: tuple[str, ...] = ("",)
 
     def __init__(self, cfg: SAEConfig, *, generator: torch.Generator | None = None):
         super().__init__()

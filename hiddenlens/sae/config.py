@@ -12,13 +12,50 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu", "gated", "gradient_topk")
-TOPK_FAMILY = ("topk", "batchtopk", "gradient_topk")
+from hiddenlens.sae import registry
 
 
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool (true/false), got {value!r}")
+
+
+def _check_real(
+    name: str, value: Any, low: float, high: float = math.inf, *, open_low=False, open_high=False
+) -> None:
+    """``value`` is a finite real number in the interval [low, high] (ends optionally open)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < low or (open_low and value == low) or value > high or (open_high and value == high):
+        lo, hi = "(" if open_low else "[", ")" if open_high or high == math.inf else "]"
+        raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {value!r}")
+
+
+def _check_optional_str(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a string or None, got {value!r}")
+
+
+def _check_device(device: Any) -> None:
+    if not isinstance(device, str) or not device:
+        raise ValueError(f"device must be a torch device string such as 'cpu', got {device!r}")
+    if device == "cpu":
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"device {device!r} is not a torch device: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but no CUDA GPU is available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s) present")
 
 
 @dataclass
@@ -28,7 +65,8 @@ class SAEConfig:
     Fields:
         d_in: width of the activations the SAE reads.
         d_sae: number of latents (dictionary size).
-        architecture: one of ``ARCHITECTURES``.
+        architecture: a registered architecture (``hiddenlens.sae.architecture_names()``; add your
+            own with ``hiddenlens.sae.register_architecture``).
         k: active latents per row (``topk``/``gradient_topk``) or on average per row over a
             batch (``batchtopk``); required for the TopK family, ignored otherwise.
         apply_b_dec_to_input: subtract the decoder bias before encoding (SAELens default).
@@ -57,20 +95,23 @@ class SAEConfig:
     def __post_init__(self) -> None:
         _check_positive_int("d_in", self.d_in)
         _check_positive_int("d_sae", self.d_sae)
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(
-                f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
-            )
-        if self.architecture in TOPK_FAMILY:
+        if not isinstance(self.architecture, str):
+            raise TypeError(f"architecture must be a string, got {self.architecture!r}")
+        if registry.facts(self.architecture)["topk_family"]:
             if self.k is None:
                 raise ValueError(f"architecture {self.architecture!r} needs k (active latents)")
             _check_positive_int("k", self.k)
             if self.k > self.d_sae:
                 raise ValueError(f"k={self.k} must be <= d_sae={self.d_sae}")
-        if self.jumprelu_bandwidth <= 0 or self.jumprelu_init_threshold <= 0:
-            raise ValueError("jumprelu_bandwidth and jumprelu_init_threshold must be > 0")
-        if self.grad_beta < 0:
-            raise ValueError(f"grad_beta must be >= 0, got {self.grad_beta}")
+        elif self.k is not None:
+            _check_positive_int("k", self.k)
+        _check_bool("apply_b_dec_to_input", self.apply_b_dec_to_input)
+        _check_bool("grad_normalize", self.grad_normalize)
+        _check_real("jumprelu_bandwidth", self.jumprelu_bandwidth, 0.0, open_low=True)
+        _check_real("jumprelu_init_threshold", self.jumprelu_init_threshold, 0.0, open_low=True)
+        _check_real("grad_beta", self.grad_beta, 0.0)
+        _check_optional_str("hook_point", self.hook_point)
+        _check_optional_str("model_id", self.model_id)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -103,8 +144,12 @@ class TrainConfig:
             scale is folded into the weights when the SAE is returned or saved.
         unit_norm_decoder: keep decoder rows at unit norm (gradient projection + renorm).
         batchtopk_threshold_lr: EMA rate of the BatchTopK inference threshold.
-        checkpoint_every: write a resumable checkpoint every N steps (0: never).
-        on_nonfinite: "skip" (warn and drop the batch) or "raise".
+        checkpoint_every: write a resumable checkpoint every N steps (0: never); only with
+            an ``out_dir``.
+        on_nonfinite: "skip" (drop the rows holding NaN/inf, count them in the log and in
+            ``train_info``) or "raise" (stop at the first one).
+        max_nonfinite_fraction: "skip" stops with an error once more than this fraction
+            of the rows read so far was dropped (a broken store, not a few bad rows).
         seed: seeds initialisation and the data order.
         device: torch device for training.
         num_threads: torch CPU threads while training (restored after); None keeps the
@@ -129,8 +174,9 @@ class TrainConfig:
     normalize_activations: bool = True
     unit_norm_decoder: bool = True
     batchtopk_threshold_lr: float = 0.01
-    checkpoint_every: int = 0
+    checkpoint_every: int = 1000
     on_nonfinite: str = "skip"
+    max_nonfinite_fraction: float = 0.1
     seed: int = 0
     device: str = "cpu"
     num_threads: int | None = None
@@ -144,13 +190,26 @@ class TrainConfig:
             raise ValueError(
                 f"total_tokens={self.total_tokens} is less than one batch ({self.batch_size})"
             )
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive finite float, got {self.lr}")
-        if not 0.0 <= self.lr_decay_fraction <= 1.0:
-            raise ValueError(f"lr_decay_fraction must be in [0, 1], got {self.lr_decay_fraction}")
+        _check_real("lr", self.lr, 0.0, open_low=True)
+        _check_real("lr_decay_fraction", self.lr_decay_fraction, 0.0, 1.0)
+        _check_real("eps", self.eps, 0.0, open_low=True)
+        _check_real("l1_coefficient", self.l1_coefficient, 0.0)
+        _check_real("aux_coefficient", self.aux_coefficient, 0.0)
+        _check_real("batchtopk_threshold_lr", self.batchtopk_threshold_lr, 0.0, 1.0, open_low=True)
+        _check_real("max_nonfinite_fraction", self.max_nonfinite_fraction, 0.0, 1.0, open_high=True)
+        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {self.betas!r}")
+        for i, b in enumerate(self.betas):
+            _check_real(f"betas[{i}]", b, 0.0, 1.0, open_high=True)
         for name in ("lr_warmup_steps", "l1_warmup_steps", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+        _check_bool("normalize_activations", self.normalize_activations)
+        _check_bool("unit_norm_decoder", self.unit_norm_decoder)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+        _check_device(self.device)
         if self.b_dec_init not in ("mean", "geometric_median", "zeros"):
             raise ValueError(
                 f"b_dec_init must be 'mean', 'geometric_median' or 'zeros', got {self.b_dec_init!r}"

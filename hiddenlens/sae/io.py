@@ -10,15 +10,14 @@ sparsify: ``cfg.json`` (d_in, k, num_latents | expansion_factor, ...) + ``sae.sa
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from hiddenlens import _io
+from hiddenlens.sae import registry
 from hiddenlens.sae.base import BaseSAE, build_sae
 from hiddenlens.sae.config import SAEConfig
 
@@ -26,40 +25,20 @@ CFG_FILENAME = "cfg.json"
 SAELENS_WEIGHTS = "sae_weights.safetensors"
 SPARSITY_FILENAME = "sparsity.safetensors"
 SPARSIFY_WEIGHTS = "sae.safetensors"
-# SAELens reads configs older than 6.0 with a different schema; we write the 6.x one.
+# Configs without a sae_lens_version >= 6 are read by SAELens with its pre-6.0 schema.
 SAELENS_FORMAT_VERSION = "6.0.0"
-
-_TO_SAELENS = {
-    "relu": "standard",
-    "topk": "topk",
-    "gradient_topk": "topk",
-    "batchtopk": "jumprelu",
-    "jumprelu": "jumprelu",
-    "gated": "gated",
-}
-_FROM_SAELENS = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "gated": "gated"}
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, obj: Any) -> None:
-    _atomic_write_bytes(Path(path), json.dumps(obj, indent=2, sort_keys=True).encode())
+    """JSON through the one atomic writer (NaN -> null), keys sorted as SAELens writes them."""
+    _io.write_json(path, obj, sort_keys=True)
 
 
 def write_safetensors(path: Path, tensors: dict[str, Tensor], metadata=None) -> None:
     from safetensors.torch import save
 
     data = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _atomic_write_bytes(Path(path), save(data, metadata=metadata))
+    _io.write_bytes(Path(path), save(data, metadata=metadata))
 
 
 def read_safetensors(path: Path) -> dict[str, Tensor]:
@@ -71,31 +50,56 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
         raise ValueError(f"cannot read safetensors file {path}: {e}") from e
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a safetensors file's header (no tensor is read)."""
+    from safetensors import safe_open
+
     try:
-        obj = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # corrupt header, truncated file, not safetensors
+        raise ValueError(f"cannot read safetensors file {path}: {e}") from e
+
+
+def check_shapes(path: Path, found: dict, expected: dict[str, tuple[int, ...]]) -> None:
+    """Every expected tensor is in the file header with its shape (before any allocation)."""
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        raise ValueError(f"{path} lacks tensors {missing} (has {sorted(found)})")
+    for name, shape in expected.items():
+        if tuple(found[name]) != tuple(shape):
+            raise ValueError(
+                f"{path}: tensor {name!r} has shape {tuple(found[name])} but cfg.json implies "
+                f"{tuple(shape)}"
+            )
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path`` (ValueError naming the file otherwise)."""
+    obj = _io.read_json(path)
     if not isinstance(obj, dict):
         raise ValueError(f"{path} must hold a JSON object, got {type(obj).__name__}")
     return obj
 
 
-def _library_version() -> str:
+def _installed_version(dist: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("hiddenlens")
+        return version(dist)
     except PackageNotFoundError:
-        return "unknown"
+        return None
 
 
 def saelens_cfg(sae: BaseSAE) -> dict[str, Any]:
-    cfg = sae.cfg
-    hl_version = _library_version()
+    """SAELens 6.x ``cfg.json`` of ``sae``; provenance is real: the installed sae_lens version
+    (when sae_lens is installed) and hiddenlens's own version under ``metadata.hiddenlens``."""
+    from hiddenlens import __version__
 
+    cfg = sae.cfg
+    facts = registry.facts(cfg.architecture)
     out: dict[str, Any] = {
-        "architecture": _TO_SAELENS[cfg.architecture],
+        "architecture": facts["saelens_architecture"],
         "d_in": cfg.d_in,
         "d_sae": cfg.d_sae,
         "dtype": "float32",
@@ -104,14 +108,20 @@ def saelens_cfg(sae: BaseSAE) -> dict[str, Any]:
         "normalize_activations": "none",
         "reshape_activations": "none",
         "metadata": {
-            "sae_lens_version": SAELENS_FORMAT_VERSION,
-            "sae_lens_training_version": SAELENS_FORMAT_VERSION,
+            "sae_lens_training_version": None,  # trained by hiddenlens, not by SAELens
             "hook_name": cfg.hook_point,
             "model_name": cfg.model_id,
-            "hiddenlens": {"version": hl_version, "config": cfg.to_dict()},
+            "hiddenlens": {
+                "version": __version__,
+                "config": cfg.to_dict(),
+                "saelens_format": SAELENS_FORMAT_VERSION,
+            },
         },
     }
-    if out["architecture"] == "topk":
+    saelens_version = _installed_version("sae-lens")
+    if saelens_version is not None:
+        out["metadata"]["sae_lens_version"] = saelens_version
+    if facts["topk_family"] and out["architecture"] == "topk":
         out["k"] = cfg.k
         out["rescale_acts_by_decoder_norm"] = False
     return out
@@ -134,46 +144,85 @@ def save_sae(sae: BaseSAE, path, *, sparsity: Tensor | None = None) -> Path:
     return path
 
 
-def _int_field(d: dict, name: str, where: Path) -> int:
-    v = d.get(name)
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"{where}: field {name!r} must be an int, got {v!r}")
+def _field(raw: dict, name: str, types: tuple, default: Any, where: Path) -> Any:
+    """``raw[name]`` (or ``default`` when absent), required to be one of ``types``."""
+    v = raw.get(name, default)
+    ok = isinstance(v, types) and not (isinstance(v, bool) and bool not in types)
+    if not ok:
+        kinds = "/".join("null" if t is type(None) else t.__name__ for t in types)
+        raise ValueError(f"{where}: field {name!r} must be {kinds}, got {v!r}")
     return v
 
 
-def _load_saelens(path: Path, raw: dict) -> BaseSAE:
-    arch = raw.get("architecture", "standard")
-    if arch not in _FROM_SAELENS:
+def _int_field(d: dict, name: str, where: Path) -> int:
+    return _field(d, name, (int,), None, where)
+
+
+def expected_shapes(cfg: SAEConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of the exported tensors of an SAE with ``cfg``, computed on the meta device
+    (nothing is allocated, however large ``d_sae`` is)."""
+    with torch.device("meta"):
+        sae = build_sae(cfg)
+    return {k: tuple(v.shape) for k, v in sae.sparsity_params().items()}
+
+
+def _saelens_config(path: Path, raw: dict) -> SAEConfig:
+    """The SAEConfig a SAELens ``cfg.json`` describes (hiddenlens's own config if present)."""
+    arch = _field(raw, "architecture", (str,), "standard", path)
+    meta = _field(raw, "metadata", (dict, type(None)), None, path) or {}
+    ours = (
+        (meta.get("hiddenlens") or {}).get("config")
+        if isinstance(meta.get("hiddenlens"), dict)
+        else None
+    )
+    if isinstance(ours, dict) and isinstance(ours.get("architecture"), str):
+        facts = registry.facts(ours["architecture"])
+        if facts["saelens_architecture"] == arch:
+            try:
+                return SAEConfig.from_dict(
+                    {**ours, "architecture": facts["inference_architecture"]}
+                )
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{path}: metadata.hiddenlens.config is invalid: {e}") from None
+    name = registry.from_saelens(arch)
+    if name is None:
         raise ValueError(
             f"{path}: SAELens architecture {arch!r} is not supported; "
-            f"supported: {sorted(_FROM_SAELENS)}"
+            f"supported: {registry.saelens_names()}"
         )
-    if raw.get("normalize_activations", "none") not in ("none", None):
+    if _field(raw, "normalize_activations", (str, type(None)), "none", path) not in ("none", None):
         raise ValueError(
             f"{path}: normalize_activations={raw['normalize_activations']!r} is not folded "
             "into the weights; only 'none' is supported"
         )
-    meta = raw.get("metadata") or {}
-    ours = (meta.get("hiddenlens") or {}).get("config")
-    if ours and _TO_SAELENS.get(ours.get("architecture")) == arch:
-        cfg = SAEConfig.from_dict(ours)
-        if cfg.architecture == "batchtopk":
-            cfg = SAEConfig.from_dict({**ours, "architecture": "jumprelu"})
-    else:
-        cfg = SAEConfig(
+    topk = registry.facts(name)["topk_family"]
+    str_or_none = (str, type(None))
+    try:
+        return SAEConfig(
             d_in=_int_field(raw, "d_in", path),
             d_sae=_int_field(raw, "d_sae", path),
-            architecture=_FROM_SAELENS[arch],
-            k=raw.get("k") if arch == "topk" else None,
-            apply_b_dec_to_input=bool(raw.get("apply_b_dec_to_input", True)),
-            hook_point=meta.get("hook_name") or raw.get("hook_name"),
-            model_id=meta.get("model_name") or raw.get("model_name"),
+            architecture=name,
+            k=_int_field(raw, "k", path) if topk else None,
+            apply_b_dec_to_input=_field(raw, "apply_b_dec_to_input", (bool,), True, path),
+            hook_point=_field(meta, "hook_name", str_or_none, None, path)
+            or _field(raw, "hook_name", str_or_none, None, path),
+            model_id=_field(meta, "model_name", str_or_none, None, path)
+            or _field(raw, "model_name", str_or_none, None, path),
         )
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def _load_saelens(path: Path, raw: dict) -> BaseSAE:
+    cfg = _saelens_config(path, raw)
+    rescale = _field(raw, "rescale_acts_by_decoder_norm", (bool,), False, path)
+    weights = path / SAELENS_WEIGHTS
+    check_shapes(weights, safetensors_shapes(weights), expected_shapes(cfg))
     sae = build_sae(cfg)
-    tensors = read_safetensors(path / SAELENS_WEIGHTS)
+    tensors = read_safetensors(weights)
     tensors.pop("finetuning_scaling_factor", None)
     sae.load_exported({k: v.float() for k, v in tensors.items()})
-    if arch == "topk" and raw.get("rescale_acts_by_decoder_norm", False):
+    if cfg.architecture == "topk" and rescale:
         _fold_decoder_norm(sae)
     return sae
 
@@ -194,16 +243,29 @@ def _fold_decoder_norm(sae: BaseSAE) -> None:
 def _load_sparsify(path: Path, raw: dict) -> BaseSAE:
     d_in = _int_field(raw, "d_in", path)
     k = _int_field(raw, "k", path)
-    n = raw.get("num_latents") or d_in * int(raw.get("expansion_factor", 0))
-    if not n:
-        raise ValueError(f"{path}: cfg.json needs num_latents or expansion_factor")
-    if raw.get("transcode") or raw.get("skip_connection"):
+    n = _field(raw, "num_latents", (int, type(None)), None, path) or d_in * _field(
+        raw, "expansion_factor", (int,), 0, path
+    )
+    if not n or n < 0:
+        raise ValueError(f"{path}: cfg.json needs a positive num_latents or expansion_factor")
+    if _field(raw, "transcode", (bool,), False, path) or _field(
+        raw, "skip_connection", (bool,), False, path
+    ):
         raise ValueError(f"{path}: sparsify transcoders / skip connections are not supported")
-    t = read_safetensors(path / SPARSIFY_WEIGHTS)
-    need = {"encoder.weight", "encoder.bias", "W_dec", "b_dec"}
-    if not need <= set(t):
-        raise ValueError(f"{path}/{SPARSIFY_WEIGHTS} lacks tensors {sorted(need - set(t))}")
-    sae = build_sae(SAEConfig(d_in=d_in, d_sae=int(n), architecture="topk", k=k))
+    try:
+        cfg = SAEConfig(d_in=d_in, d_sae=int(n), architecture="topk", k=k)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from None
+    weights = path / SPARSIFY_WEIGHTS
+    shapes = {
+        "encoder.weight": (n, d_in),
+        "encoder.bias": (n,),
+        "W_dec": (n, d_in),
+        "b_dec": (d_in,),
+    }
+    check_shapes(weights, safetensors_shapes(weights), shapes)
+    t = read_safetensors(weights)
+    sae = build_sae(cfg)
     sae.load_exported(
         {
             "W_enc": t["encoder.weight"].float().t(),

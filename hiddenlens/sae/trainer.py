@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from hiddenlens._threads import torch_threads
+from hiddenlens.sae import registry
 from hiddenlens.sae.base import BaseSAE, build_sae
 from hiddenlens.sae.checkpoint import (
     check_compatible,
@@ -76,13 +77,61 @@ def geometric_median(x: torch.Tensor, n_iter: int = 50, tol: float = 1e-6) -> to
 
 
 @dataclass
-class _State:
+class _Run:
+    """Everything one training run carries: the SAE, its optimizer, data and progress.
+
+    One object instead of the same ten arguments threaded through every helper; what a
+    checkpoint restores is ``progress()`` plus the two dead-latent counters.
+    """
+
+    sae: BaseSAE
+    opt: Adam
+    store: Any
+    hook: str
+    sae_cfg: SAEConfig
+    cfg: TrainConfig
+    out_dir: Path | None = None
+    rank: int = 0
+    world: int = 1
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
-    n_skipped: int = 0
+    n_skipped: int = 0  # batches without a single finite row (on any rank)
+    rows_seen: int = 0
+    rows_dropped: int = 0  # non-finite rows removed from batches
     scale: float = 1.0
     log: list[dict[str, float]] = field(default_factory=list)
+    since_fired: torch.Tensor | None = None  # [d_sae] rows since each latent last fired
+    fired_count: torch.Tensor | None = None  # [d_sae] total firings (float64)
+
+    _PROGRESS = (
+        "step",
+        "epoch",
+        "batch_in_epoch",
+        "n_skipped",
+        "rows_seen",
+        "rows_dropped",
+        "scale",
+        "log",
+    )
+
+    def __post_init__(self) -> None:
+        d_sae = self.sae_cfg.d_sae
+        self.since_fired = torch.zeros(d_sae, dtype=torch.long)
+        self.fired_count = torch.zeros(d_sae, dtype=torch.float64)
+
+    def progress(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._PROGRESS}
+
+    def restore(self, saved: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        for k in self._PROGRESS:
+            if k in saved:  # rows_seen / rows_dropped are absent in older checkpoints
+                setattr(self, k, saved[k])
+        self.since_fired.copy_(tensors["since_fired"])
+        self.fired_count.copy_(tensors["fired_count"])
+
+    def counters(self) -> dict[str, torch.Tensor]:
+        return {"since_fired": self.since_fired, "fired_count": self.fired_count}
 
 
 def _check_store(store, hook: str, sae_cfg: SAEConfig) -> None:
@@ -96,34 +145,32 @@ def _check_store(store, hook: str, sae_cfg: SAEConfig) -> None:
         )
 
 
-def _hooks_for(sae_cfg: SAEConfig, hook: str) -> list[str] | str:
-    return [hook, f"{hook}#grad"] if sae_cfg.architecture == "gradient_topk" else hook
-
-
-def _data(store, hook, sae_cfg, cfg: TrainConfig, state: _State, rank: int, world: int):
+def _data(run: _Run):
     """Endless (x, grad|None) batches of the local slice, resuming at the saved position."""
-    local = cfg.batch_size // world
+    cfg = run.cfg
+    local = cfg.batch_size // run.world
+    hooks = registry.store_hooks(run.sae_cfg.architecture, run.hook)
     while True:
-        it = store.batches(
-            _hooks_for(sae_cfg, hook),
+        it = run.store.batches(
+            hooks if len(hooks) > 1 else hooks[0],
             local,
             shuffle=True,
-            seed=cfg.seed + state.epoch,
-            rank=rank,
-            world_size=world,
+            seed=cfg.seed + run.epoch,
+            rank=run.rank,
+            world_size=run.world,
             drop_last=True,
             interleave=True,  # ranks split each global batch: DDP sees single-process batches
-            start_batch=state.batch_in_epoch,  # resume at the checkpointed data position
+            start_batch=run.batch_in_epoch,  # resume at the checkpointed data position
         )
-        n = state.batch_in_epoch
+        n = run.batch_in_epoch
         for batch in it:
             n += 1
-            state.batch_in_epoch = n
+            run.batch_in_epoch = n
             yield (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
         if n == 0:
-            raise ValueError(f"store yields no full batch of {local} rows for {hook!r}")
-        state.epoch += 1
-        state.batch_in_epoch = 0
+            raise ValueError(f"store yields no full batch of {local} rows for {run.hook!r}")
+        run.epoch += 1
+        run.batch_in_epoch = 0
 
 
 def _finite_stats(stats: dict) -> dict:
@@ -136,10 +183,28 @@ def _finite_stats(stats: dict) -> dict:
     return out
 
 
+def _check_stats(store, hook: str, cfg: TrainConfig) -> dict:
+    """The store's statistics, checked before any training: null (non-finite) statistics
+    mean the store holds non-finite rows."""
+    raw = store.stats(hook) or {}
+    stats = _finite_stats(raw)
+    if {"mean", "mean_norm"} & set(raw) and len(stats) < len({"mean", "mean_norm"} & set(raw)):
+        msg = f"the store's statistics of {hook!r} are null/non-finite: it holds NaN/inf rows"
+        if cfg.on_nonfinite == "raise":
+            raise ValueError(msg + " (TrainConfig.on_nonfinite='raise')")
+        logger.warning(
+            "%s; they will be dropped from every batch and b_dec / the input scale "
+            "come from a finite sample",
+            msg,
+        )
+    return stats
+
+
 @torch.no_grad()
-def _init_from_data(sae: BaseSAE, store, hook: str, cfg: TrainConfig) -> float:
+def _init_from_data(run: _Run) -> float:
     """Set b_dec and return the input scale (identical on every rank)."""
-    stats = _finite_stats(store.stats(hook) or {})
+    sae, store, hook, cfg = run.sae, run.store, run.hook, run.cfg
+    stats = _check_stats(store, hook, cfg)
     sample = None
     if cfg.b_dec_init == "geometric_median" or len(stats) < 2:
         it = store.batches(
@@ -166,40 +231,68 @@ def _init_from_data(sae: BaseSAE, store, hook: str, cfg: TrainConfig) -> float:
     return scale
 
 
-def _batch_ok(
-    x: torch.Tensor, g: torch.Tensor | None, cfg: TrainConfig, state: _State, hook: str
-) -> bool:
-    bad = torch.tensor(0.0 if bool(torch.isfinite(x).all()) else 1.0)
-    if g is not None and not bool(torch.isfinite(g).all()):
-        bad.fill_(1.0)
-    if float(_all_reduce(bad, "max")) == 0.0:
-        return True
-    msg = f"non-finite values in training batch {state.step} of {hook!r}"
-    if cfg.on_nonfinite == "raise":
-        raise ValueError(msg + " (TrainConfig.on_nonfinite='raise')")
-    warnings.warn(msg + "; batch skipped", RuntimeWarning, stacklevel=3)
-    state.n_skipped += 1
-    return False
+def _finite_rows(run: _Run, x: torch.Tensor, g: torch.Tensor | None):
+    """Drop the rows holding NaN/inf (counted); None when a rank is left with no row.
+
+    Raises with ``on_nonfinite='raise'`` at the first such row, and with 'skip' once the
+    dropped fraction of all rows read passes ``max_nonfinite_fraction`` (a broken store is
+    an error, not an endless run).
+    """
+    ok = torch.isfinite(x).all(1)
+    if g is not None:
+        ok &= torch.isfinite(g).all(1)
+    n_ok = int(ok.sum())
+    # [dropped rows, rows, ranks left with no finite row], summed over ranks
+    c = _all_reduce(
+        torch.tensor([x.shape[0] - n_ok, x.shape[0], int(n_ok == 0)], dtype=torch.float64)
+    )
+    bad, total, empty = (int(v) for v in c.tolist())
+    run.rows_seen += total
+    if bad == 0:
+        return x, g
+    where = f"training batch {run.batch_in_epoch - 1} of epoch {run.epoch} of {run.hook!r}"
+    if run.cfg.on_nonfinite == "raise":
+        raise ValueError(f"non-finite values in {where} (TrainConfig.on_nonfinite='raise')")
+    if run.rows_dropped == 0:
+        warnings.warn(
+            f"non-finite values in {where}: {bad} row(s) dropped; later drops are "
+            "counted in train_info",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    run.rows_dropped += bad
+    logger.info("dropped %d non-finite row(s) in %s", bad, where)
+    frac = run.rows_dropped / max(run.rows_seen, 1)
+    if frac > run.cfg.max_nonfinite_fraction:
+        raise ValueError(
+            f"{run.rows_dropped} of {run.rows_seen} rows read from {run.hook!r} are non-finite "
+            f"({frac:.1%}), more than max_nonfinite_fraction={run.cfg.max_nonfinite_fraction}"
+        )
+    if empty:
+        run.n_skipped += 1
+        return None
+    return x[ok], (g[ok] if g is not None else None)
 
 
-def _step(sae, opt, x, g, dead, cfg: TrainConfig, state: _State, n_steps: int, world: int):
+def _step(run: _Run, x, g, dead):
     """One optimizer step; returns (output, fired mask reduced over ranks)."""
+    sae, opt, cfg = run.sae, run.opt, run.cfg
     l1 = cfg.l1_coefficient * (
-        min(1.0, (state.step + 1) / cfg.l1_warmup_steps) if cfg.l1_warmup_steps else 1.0
+        min(1.0, (run.step + 1) / cfg.l1_warmup_steps) if cfg.l1_warmup_steps else 1.0
     )
     coefs = {"l1": l1, "aux": cfg.aux_coefficient, "aux_k": cfg.aux_k}
     for group in opt.param_groups:
-        group["lr"] = cfg.lr * lr_factor(state.step, n_steps, cfg)
+        group["lr"] = cfg.lr * lr_factor(run.step, cfg.n_steps, cfg)
     out = sae(x, coefs=coefs, dead_mask=dead, grad=g)
     loss = out.losses["loss"]
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss became {float(loss)} at step {state.step}; lower lr")
+        raise FloatingPointError(f"loss became {float(loss)} at step {run.step}; lower lr")
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    if world > 1:
+    if run.world > 1:
         for p in sae.parameters():
             if p.grad is not None:
-                _all_reduce(p.grad).div_(world)
+                _all_reduce(p.grad).div_(run.world)
     if cfg.unit_norm_decoder:
         sae.project_decoder_grad()
     opt.step()
@@ -215,42 +308,33 @@ def _fvu(x: torch.Tensor, recon: torch.Tensor) -> float:
     return float(num / den)
 
 
-def _resume(out_dir, sae, opt, sae_cfg, cfg, hook, world, state: _State, counters):
-    ck = latest_checkpoint(Path(out_dir) / "checkpoints") if out_dir else None
+def _resume(run: _Run) -> bool:
+    ck = latest_checkpoint(Path(run.out_dir) / "checkpoints") if run.out_dir else None
     if ck is None:
         return False
     saved = read_json(ck / "state.json")
-    check_compatible(saved, sae_cfg.to_dict(), cfg.to_dict(), hook, world)
-    st, tensors = load_checkpoint(ck, sae=sae, optimizer=opt)
-    state.step, state.epoch = st["step"], st["epoch"]
-    state.batch_in_epoch, state.n_skipped = st["batch_in_epoch"], st["n_skipped"]
-    state.scale, state.log = st["scale"], st.get("log", [])
-    counters["since_fired"].copy_(tensors["since_fired"])
-    counters["fired_count"].copy_(tensors["fired_count"])
+    check_compatible(saved, run.sae_cfg.to_dict(), run.cfg.to_dict(), run.hook, run.world)
+    st, tensors = load_checkpoint(ck, sae=run.sae, optimizer=run.opt)
+    run.restore(st, tensors)
     torch.set_rng_state(tensors["rng"])
     logger.info("resumed from %s", ck)
     return True
 
 
-def _checkpoint(out_dir, sae, opt, sae_cfg, cfg, hook, world, state: _State, counters):
-    if _dist()[0] != 0:
+def _checkpoint(run: _Run) -> None:
+    if run.rank != 0:
         return
     save_checkpoint(
-        Path(out_dir) / "checkpoints",
-        sae=sae,
-        optimizer=opt,
-        tensors={**counters, "rng": torch.get_rng_state()},
+        Path(run.out_dir) / "checkpoints",
+        sae=run.sae,
+        optimizer=run.opt,
+        tensors={**run.counters(), "rng": torch.get_rng_state()},
         state={
-            "step": state.step,
-            "epoch": state.epoch,
-            "batch_in_epoch": state.batch_in_epoch,
-            "n_skipped": state.n_skipped,
-            "scale": state.scale,
-            "log": state.log,
-            "hook_point": hook,
-            "world_size": world,
-            "sae_config": sae_cfg.to_dict(),
-            "train_config": cfg.to_dict(),
+            **run.progress(),
+            "hook_point": run.hook,
+            "world_size": run.world,
+            "sae_config": run.sae_cfg.to_dict(),
+            "train_config": run.cfg.to_dict(),
         },
     )
 
@@ -272,82 +356,89 @@ def train(
     ``train_config.json`` and ``train_log.json``, and checkpoints (every
     ``checkpoint_every`` steps) go to ``out_dir/checkpoints``; ``resume`` continues from
     the newest one. The store needs ``batches(hook, batch_size, *, shuffle, seed, rank,
-    world_size, drop_last)``, ``d(hook)`` and ``stats(hook)``; gradient_topk also reads
-    ``f"{hook_point}#grad"``.
+    world_size, drop_last)``, ``d(hook)`` and ``stats(hook)``; architectures that read more
+    than the hook (gradient_topk: ``f"{hook_point}#grad"``) name them in ``store_hooks``.
     """
+    run = _new_run(store, hook_point, cfg, train_cfg, out_dir)
+    if not (resume and _resume(run)):
+        run.scale = _init_from_data(run)
+    with (
+        contextlib.nullcontext()
+        if run.cfg.num_threads is None
+        else torch_threads(run.cfg.num_threads, blas=False)
+    ):
+        _loop(run, progress)
+    return _finish(run)
+
+
+def _new_run(store, hook_point, cfg, train_cfg, out_dir) -> _Run:
     sae_cfg = SAEConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg
-    cfg = train_cfg or TrainConfig()
-    if not isinstance(sae_cfg, SAEConfig) or not isinstance(cfg, TrainConfig):
+    tcfg = train_cfg or TrainConfig()
+    if not isinstance(sae_cfg, SAEConfig) or not isinstance(tcfg, TrainConfig):
         raise TypeError("cfg must be an SAEConfig (or dict) and train_cfg a TrainConfig")
     _check_store(store, hook_point, sae_cfg)
     rank, world = _dist()
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size={cfg.batch_size} is not divisible by world_size={world}")
+    if tcfg.batch_size % world:
+        raise ValueError(f"batch_size={tcfg.batch_size} is not divisible by world_size={world}")
     sae_cfg = dataclasses.replace(sae_cfg, hook_point=sae_cfg.hook_point or hook_point)
-    torch.manual_seed(cfg.seed)
-    sae = build_sae(sae_cfg, seed=cfg.seed).to(cfg.device).train()
+    torch.manual_seed(tcfg.seed)
+    sae = build_sae(sae_cfg, seed=tcfg.seed).to(tcfg.device).train()
     if hasattr(sae, "threshold_lr"):
-        sae.threshold_lr = cfg.batchtopk_threshold_lr
-    opt = Adam(sae.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-    state = _State()
-    counters = {
-        "since_fired": torch.zeros(sae_cfg.d_sae, dtype=torch.long),
-        "fired_count": torch.zeros(sae_cfg.d_sae, dtype=torch.float64),
-    }
-    if not (
-        resume and _resume(out_dir, sae, opt, sae_cfg, cfg, hook_point, world, state, counters)
-    ):
-        state.scale = _init_from_data(sae, store, hook_point, cfg)
-    with (
-        contextlib.nullcontext()
-        if cfg.num_threads is None
-        else torch_threads(cfg.num_threads, blas=False)
-    ):
-        _loop(sae, opt, store, hook_point, sae_cfg, cfg, state, counters, out_dir, progress)
-    return _finish(sae, sae_cfg, cfg, state, counters, out_dir)
+        sae.threshold_lr = tcfg.batchtopk_threshold_lr
+    opt = Adam(sae.parameters(), lr=tcfg.lr, betas=tcfg.betas, eps=tcfg.eps)
+    return _Run(sae, opt, store, hook_point, sae_cfg, tcfg, out_dir, rank, world)
 
 
-def _loop(sae, opt, store, hook, sae_cfg, cfg, state, counters, out_dir, progress):
+def _loop(run: _Run, progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    rank, world = _dist()
-    n_steps = cfg.n_steps
+    cfg, n_steps = run.cfg, run.cfg.n_steps
     bar = tqdm(
-        total=n_steps, initial=state.step, disable=not progress or rank != 0, desc=f"sae {hook}"
+        total=n_steps,
+        initial=run.step,
+        disable=not progress or run.rank != 0,
+        desc=f"sae {run.hook}",
     )
-    data = _data(store, hook, sae_cfg, cfg, state, rank, world)
-    while state.step < n_steps:
+    data = _data(run)
+    while run.step < n_steps:
         x, g = next(data)
-        x = x.to(cfg.device, torch.float32) * state.scale
+        x = x.to(cfg.device, torch.float32) * run.scale
         if g is not None:
-            g = g.to(cfg.device, torch.float32) / state.scale  # d loss / d(scale * x)
-        if not _batch_ok(x, g, cfg, state, hook):
+            g = g.to(cfg.device, torch.float32) / run.scale  # d loss / d(scale * x)
+        kept = _finite_rows(run, x, g)
+        if kept is None:
             continue
-        dead = counters["since_fired"] >= cfg.dead_tokens
-        out, fired = _step(sae, opt, x, g, dead, cfg, state, n_steps, world)
-        counters["since_fired"] += cfg.batch_size
-        counters["since_fired"][fired] = 0
-        counters["fired_count"] += _fired_counts(out, sae_cfg.d_sae)
-        state.step += 1
-        if state.step % cfg.log_every == 0 or state.step == n_steps:
-            row = {
-                "step": state.step,
-                "loss": float(out.losses["loss"].detach()),
-                "fvu": _fvu(x, out.recon.detach()),
-                "l0": float(out.l0),
-                "dead_frac": float(dead.float().mean()),
-            }
-            state.log.append(row)
-            bar.set_postfix(
-                loss=f"{row['loss']:.4g}",
-                fvu=f"{row['fvu']:.3f}",
-                l0=f"{row['l0']:.1f}",
-                dead=f"{100 * row['dead_frac']:.1f}%",
-            )
+        x, g = kept
+        dead = run.since_fired >= cfg.dead_tokens
+        out, fired = _step(run, x, g, dead)
+        run.since_fired += int(_all_reduce(torch.tensor(float(x.shape[0]))))
+        run.since_fired[fired] = 0
+        run.fired_count += _fired_counts(out, run.sae_cfg.d_sae)
+        run.step += 1
+        if run.step % cfg.log_every == 0 or run.step == n_steps:
+            _log_row(run, x, out, dead, bar)
         bar.update(1)
-        if out_dir and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
-            _checkpoint(out_dir, sae, opt, sae_cfg, cfg, hook, world, state, counters)
+        if run.out_dir and cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0:
+            _checkpoint(run)
     bar.close()
+
+
+def _log_row(run: _Run, x, out, dead, bar) -> None:
+    row = {
+        "step": run.step,
+        "loss": float(out.losses["loss"].detach()),
+        "fvu": _fvu(x, out.recon.detach()),
+        "l0": float(out.l0),
+        "dead_frac": float(dead.float().mean()),
+        "rows_dropped": run.rows_dropped,
+    }
+    run.log.append(row)
+    bar.set_postfix(
+        loss=f"{row['loss']:.4g}",
+        fvu=f"{row['fvu']:.3f}",
+        l0=f"{row['l0']:.1f}",
+        dead=f"{100 * row['dead_frac']:.1f}%",
+    )
 
 
 @torch.no_grad()
@@ -360,27 +451,49 @@ def _fired_counts(out, d_sae: int) -> torch.Tensor:
     return _all_reduce(c.to(torch.float64))
 
 
-def _finish(sae, sae_cfg, cfg, state: _State, counters, out_dir) -> BaseSAE:
-    sae.fold_scale(state.scale)
+def _finish(run: _Run) -> BaseSAE:
+    sae = run.sae
+    sae.fold_scale(run.scale)
     sae.eval()
-    seen = max(state.step * cfg.batch_size, 1)
-    sae.feature_density_ = (counters["fired_count"] / seen).float()
-    sae.train_log_ = state.log
-    sae.n_skipped_batches_ = state.n_skipped
-    if out_dir and _dist()[0] == 0:
-        out = Path(out_dir)
+    seen = max(run.rows_seen - run.rows_dropped, 1)
+    sae.feature_density_ = (run.fired_count / seen).float()
+    sae.train_log_ = run.log
+    sae.n_skipped_batches_ = run.n_skipped
+    sae.nonfinite_rows_ = run.rows_dropped
+    sae.rows_seen_ = run.rows_seen
+    if run.rows_dropped:
+        logger.warning(
+            "dropped %d non-finite row(s) of %d read from %r",
+            run.rows_dropped,
+            run.rows_seen,
+            run.hook,
+        )
+    if run.out_dir and run.rank == 0:
+        out = Path(run.out_dir)
         save_sae(sae, out, sparsity=sae.feature_density_)
         write_json(
             out / "train_config.json",
-            {"sae": sae_cfg.to_dict(), "train": cfg.to_dict(), "scale": state.scale},
+            {"sae": run.sae_cfg.to_dict(), "train": run.cfg.to_dict(), "scale": run.scale},
         )
-        write_json(out / "train_log.json", {"log": state.log, "n_skipped": state.n_skipped})
+        write_json(out / "train_log.json", {"log": run.log, **_drops(run)})
     return sae
 
 
+def _drops(run: _Run) -> dict[str, int]:
+    return {
+        "n_skipped": run.n_skipped,
+        "nonfinite_rows": run.rows_dropped,
+        "rows_seen": run.rows_seen,
+    }
+
+
 def train_info(sae: BaseSAE) -> dict[str, Any]:
-    """The training log attached by :func:`train` (empty for a loaded SAE)."""
+    """The training log attached by :func:`train` (empty for a loaded SAE): ``log``,
+    ``n_skipped`` (batches with no finite row), ``nonfinite_rows`` (rows dropped) and
+    ``rows_seen``."""
     return {
         "log": getattr(sae, "train_log_", []),
         "n_skipped": getattr(sae, "n_skipped_batches_", 0),
+        "nonfinite_rows": getattr(sae, "nonfinite_rows_", 0),
+        "rows_seen": getattr(sae, "rows_seen_", 0),
     }

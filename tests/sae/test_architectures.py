@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hiddenlens.sae import ARCHITECTURES, SAEConfig, build_sae
+from hiddenlens.sae import SAEConfig, architecture_names, build_sae
 from hiddenlens.sae.architectures.gradient_topk import gradient_scores
 
 
@@ -10,7 +10,7 @@ def _cfg(arch, **kw):
     return SAEConfig(d_in=8, d_sae=32, architecture=arch, k=k, **kw)
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", architecture_names())
 def test_shapes_and_losses(arch):
     sae = build_sae(_cfg(arch), seed=0)
     x = torch.randn(16, 8)

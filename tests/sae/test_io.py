@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from hiddenlens.sae import ARCHITECTURES, SAEConfig, build_sae, load, load_sparsity
+from hiddenlens.sae import SAEConfig, architecture_names, build_sae, load, load_sparsity
 
 
 def _randomised(arch, seed=0):
@@ -20,7 +20,7 @@ def _randomised(arch, seed=0):
     return sae.eval()
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", architecture_names())
 def test_save_load_round_trip(arch, tmp_path):
     sae = _randomised(arch)
     density = torch.linspace(0, 0.5, 24)

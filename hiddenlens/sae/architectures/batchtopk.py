@@ -21,6 +21,10 @@ from hiddenlens.sae.sparse import Active, decode_at, encode_at
 class BatchTopKSAE(BaseSAE):
     """Training: batch-level TopK; inference: z = pre * 1[pre > threshold]."""
 
+    saelens_architecture = "jumprelu"
+    inference_architecture = "jumprelu"
+    topk_family = True
+
     def __init__(self, cfg, *, generator=None):
         super().__init__(cfg, generator=generator)
         # float64: the EMA accumulates many small updates.
@@ -73,7 +77,7 @@ class BatchTopKSAE(BaseSAE):
 
     def sparsity_params(self) -> dict[str, Tensor]:
         out = {n: p.detach() for n, p in self.named_parameters()}
-        out["threshold"] = torch.full((self.cfg.d_sae,), float(self.threshold))
+        out["threshold"] = self.threshold.float().expand(self.cfg.d_sae).clone()
         return out
 
     def load_exported(self, tensors: dict[str, Tensor]) -> None:

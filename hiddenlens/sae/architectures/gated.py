@@ -19,6 +19,8 @@ from hiddenlens.sae.base import BaseSAE, SAEOutput, register
 class GatedSAE(BaseSAE):
     """z = 1[pi_gate > 0] * ReLU(pi_mag)."""
 
+    saelens_architecture = "gated"
+
     def __init__(self, cfg, *, generator=None):
         super().__init__(cfg, generator=generator)
         del self.b_enc

@@ -31,6 +31,9 @@ def gradient_scores(z: Tensor, w_dec: Tensor, grad: Tensor, beta: float, normali
 class GradientTopKSAE(TopKSAE):
     """TopK whose selection uses the downstream gradient when one is given."""
 
+    saelens_architecture = "topk"
+    store_hooks = ("", "#grad")  # the downstream gradient is cached beside the hook
+
     def score_fn(self, grad: Tensor | None):
         if grad is None:
             return None

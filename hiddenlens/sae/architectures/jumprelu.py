@@ -54,6 +54,8 @@ class _Step(torch.autograd.Function):
 class JumpReLUSAE(BaseSAE):
     """z = pre * 1[pre > theta]; loss = ||x - x_hat||^2 + l0_coef * sum_i H(pre_i - theta_i)."""
 
+    saelens_architecture = "jumprelu"
+
     def __init__(self, cfg, *, generator=None):
         super().__init__(cfg, generator=generator)
         init = math.log(cfg.jumprelu_init_threshold)

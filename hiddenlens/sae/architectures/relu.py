@@ -16,6 +16,8 @@ from hiddenlens.sae.base import BaseSAE, SAEOutput, register
 class ReluSAE(BaseSAE):
     """z = ReLU((x - b_dec) W_enc + b_enc); loss = ||x - x_hat||^2 + l1 * sum_i z_i ||d_i||."""
 
+    saelens_architecture = "standard"
+
     def encode(self, x: Tensor) -> Tensor:
         """Latents [n, d_sae] for inputs [n, d_in]."""
         return torch.relu(self.pre_acts(self._check_input(x)))

@@ -110,6 +110,9 @@ def topk_dense(pre: Tensor, k: int) -> Tensor:
 class TopKSAE(BaseSAE):
     """z = ReLU(TopK_k((x - b_dec) W_enc + b_enc)); exactly k selected latents per row."""
 
+    saelens_architecture = "topk"
+    topk_family = True
+
     def encode(self, x: Tensor) -> Tensor:
         """Latents [n, d_sae] for inputs [n, d_in]."""
         return topk_dense(self.pre_acts(self._check_input(x)), self.cfg.k)
