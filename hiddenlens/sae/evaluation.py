@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 DENSITY_EDGES = np.linspace(-7.0, 0.0, 15)
 
@@ -126,6 +125,7 @@ def evaluate(
     batch_size: int = 4096,
     dense_threshold: float = 0.1,
     text_batch_size: int = 16,
+    splice=None,
 ) -> dict[str, float]:
     """Flat metrics ``{"sae_<metric>/<hook_point>": float}`` of ``sae`` on the store rows.
 
@@ -134,6 +134,9 @@ def evaluate(
     loss clean / spliced / zero-ablated, CE-loss score and KL; for encoders the cosine of
     spliced and clean sentence embeddings. ``downstream(outputs, batch) -> float`` (a loss,
     lower is better) replaces the built-in measure and yields a loss-recovered score.
+    ``splice`` (a ``hiddenlens.sae.spliced.SpliceConventions``; default SAELens's, with
+    special tokens left unspliced exactly when the store dropped them) sets where the
+    reconstruction is spliced and which positions CE / KL average over.
     """
     acc = _store_pass(sae, store, hook_point, batch_size, max_rows)
     out = acc.result()
@@ -145,22 +148,18 @@ def evaluate(
     if model is not None:
         if data is None:
             raise ValueError("spliced metrics need data (texts or a tokenised batch) with model")
-        from hiddenlens.sae.spliced import spliced_metrics
+        from hiddenlens.sae.spliced import SpliceConventions, spliced_metrics
 
+        conv = (splice or SpliceConventions()).resolved(store)
         out.update(
             spliced_metrics(
-                sae, model, hook_point, data, downstream=downstream, batch_size=text_batch_size
+                sae,
+                model,
+                hook_point,
+                data,
+                downstream=downstream,
+                batch_size=text_batch_size,
+                conventions=conv,
             )
         )
     return {f"sae_{k}/{hook_point}": float(v) for k, v in out.items()}
-
-
-def kl_and_ce(clean_logits, logits, input_ids, mask) -> tuple[float, float, int]:
-    """Summed next-token CE of ``logits`` and KL(p_clean || p) over real positions."""
-    lp = F.log_softmax(logits[:, :-1].double(), -1)
-    lq = F.log_softmax(clean_logits[:, :-1].double(), -1)
-    target = input_ids[:, 1:]
-    m = mask[:, 1:].bool() & mask[:, :-1].bool()
-    ce = -lp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    kl = (lq.exp() * (lq - lp)).sum(-1)
-    return float(ce[m].sum()), float(kl[m].sum()), int(m.sum())
