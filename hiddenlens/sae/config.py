@@ -183,6 +183,12 @@ class TrainConfig:
     log_every: int = 10
     extra: dict[str, Any] = field(default_factory=dict)
 
+    #: The accepted values of the string fields (also the ``train-sae`` choices).
+    CHOICES = {
+        "b_dec_init": ("mean", "geometric_median", "zeros"),
+        "on_nonfinite": ("skip", "raise"),
+    }
+
     def __post_init__(self) -> None:
         _check_positive_int("total_tokens", self.total_tokens)
         _check_positive_int("batch_size", self.batch_size)
@@ -210,12 +216,9 @@ class TrainConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
         _check_device(self.device)
-        if self.b_dec_init not in ("mean", "geometric_median", "zeros"):
-            raise ValueError(
-                f"b_dec_init must be 'mean', 'geometric_median' or 'zeros', got {self.b_dec_init!r}"
-            )
-        if self.on_nonfinite not in ("skip", "raise"):
-            raise ValueError(f"on_nonfinite must be 'skip' or 'raise', got {self.on_nonfinite!r}")
+        for name, accepted in self.CHOICES.items():
+            if getattr(self, name) not in accepted:
+                raise ValueError(f"{name} must be one of {accepted}, got {getattr(self, name)!r}")
         if self.aux_k is not None:
             _check_positive_int("aux_k", self.aux_k)
         _check_positive_int("dead_tokens", self.dead_tokens)

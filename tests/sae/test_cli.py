@@ -47,3 +47,26 @@ def test_train_sae_command_on_a_real_store(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["sae_fvu/1"] < 1 and metrics["sae_l0/1"] <= 3
     assert (out / "checkpoints" / "step_00000010" / "state.json").exists()
+
+
+def test_train_sae_flags_are_the_config_fields_with_their_defaults(tmp_path):
+    import argparse
+    import dataclasses
+
+    from hiddenlens.sae import SAEConfig, TrainConfig
+    from hiddenlens.sae.cli import add_train_args
+
+    p = argparse.ArgumentParser()
+    add_train_args(p)
+    args = p.parse_args(["--store", "s", "--hook", "h", "--out", "o"])
+    for cls in (SAEConfig, TrainConfig):
+        for f in dataclasses.fields(cls):
+            if f.name in ("d_in", "hook_point", "model_id", "extra"):
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else None
+            assert getattr(args, f.name) == default, f.name  # no drift from the library
+    # old spellings still parse
+    old = p.parse_args(["--store", "s", "--hook", "h", "--out", "o", "--l1", "2", "--threads",
+                        "1", "--no-normalize"])  # fmt: skip
+    assert old.l1_coefficient == 2.0 and old.num_threads == 1
+    assert old.normalize_activations is False
