@@ -12,6 +12,10 @@ here has ``encode(x, labels=None) -> codes`` and ``decode(codes) -> x̂`` (torch
   non-negative); edits shift the codes by the class-mean code difference.
 * ``MeanAdapter``: the mean-ablation dictionary (approximation score 0 by definition).
 
+Each is a scikit-learn estimator: constructor arguments stored verbatim, ``fit`` learns
+the trailing-underscore state, ``sklearn.base.clone`` gives an unfitted copy and unfitted
+use raises ``sklearn.exceptions.NotFittedError``.
+
 ``ArrayStore`` lets ``hiddenlens.sae.train`` fit an SAE on activations held in memory.
 """
 
@@ -19,8 +23,19 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 from hiddenlens.sae.supervised import SupervisedDictionary, sae_edit
+
+
+def _is_fitted(est) -> bool:
+    try:
+        check_is_fitted(est)
+    except NotFittedError:
+        return False
+    return True
 
 
 def check_labels(labels, n: int, attribute: str | None = None) -> dict[str, np.ndarray]:
@@ -87,20 +102,38 @@ def _code_mean_edit(adapter, x, labels, attribute, targets, nonneg=False) -> np.
     return adapter.decode(torch.from_numpy(z_new.astype(np.float32))).numpy() + err
 
 
-class SupervisedAdapter:
-    """A fitted ``SupervisedDictionary`` as a dictionary: codes = one-hot attribute values.
+class SupervisedAdapter(BaseEstimator):
+    """A ``SupervisedDictionary`` as a dictionary: codes = one-hot attribute values.
 
     decode(codes) = center + codes @ U, with U the stacked u_{a,v}; so decode(encode(x,
-    labels)) = c + sum_a u_{a, v_a}, the supervised reconstruction.
+    labels)) = c + sum_a u_{a, v_a}, the supervised reconstruction. ``sup`` may be already
+    fitted (then the adapter is usable at once) or fitted by ``fit(x, labels)`` (which
+    fits a clone of it, ``sup_``).
     """
 
-    def __init__(self, sup: SupervisedDictionary):
-        sup._check()
+    def __init__(self, sup: SupervisedDictionary | None = None):
         self.sup = sup
-        self.attributes = list(sup.vectors_)
-        self.U = torch.as_tensor(np.concatenate([sup.vectors_[a] for a in self.attributes]))
-        self.U = self.U.float()
-        self.center = torch.as_tensor(sup.center_).float()
+
+    def fit(self, x, labels) -> SupervisedAdapter:
+        self.sup_ = clone(self.sup if self.sup is not None else SupervisedDictionary())
+        self.sup_.fit(_np(x), labels)
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "sup_") or (self.sup is not None and _is_fitted(self.sup))
+
+    def _sup(self) -> SupervisedDictionary:
+        check_is_fitted(self)
+        return self.sup_ if hasattr(self, "sup_") else self.sup
+
+    @property
+    def attributes(self) -> list[str]:
+        return list(self._sup().vectors_)
+
+    def _basis(self) -> tuple[torch.Tensor, torch.Tensor]:
+        sup = self._sup()
+        u = np.concatenate([sup.vectors_[a] for a in sup.vectors_])
+        return torch.as_tensor(u).float(), torch.as_tensor(sup.center_).float()
 
     def encode(self, x, labels=None) -> torch.Tensor:
         if labels is None:
@@ -113,7 +146,7 @@ class SupervisedAdapter:
                 raise ValueError(
                     f"labels lack attribute {a!r}; the dictionary has {self.attributes}"
                 )
-            vals = self.sup.values_[a]
+            vals = self._sup().values_[a]
             pos = {v: i for i, v in enumerate(vals)}
             bad = set(lab[a].tolist()) - set(pos)
             if bad:
@@ -122,54 +155,68 @@ class SupervisedAdapter:
         return torch.from_numpy(np.concatenate(blocks, 1))
 
     def decode(self, codes) -> torch.Tensor:
-        return self.center + _t(codes) @ self.U
+        u, center = self._basis()
+        return center + _t(codes) @ u
 
     def edit(self, x, labels, attribute, targets) -> np.ndarray:
         """x - u_{a,v} + u_{a,v'} per row (``targets``: one v' per row or a scalar)."""
         x = _np(x)
+        sup = self._sup()
         lab = check_labels(labels, len(x), attribute)
         tgt = _targets(targets, len(x))
-        if attribute not in self.sup.values_:
+        if attribute not in sup.values_:
             raise ValueError(
                 f"unknown attribute {attribute!r}; the dictionary has {self.attributes}"
             )
-        bad = set(lab[attribute].tolist()) - set(self.sup.values_[attribute])
+        bad = set(lab[attribute].tolist()) - set(sup.values_[attribute])
         if bad:
             raise ValueError(
-                f"unknown values {sorted(bad)} of {attribute!r}; known: {self.sup.values_[attribute]}"
+                f"unknown values {sorted(bad)} of {attribute!r}; known: {sup.values_[attribute]}"
             )
         out = np.asarray(x, dtype=np.float64).copy()
         for t in np.unique(tgt):
             rows = tgt == t
             sub = {a: y[rows] for a, y in lab.items()}
-            out[rows] = self.sup.edit(
+            out[rows] = sup.edit(
                 x[rows], sub, attribute, t.item() if hasattr(t, "item") else t
             )
         return out.astype(np.float32)
 
 
-class SAEAdapter:
-    """A hiddenlens SAE; edits go through ``hiddenlens.sae.supervised.sae_edit``: the
-    detector latents of each value and the "on" activation of the target's detectors are
-    read from the rows passed to ``edit`` (so pass a set large enough to contain every
-    value), and the SAE error term is kept."""
+class SAEAdapter(BaseEstimator):
+    """A trained hiddenlens SAE; edits go through ``hiddenlens.sae.supervised.sae_edit``:
+    the detector latents of each value and the "on" activation of the target's detectors
+    are read from the rows passed to ``edit`` (so pass a set large enough to contain every
+    value), and the SAE error term is kept. The SAE is trained by ``hiddenlens.sae.train``;
+    the adapter counts as fitted once it holds one (``fit`` only returns ``self``)."""
 
-    def __init__(self, sae):
+    def __init__(self, sae=None):
         self.sae = sae
+
+    def fit(self, x=None, labels=None) -> SAEAdapter:
+        check_is_fitted(self)
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.sae is not None
 
     @torch.no_grad()
     def encode(self, x, labels=None) -> torch.Tensor:
+        check_is_fitted(self)
         return self.sae.encode(_t(x))
 
     @torch.no_grad()
     def decode(self, codes) -> torch.Tensor:
+        check_is_fitted(self)
         return self.sae.decode(_t(codes))
 
     @property
     def decoder_norms(self) -> np.ndarray:
+        check_is_fitted(self)
         return self.sae.W_dec.detach().norm(dim=1).numpy()
 
     def edit(self, x, labels, attribute, targets) -> np.ndarray:
+        check_is_fitted(self)
         x = _np(x).astype(np.float32)
         lab = check_labels(labels, len(x), attribute)
         tgt = _targets(targets, len(x))
@@ -180,7 +227,7 @@ class SAEAdapter:
         return out
 
 
-class PCAAdapter:
+class PCAAdapter(BaseEstimator):
     """sklearn PCA: codes are the principal-component scores (not whitened)."""
 
     def __init__(self, n_components: int | None = None, seed: int = 0):
@@ -195,23 +242,19 @@ class PCAAdapter:
         self.mean_ = torch.as_tensor(self.pca_.mean_).float()
         return self
 
-    def _check(self):
-        if not hasattr(self, "pca_"):
-            raise RuntimeError("PCAAdapter is not fitted; call fit() first")
-
     def encode(self, x, labels=None) -> torch.Tensor:
-        self._check()
+        check_is_fitted(self, "pca_")
         return (_t(x) - self.mean_) @ self.components_.T
 
     def decode(self, codes) -> torch.Tensor:
-        self._check()
+        check_is_fitted(self, "pca_")
         return _t(codes) @ self.components_ + self.mean_
 
     def edit(self, x, labels, attribute, targets) -> np.ndarray:
         return _code_mean_edit(self, x, labels, attribute, targets)
 
 
-class NMFAdapter:
+class NMFAdapter(BaseEstimator):
     """sklearn NMF on shifted data: x' = max(x - m, 0) with m the per-feature minimum over
     the fitting rows (NMF needs non-negative input; residual-stream activations are
     signed). decode adds m back, so x̂ = W H + m; rows below m are clipped before encoding."""
@@ -232,12 +275,12 @@ class NMFAdapter:
         return self
 
     def encode(self, x, labels=None) -> torch.Tensor:
-        if not hasattr(self, "nmf_"):
-            raise RuntimeError("NMFAdapter is not fitted; call fit() first")
+        check_is_fitted(self, "nmf_")
         xs = np.maximum(_np(x).astype(np.float64) - self.shift_, 0.0)
         return torch.as_tensor(self.nmf_.transform(xs)).float()
 
     def decode(self, codes) -> torch.Tensor:
+        check_is_fitted(self, "nmf_")
         h = torch.as_tensor(self.nmf_.components_).float()
         return _t(codes) @ h + torch.as_tensor(self.shift_).float()
 
@@ -245,7 +288,7 @@ class NMFAdapter:
         return _code_mean_edit(self, x, labels, attribute, targets, nonneg=True)
 
 
-class MeanAdapter:
+class MeanAdapter(BaseEstimator):
     """The mean-ablation dictionary: no codes, x̂ = the mean of the fitting rows (score 0)."""
 
     def fit(self, x) -> MeanAdapter:
@@ -253,9 +296,11 @@ class MeanAdapter:
         return self
 
     def encode(self, x, labels=None) -> torch.Tensor:
+        check_is_fitted(self, "mean_")
         return torch.zeros(len(x), 0)
 
     def decode(self, codes) -> torch.Tensor:
+        check_is_fitted(self, "mean_")
         return self.mean_.expand(len(codes), -1).clone()
 
     def edit(self, x, labels, attribute, targets) -> np.ndarray:

@@ -19,16 +19,25 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 
-class SupervisedDictionary:
-    """x ~ center_ + sum_a vectors_[a][v]; fit from activations and attribute labels."""
+class SupervisedDictionary(BaseEstimator):
+    """x ~ center_ + sum_a vectors_[a][v]; fit from activations and attribute labels.
+
+    A scikit-learn estimator: ``attributes`` (the attribute names to use; None: all of
+    ``labels``) is its one parameter; ``center_`` [d], ``values_`` (attribute -> sorted
+    values) and ``vectors_`` (attribute -> [n_values, d]) are learned by ``fit``.
+    """
 
     def __init__(self, attributes: list[str] | None = None):
         self.attributes = attributes
 
     def fit(self, x, labels: dict[str, np.ndarray]) -> SupervisedDictionary:
         """x: [n, d] activations; labels: attribute name -> [n] values (any hashable)."""
+        if not isinstance(labels, dict):
+            raise TypeError(f"labels must be a dict attribute -> [n] values, got {labels!r}")
         x = np.asarray(x, dtype=np.float64)
         names = self.attributes or sorted(labels)
         if not names:
@@ -36,6 +45,8 @@ class SupervisedDictionary:
         self.center_ = x.mean(0)
         self.values_, self.vectors_ = {}, {}
         for a in names:
+            if a not in labels:
+                raise ValueError(f"labels lack attribute {a!r}; given: {sorted(labels)}")
             y = np.asarray(labels[a])
             if y.shape[0] != x.shape[0]:
                 raise ValueError(f"labels[{a!r}] has {y.shape[0]} rows, activations {x.shape[0]}")
@@ -45,8 +56,7 @@ class SupervisedDictionary:
         return self
 
     def _check(self):
-        if not hasattr(self, "center_"):
-            raise RuntimeError("SupervisedDictionary is not fitted; call fit() first")
+        check_is_fitted(self, ("center_", "values_", "vectors_"))
 
     def reconstruct(self, labels: dict[str, np.ndarray]) -> np.ndarray:
         """c + sum_a u_{a, v_a} for each row's labels, [n, d]."""

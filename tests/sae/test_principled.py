@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from hiddenlens.sae import SAEConfig, build_sae
@@ -225,7 +226,7 @@ def test_bad_input_is_rejected():
         control(sup, model, task, "a", 1, x=x[:-1])
     with pytest.raises(ValueError, match="one value per row"):
         control(sup, model, task, "a", lab["a"][:-1])
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         PCAAdapter(3).encode(x)
     with pytest.raises(ValueError, match="decoder_norms"):
         occlusion_flags(np.zeros((4, 3)), {"a": np.array([0, 1, 0, 1])}, decoder_norms=[1.0])

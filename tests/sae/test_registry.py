@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from hiddenlens.sae import SAEConfig, TrainConfig, load, register_architecture, train
-from hiddenlens.sae import registry
+from hiddenlens.sae import SAEConfig, TrainConfig, load, register_architecture, registry, train
 from hiddenlens.sae.architectures.relu import ReluSAE
 from tests.sae.fakes import FakeStore, planted_data
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 
 from hiddenlens.sae import SAEConfig, build_sae
 from hiddenlens.sae.supervised import (
@@ -43,7 +44,7 @@ def test_supervised_dictionary_recovers_attribute_vectors_and_edits():
     assert (shape_probe(edited) == labels["shape"]).mean() > 0.95
     with pytest.raises(ValueError, match="not a value"):
         sup.edit(x, labels, "color", 7)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         SupervisedDictionary().reconstruct(labels)
 
 
