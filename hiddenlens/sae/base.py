@@ -73,6 +73,10 @@ class BaseSAE(nn.Module, metaclass=abc.ABCMeta):
     topk_family = False
     store_hooks: tuple[str, ...] = ("",)
 
+    @classmethod
+    def check_config(cls, cfg: SAEConfig) -> None:
+        """Raise ValueError for an ``SAEConfig`` this architecture cannot use (override)."""
+
     def __init__(self, cfg: SAEConfig, *, generator: torch.Generator | None = None):
         super().__init__()
         if cfg.architecture != self.architecture:

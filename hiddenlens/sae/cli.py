@@ -78,6 +78,8 @@ def _add_field(p: argparse.ArgumentParser, cls, f: dataclasses.Field, doc: str) 
     if kind == "bool":
         kw["action"] = argparse.BooleanOptionalAction
         kw["help"] = doc
+    elif kind.startswith("list[int]"):
+        kw.update(nargs="+", type=positive_int)
     elif kind.startswith("tuple[float"):
         kw.update(nargs=2, type=float, metavar=("B1", "B2"))
     elif kind.startswith("int"):

@@ -41,6 +41,18 @@ def _check_optional_str(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be a string or None, got {value!r}")
 
 
+def _check_widths(widths: Any, d_sae: int) -> list[int]:
+    if not isinstance(widths, (list, tuple)) or not widths:
+        raise ValueError(f"matryoshka_widths must be a non-empty list of ints, got {widths!r}")
+    for w in widths:
+        _check_positive_int("matryoshka_widths[i]", w)
+    if any(a >= b for a, b in zip(widths[:-1], widths[1:])) or widths[-1] > d_sae:
+        raise ValueError(
+            f"matryoshka_widths={list(widths)} must increase strictly up to d_sae={d_sae}"
+        )
+    return list(widths)
+
+
 def _check_device(device: Any) -> None:
     if not isinstance(device, str) or not device:
         raise ValueError(f"device must be a torch device string such as 'cpu', got {device!r}")
@@ -77,6 +89,9 @@ class SAEConfig:
             ``z + beta * z * |W_dec g|`` (Olmo et al. 2024).
         grad_normalize: divide ``|W_dec g|`` by its mean over latents per row so ``grad_beta``
             does not depend on the scale of the loss; ``False`` is the paper's literal form.
+        matryoshka_widths: nested prefix sizes, strictly increasing and ending at d_sae, each
+            of which must reconstruct the input (``matryoshka_batchtopk``; Bussmann et al.
+            2025); ignored otherwise.
         hook_point / model_id: provenance, written to ``cfg.json``.
     """
 
@@ -89,6 +104,7 @@ class SAEConfig:
     jumprelu_init_threshold: float = 0.05
     grad_beta: float = 1.0
     grad_normalize: bool = True
+    matryoshka_widths: list[int] | None = None
     hook_point: str | None = None
     model_id: str | None = None
 
@@ -97,6 +113,8 @@ class SAEConfig:
         _check_positive_int("d_sae", self.d_sae)
         if not isinstance(self.architecture, str):
             raise TypeError(f"architecture must be a string, got {self.architecture!r}")
+        if self.matryoshka_widths is not None:
+            self.matryoshka_widths = _check_widths(self.matryoshka_widths, self.d_sae)
         if registry.facts(self.architecture)["topk_family"]:
             if self.k is None:
                 raise ValueError(f"architecture {self.architecture!r} needs k (active latents)")
@@ -112,6 +130,7 @@ class SAEConfig:
         _check_real("grad_beta", self.grad_beta, 0.0)
         _check_optional_str("hook_point", self.hook_point)
         _check_optional_str("model_id", self.model_id)
+        registry.get(self.architecture).check_config(self)  # the architecture's own checks
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

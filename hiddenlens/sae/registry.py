@@ -29,6 +29,7 @@ _BUILTIN = {
     "jumprelu": "hiddenlens.sae.architectures.jumprelu",
     "gated": "hiddenlens.sae.architectures.gated",
     "gradient_topk": "hiddenlens.sae.architectures.gradient_topk",
+    "matryoshka_batchtopk": "hiddenlens.sae.architectures.matryoshka",
 }
 _CLASSES: dict[str, type] = {}
 _FACTS = ("saelens_architecture", "topk_family", "store_hooks")

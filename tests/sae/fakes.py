@@ -73,3 +73,13 @@ def planted_data(n=20000, d=32, m=64, k_true=3, seed=0, mean_shift=0.0):
         codes[i, j] = rng.uniform(0.5, 1.5, size=k_true)
     x = codes @ feats + mean_shift
     return x.astype(np.float32), feats
+
+
+def small_config(arch, d_in=8, d_sae=32, **kw):
+    """A small valid SAEConfig of any registered architecture."""
+    from hiddenlens.sae import SAEConfig, registry
+
+    topk = registry.facts(arch)["topk_family"]
+    widths = [d_sae // 4, d_sae] if arch == "matryoshka_batchtopk" else None
+    return SAEConfig(d_in=d_in, d_sae=d_sae, architecture=arch, k=4 if topk else None,
+                     matryoshka_widths=widths, **kw)  # fmt: skip

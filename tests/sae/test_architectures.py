@@ -3,11 +3,11 @@ import torch
 
 from hiddenlens.sae import SAEConfig, architecture_names, build_sae
 from hiddenlens.sae.architectures.gradient_topk import gradient_scores
+from tests.sae.fakes import small_config
 
 
 def _cfg(arch, **kw):
-    k = 4 if arch in ("topk", "batchtopk", "gradient_topk") else None
-    return SAEConfig(d_in=8, d_sae=32, architecture=arch, k=k, **kw)
+    return small_config(arch, d_sae=32, **kw)
 
 
 @pytest.mark.parametrize("arch", architecture_names())

@@ -5,6 +5,7 @@ from hiddenlens.sae.architectures import (  # noqa: F401
     gated,
     gradient_topk,
     jumprelu,
+    matryoshka,
     relu,
     topk,
 )
