@@ -3,9 +3,12 @@
 - Direct logit attribution (Elhage et al., "A Mathematical Framework for Transformer
   Circuits", 2021): the residual stream at the final position is a sum of component outputs
   (embeddings, each attention head, each MLP); each component's contribution to a logit (or
-  logit difference) is its output, scaled by the final LayerNorm's cached scale, dotted with
-  the unembedding direction. Uses TransformerLens' ``ActivationCache.decompose_resid`` and
-  ``stack_head_results``.
+  logit difference) is its output, centred and scaled by the final LayerNorm's cached scale,
+  dotted with the unembedding direction times the LayerNorm's weight; the LayerNorm's bias is
+  one more component (``ln_final_bias``). The components then sum, with the unembedding
+  bias, to the logit (difference) for any final norm; on a model loaded with ``fold_ln``
+  they equal TransformerLens's ``ActivationCache.logit_attrs``. Uses TransformerLens'
+  ``ActivationCache.decompose_resid`` and ``stack_head_results``.
 - Logit lens (nostalgebraist, 2020): every layer's residual stream through the final norm and
   the unembedding; the rank of a token per layer shows where the prediction forms ("early
   excitation" in VISTA).
@@ -50,9 +53,10 @@ def _token_index(tokens: Tensor, ids, vocab: int, name: str) -> Tensor:
 class DirectLogitAttribution:
     """Mean over the batch of each component's direct contribution to the logit (difference).
 
-    components: {label: value} for embed, pos_embed, per-layer attn_out / mlp_out;
-    heads: [n_layers, n_heads]; per_layer: [n_layers] (attention + MLP); logit: the model's
-    mean logit (difference), which ``total`` (sum of components + unembedding bias) reproduces.
+    components: {label: value} for embed, pos_embed, per-layer attn_out / mlp_out, and
+    ``ln_final_bias`` (the final LayerNorm's bias; 0 without one); heads: [n_layers, n_heads];
+    per_layer: [n_layers] (attention + MLP); logit: the model's mean logit (difference), which
+    ``total`` (sum of components + unembedding bias) reproduces.
     """
 
     components: dict[str, float]
@@ -81,18 +85,23 @@ def direct_logit_attribution(
         cf = _token_index(tokens, counterfactual, vocab, "counterfactual")
         direction = direction - model.W_U[:, cf].T.detach()
         bias = bias - model.b_U[cf].detach()
+    weight, ln_bias = _final_norm_affine(model)
     with torch.no_grad():
         logits, cache = model.run_with_cache(tokens)
         comps, labels = cache.decompose_resid(
             layer=-1, pos_slice=position, apply_ln=True, return_labels=True
         )
         heads = cache.stack_head_results(layer=-1, pos_slice=position, apply_ln=True)
-        contrib = (comps * direction[None]).sum(-1).mean(1)  # [n_components]
-        head_contrib = (heads * direction[None]).sum(-1).mean(1)
+        # the norm's weight acts on the unembedding side; its bias is one more component
+        ln_direction = direction * weight if weight is not None else direction
+        contrib = (comps * ln_direction[None]).sum(-1).mean(1)  # [n_components]
+        head_contrib = (heads * ln_direction[None]).sum(-1).mean(1)
+        bias_contrib = (direction @ ln_bias).mean() if ln_bias is not None else torch.zeros(())
         chosen = logits[:, position].gather(1, ans[:, None])[:, 0]
         if counterfactual is not None:
             chosen = chosen - logits[:, position].gather(1, cf[:, None])[:, 0]
     components = {lab: float(v) for lab, v in zip(labels, contrib)}
+    components["ln_final_bias"] = float(bias_contrib)
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     per_layer = np.array(
         [
@@ -104,8 +113,19 @@ def direct_logit_attribution(
         components=components,
         heads=head_contrib.reshape(n_layers, n_heads).cpu().numpy().astype(np.float64),
         per_layer=per_layer,
-        total=float(contrib.sum() + bias.mean()),
+        total=float(contrib.sum() + bias_contrib + bias.mean()),
         logit=float(chosen.mean()),
+    )
+
+
+def _final_norm_affine(model) -> tuple[Tensor | None, Tensor | None]:
+    """(weight [d_model], bias [d_model]) of ``ln_final``; None where it has none (LNPre,
+    RMSPre, no norm, or weights folded into the unembedding)."""
+    ln = getattr(model, "ln_final", None)
+    w, b = getattr(ln, "w", None), getattr(ln, "b", None)
+    return (
+        None if w is None else w.detach(),
+        None if b is None else b.detach(),
     )
 
 

@@ -159,3 +159,55 @@ def test_dla_and_logit_lens(tiny_tl):
         logit_lens(nn.Linear(2, 2), tokens, 1)
     with pytest.raises(ValueError, match="out of range"):
         direct_logit_attribution(model, tokens, answer=99)
+
+
+def _tiny_norm_model(normalization_type: str):
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(
+        n_layers=2, d_model=16, n_ctx=8, d_head=4, n_heads=4, d_mlp=32, d_vocab=20,
+        act_fn="gelu", normalization_type=normalization_type, seed=1,
+    )
+    model = HookedTransformer(cfg).eval()
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # a trained-looking final norm: non-unit weight, non-zero bias
+        model.ln_final.w.copy_(0.5 + 1.5 * torch.rand(16, generator=g))
+        if hasattr(model.ln_final, "b"):
+            model.ln_final.b.copy_(torch.randn(16, generator=g))
+        model.b_U.copy_(0.3 * torch.randn(20, generator=g))
+    return model
+
+
+@pytest.mark.parametrize("norm", ["LN", "RMS"])
+def test_dla_complete_with_random_final_norm(norm):
+    model = _tiny_norm_model(norm)
+    tokens = torch.randint(0, 20, (4, 6), generator=torch.Generator().manual_seed(0))
+    dla = direct_logit_attribution(model, tokens, answer=[1, 2, 3, 5], counterfactual=4)
+    assert dla.total == pytest.approx(dla.logit, abs=1e-4)
+    if norm == "LN":
+        assert abs(dla.components["ln_final_bias"]) > 1e-3  # the bias is its own component
+    else:
+        assert dla.components["ln_final_bias"] == 0.0
+
+
+def test_dla_equals_transformer_lens_logit_attrs_when_folded():
+    import copy
+
+    model = _tiny_norm_model("LN")
+    folded = copy.deepcopy(model)
+    folded.process_weights_(fold_ln=True, center_writing_weights=False, center_unembed=False)
+    tokens = torch.randint(0, 20, (4, 6), generator=torch.Generator().manual_seed(0))
+    ans, cf = torch.tensor([1, 2, 3, 5]), torch.tensor([4, 4, 4, 4])
+    ours = direct_logit_attribution(model, tokens, answer=ans, counterfactual=cf)
+    _, cache = folded.run_with_cache(tokens)
+    # logit_attrs applies the final norm's cached scale itself
+    comps, labels = cache.decompose_resid(layer=-1, pos_slice=-1, return_labels=True)
+    ref = cache.logit_attrs(comps, ans, incorrect_tokens=cf, pos_slice=-1).mean(1)  # [C]
+    for lab, r in zip(labels, ref):
+        assert ours.components[lab] == pytest.approx(float(r), abs=1e-5)
+    # unfolded: the norm's bias is a component; folded: it sits in the unembedding bias
+    b_u = float((folded.b_U[ans] - folded.b_U[cf]).mean())
+    b_u_own = float((model.b_U[ans] - model.b_U[cf]).mean())
+    assert ours.components["ln_final_bias"] + b_u_own == pytest.approx(b_u, abs=1e-5)
+    on_folded = direct_logit_attribution(folded, tokens, answer=ans, counterfactual=cf)
+    assert on_folded.total == pytest.approx(ours.total, abs=1e-4)
