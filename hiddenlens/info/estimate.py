@@ -41,14 +41,30 @@ def _estimate_once(x, y, estimator: str, params: dict) -> MIEstimate:
     return neural_mi(x, y, bound=estimator, **params)
 
 
-def _bootstrap_ci(x, y, estimator, params, bootstrap, confidence, seed) -> tuple[float, float]:
-    """Percentile interval of the estimate over row resamples drawn with replacement."""
+NEIGHBOUR_ESTIMATORS = ("ksg", "kde_upper", "kde_lower")
+
+
+def _resample_ci(x, y, estimator, params, bootstrap, confidence, seed, bits) -> tuple[float, float]:
+    """The estimate's sampling interval from ``bootstrap`` resamples of the rows.
+
+    k-NN and KDE estimators read a duplicated row as a neighbour at distance 0 (infinite
+    density), so resampling *with* replacement inflates them far beyond the estimate. For
+    them the rows are subsampled without replacement (Politis & Romano 1994) at half size,
+    where the spread of half-sample estimates around their mean, times sqrt(m / (n - m)) = 1,
+    is the full-sample estimate's spread (the finite-population correction of a mean);
+    the interval is ``bits`` minus the deviations' quantiles, so it is centred on the
+    estimate and does not pick up the half samples' larger bias. The other estimators keep
+    the percentile bootstrap with replacement.
+    """
     xa = as_2d(x, "x")
     ya = None if y is None else as_2d(y, "y")
+    n = xa.shape[0]
     rng = np.random.default_rng(seed)
+    subsample = estimator in NEIGHBOUR_ESTIMATORS
+    m = n // 2
     vals = []
     for _ in range(bootstrap):
-        idx = rng.integers(0, xa.shape[0], xa.shape[0])
+        idx = rng.choice(n, m, replace=False) if subsample else rng.integers(0, n, n)
         yb = None if ya is None else ya[idx]
         try:
             vals.append(_estimate_once(xa[idx], yb, estimator, params).bits)
@@ -56,12 +72,16 @@ def _bootstrap_ci(x, y, estimator, params, bootstrap, confidence, seed) -> tuple
             continue
     if len(vals) < max(2, bootstrap // 2):
         raise ValueError(
-            f"only {len(vals)} of {bootstrap} bootstrap resamples were estimable; "
+            f"only {len(vals)} of {bootstrap} resamples were estimable; "
             "use more samples or fewer bins / a smaller k"
         )
     a = (1 - confidence) / 2
-    lo, hi = np.quantile(vals, [a, 1 - a])
-    return float(lo), float(hi)
+    if not subsample:
+        lo, hi = np.quantile(vals, [a, 1 - a])
+        return float(lo), float(hi)
+    dev = (np.asarray(vals) - np.mean(vals)) * np.sqrt(m / (n - m))
+    q_lo, q_hi = np.quantile(dev, [a, 1 - a])
+    return float(bits - q_hi), float(bits - q_lo)
 
 
 def mutual_information(
@@ -83,9 +103,11 @@ def mutual_information(
             noise-smoothed I(X;T)). Integer arrays are treated as discrete labels.
         estimator: one of "binning", "kde_upper", "kde_lower", "ksg", "infonce", "mine",
             "smile".
-        bootstrap: number of bootstrap resamples (rows drawn with replacement) for a
-            percentile confidence interval; 0 for none. The CI shows sampling variability,
-            not the estimator's bias.
+        bootstrap: number of resamples for a confidence interval; 0 for none. Binning and
+            the neural bounds use the percentile bootstrap (rows drawn with replacement);
+            KSG and KDE, which duplicated rows break, use half-size subsamples drawn without
+            replacement (``params["ci_method"]`` says which). The CI shows sampling
+            variability, not the estimator's bias.
         confidence: CI level.
         seed: seed of the bootstrap resampling.
         **params: estimator settings — binning: bins, strategy ("fixed" | "quantile"),
@@ -103,11 +125,12 @@ def mutual_information(
     est = _estimate_once(x, y, estimator, params)
     if bootstrap == 0:
         return est
-    lo, hi = _bootstrap_ci(x, y, estimator, params, bootstrap, confidence, seed)
+    lo, hi = _resample_ci(x, y, estimator, params, bootstrap, confidence, seed, est.bits)
+    method = "subsample" if estimator in NEIGHBOUR_ESTIMATORS else "bootstrap"
     return MIEstimate(
         est.bits,
         est.estimator,
-        {**est.params, "bootstrap": int(bootstrap)},
+        {**est.params, "bootstrap": int(bootstrap), "ci_method": method, "confidence": confidence},
         est.n,
         est.cap,
         (lo, hi),

@@ -62,9 +62,11 @@ class MIEstimate:
         """One line for reports: value, cap, CI and settings."""
         s = f"{self.estimator}: {self.bits:.3f} bits"
         if self.ci is not None:
-            s += f" (95% CI {self.ci[0]:.3f}–{self.ci[1]:.3f})"
+            level = round(100 * self.params.get("confidence", 0.95))
+            s += f" ({level}% CI {self.ci[0]:.3f}–{self.ci[1]:.3f})"
         if self.cap is not None:
             s += f", cap {self.cap:.2f}"
         if self.params:
-            s += " [" + ", ".join(f"{k}={v}" for k, v in self.params.items()) + "]"
+            shown = {k: v for k, v in self.params.items() if k != "confidence"}
+            s += " [" + ", ".join(f"{k}={v}" for k, v in shown.items()) + "]"
         return s

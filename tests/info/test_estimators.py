@@ -143,3 +143,36 @@ def test_bootstrap_ci_and_flat_dict():
     assert d["mi/layer1/bits"] == est.bits and "mi/layer1/ci_low" in d
     assert all(isinstance(v, float) for v in d.values())
     assert isinstance(est, MIEstimate) and "binning" in est.describe()
+
+
+def test_ksg_interval_covers_the_true_mi_of_correlated_gaussians():
+    # subsampling without replacement: with-replacement duplicates read as infinite density
+    rho, n = 0.6, 300
+    truth = -0.5 * np.log2(1 - rho**2)
+    covered = contains = 0
+    for s in range(50):
+        rng = np.random.default_rng(s)
+        x = rng.standard_normal(n)
+        y = rho * x + np.sqrt(1 - rho**2) * rng.standard_normal(n)
+        est = mutual_information(x, y, estimator="ksg", bootstrap=30, confidence=0.9, seed=s)
+        covered += est.ci[0] <= truth <= est.ci[1]
+        contains += est.ci[0] <= est.bits <= est.ci[1]
+    assert est.params["ci_method"] == "subsample" and "90% CI" in est.describe()
+    assert covered >= 40, covered  # nominal 90%: at least 80% of 50 repeats
+    assert contains == 50
+
+
+def test_kde_interval_width_matches_the_spread_over_samples():
+    ests, half_widths = [], []
+    for s in range(25):
+        rng = np.random.default_rng(s)
+        t = rng.standard_normal((300, 2))
+        est = mutual_information(
+            t, None, estimator="kde_upper", noise_var=0.1, bootstrap=30, confidence=0.9, seed=s
+        )
+        assert est.ci[0] <= est.bits <= est.ci[1]
+        ests.append(est.bits)
+        half_widths.append((est.ci[1] - est.ci[0]) / 2)
+    # a 90% normal interval is +- 1.645 standard deviations of the estimate
+    ratio = np.mean(half_widths) / 1.645 / np.std(ests)
+    assert 0.6 < ratio < 1.6, ratio
