@@ -16,7 +16,8 @@ from hiddenlens.codebook.attach import CodebookModel, attach, attached_codebooks
 from hiddenlens.codebook.finetune import FinetuneConfig, finetune
 from hiddenlens.codebook.force import force, jsd, output_shift
 from hiddenlens.codebook.io import load, load_codes, save, save_codes
-from hiddenlens.codebook.layer import CodebookConfig, CodebookLayer, kmeans, topk_codes
+from hiddenlens.codebook.kmeans import kmeans
+from hiddenlens.codebook.layer import CodebookConfig, CodebookLayer, topk_codes
 from hiddenlens.codebook.search import (
     CodeMatch,
     best_code_f1,

@@ -234,7 +234,7 @@ def attach(
     beta: float = 0.25,
     d: int | Mapping[str, int] | None = None,
     init=None,
-    kmeans_iter: int = 20,
+    kmeans_iter: int = 100,
     seed: int = 0,
 ) -> CodebookModel:
     """Attach a codebook of ``n_codes`` codes (top-``k``) at each hook point.

@@ -218,15 +218,25 @@ class CodebookLayer(nn.Module):
     # ----------------------------------------------------------------- initialisation
     @torch.no_grad()
     def init_kmeans(
-        self, acts: torch.Tensor, *, n_iter: int = 20, seed: int = 0, batch_size: int = 16384
+        self,
+        acts: torch.Tensor,
+        *,
+        n_iter: int = 100,
+        tol: float = 1e-4,
+        seed: int = 0,
+        batch_size: int = 16384,
     ) -> CodebookLayer:
         """Set the codes to k-means centroids of ``acts`` [n, d] (assignment by the layer's
-        similarity), scaled by 1/k so that a sum of k codes has the activations' scale."""
+        similarity, ``n_iter`` iterations at most, see ``kmeans``), scaled by 1/k so that a
+        sum of k codes has the activations' scale."""
+        from hiddenlens.codebook.kmeans import kmeans
+
         acts = torch.as_tensor(acts, dtype=self.codes.dtype).reshape(-1, self.d)
         centroids, _ = kmeans(
             acts,
             self.n_codes,
             n_iter=n_iter,
+            tol=tol,
             seed=seed,
             similarity=self.config.similarity,
             batch_size=batch_size,
@@ -255,66 +265,3 @@ class CodebookLayer(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return f"d={c.d}, n_codes={c.n_codes}, k={c.k}, similarity={c.similarity}, loss={c.loss}"
-
-
-@torch.no_grad()
-def kmeans(
-    x: torch.Tensor,
-    n_clusters: int,
-    *,
-    n_iter: int = 20,
-    seed: int = 0,
-    similarity: str = "euclidean",
-    batch_size: int = 16384,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd's k-means on x [n, d] -> (centroids [n_clusters, d], labels [n]).
-
-    Seeds with k-means++ (D^2 sampling; on unit vectors for cosine similarity); empty
-    clusters are re-seeded with the rows least similar to their centroid.
-    """
-    x = torch.as_tensor(x, dtype=torch.float32)
-    n = x.shape[0]
-    if n < n_clusters:
-        raise ValueError(f"k-means needs at least n_clusters={n_clusters} rows, got {n}")
-    gen = torch.Generator().manual_seed(seed)
-    centroids = x[_kmeanspp(x, n_clusters, gen, similarity == "cosine")].clone()
-    labels = torch.zeros(n, dtype=torch.long)
-    for _ in range(n_iter):
-        labels, best = _assign(x, centroids, similarity, batch_size)
-        sums = torch.zeros_like(centroids).index_add_(0, labels, x)
-        counts = torch.bincount(labels, minlength=n_clusters)
-        full = counts > 0
-        centroids[full] = sums[full] / counts[full, None].to(x.dtype)
-        empty = (~full).nonzero().flatten()
-        if empty.numel():
-            worst = best.argsort()[: empty.numel()]  # rows with the lowest similarity
-            centroids[empty] = x[worst]
-    labels, _ = _assign(x, centroids, similarity, batch_size)
-    return centroids, labels
-
-
-def _assign(
-    x: torch.Tensor, centroids: torch.Tensor, similarity: str, batch_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    labels, scores = [], []
-    for start in range(0, x.shape[0], batch_size):
-        idx, val = topk_codes(x[start : start + batch_size], centroids, 1, similarity)
-        labels.append(idx[:, 0])
-        scores.append(val[:, 0])
-    return torch.cat(labels), torch.cat(scores)
-
-
-def _kmeanspp(x: torch.Tensor, n_clusters: int, gen: torch.Generator, unit: bool) -> torch.Tensor:
-    """Row indices chosen by k-means++ seeding (Arthur & Vassilvitskii, 2007)."""
-    z = F.normalize(x, dim=-1) if unit else x
-    sq = (z * z).sum(-1)  # [n]
-    chosen = [int(torch.randint(0, len(z), (1,), generator=gen))]
-    # Distances via ||z||^2 - 2 z.c + ||c||^2: one mat-vec per new centre, no [n, d] temporaries.
-    d2 = (sq - 2 * (z @ z[chosen[0]]) + sq[chosen[0]]).clamp_min(0)
-    for _ in range(1, n_clusters):
-        total = d2.sum()
-        probs = d2 / total if total > 0 else torch.ones_like(d2)  # all rows already centres
-        nxt = int(torch.multinomial(probs, 1, generator=gen))
-        chosen.append(nxt)
-        d2 = torch.minimum(d2, (sq - 2 * (z @ z[nxt]) + sq[nxt]).clamp_min(0))
-    return torch.tensor(chosen)

@@ -1,5 +1,6 @@
 """CodebookLayer: lookup, straight-through gradients, losses, init, dead codes, recovery."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -138,3 +139,54 @@ def test_bad_input():
         layer(torch.randn(2, 5))
     with pytest.raises(ValueError, match="code ids"):
         layer.decode(torch.tensor([[4]]))
+
+
+def _purity(labels: np.ndarray, truth: np.ndarray) -> float:
+    return sum(np.bincount(truth[labels == c]).max() for c in np.unique(labels)) / len(truth)
+
+
+def _planted(seed: int, n_clusters: int = 12, d: int = 16):
+    """Unequal, separated clusters: a seeding that misses one costs purity."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_clusters, d)) * 3.0
+    truth = rng.choice(n_clusters, 100 * n_clusters, p=rng.dirichlet(np.full(n_clusters, 2.0)))
+    return (centres[truth] + rng.standard_normal((len(truth), d))).astype(np.float32), truth
+
+
+def test_kmeans_purity_at_least_sklearns_on_a_planted_clustering():
+    from sklearn.cluster import KMeans
+
+    from hiddenlens.codebook.kmeans import lloyd
+
+    ours, torch_path, ref = [], [], []
+    for s in range(10):
+        x, truth = _planted(s)
+        ours.append(_purity(kmeans(torch.from_numpy(x), 12, seed=s)[1].numpy(), truth))
+        _, lab = lloyd(torch.from_numpy(x), 12, 100, 1e-4, s, "euclidean", 4096)
+        torch_path.append(_purity(lab.numpy(), truth))
+        ref.append(_purity(KMeans(12, n_init=1, random_state=s).fit_predict(x), truth))
+    assert np.mean(ours) >= np.mean(ref) - 1e-9  # Euclidean on CPU: scikit-learn's own
+    assert np.mean(torch_path) >= np.mean(ref) - 0.005, (np.mean(torch_path), np.mean(ref))
+
+
+def test_kmeans_stops_at_a_fixed_point_and_cosine_path():
+    from hiddenlens.codebook.kmeans import lloyd
+
+    x, truth = _planted(0)
+    xt = torch.from_numpy(x)
+    centroids, labels = lloyd(xt, 12, 300, 0.0, 0, "euclidean", 4096)  # tol 0: to the end
+    # converged: one more Lloyd step leaves the assignment unchanged
+    again = torch.cdist(xt, centroids).argmin(1)
+    assert torch.equal(again, labels)
+    # cosine: clusters are directions, rows have random norms; centres keep the rows' scale
+    rng = np.random.default_rng(1)
+    dirs = rng.standard_normal((6, 8))
+    lab = rng.integers(0, 6, 600)
+    rows = (dirs[lab] + 0.1 * rng.standard_normal((600, 8))) * rng.uniform(0.5, 3, (600, 1))
+    c, found = kmeans(torch.tensor(rows, dtype=torch.float32), 6, similarity="cosine", seed=0)
+    assert _purity(found.numpy(), lab) > 0.99
+    assert c.norm(dim=1).min() > 1.0  # plain means of the rows, not unit vectors
+    with pytest.raises(ValueError, match="similarity"):
+        kmeans(xt, 3, similarity="manhattan")
+    with pytest.raises(ValueError, match="tol"):
+        kmeans(xt, 3, tol=-1.0)
