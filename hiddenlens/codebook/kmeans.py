@@ -81,13 +81,10 @@ def lloyd(x, n_clusters, n_iter, tol, seed, similarity, batch_size):
 def _sklearn_kmeans(x, n_clusters, n_iter, tol, seed):
     from sklearn.cluster import KMeans
 
-    from hiddenlens._threads import blas_threads, oversubscribed
+    from hiddenlens._threads import torch_threads
 
     km = KMeans(n_clusters, init="k-means++", n_init=1, max_iter=n_iter, tol=tol, random_state=seed)
-    if oversubscribed():
-        with blas_threads(1):
-            labels = km.fit_predict(x.numpy())
-    else:
+    with torch_threads(None):  # 1 thread (torch, BLAS and OpenMP) when oversubscribed
         labels = km.fit_predict(x.numpy())
     return torch.from_numpy(km.cluster_centers_).float(), torch.from_numpy(labels).long()
 
