@@ -116,7 +116,9 @@ class MemorySource:
                 "mean_norm": float(s["mean_norm"]),
                 "count": int(s["count"]),
             }
-        return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in self._stats[hook].items()}
+        return {
+            k: v.copy() if isinstance(v, np.ndarray) else v for k, v in self._stats[hook].items()
+        }
 
     def batches(
         self,

@@ -12,8 +12,8 @@ its analyses, kept small: no model, no caching policy, only rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 import inspect
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 import numpy as np

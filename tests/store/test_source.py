@@ -81,7 +81,7 @@ def test_same_batches(pair, kw):
     got_store = list(store.batches(["0", "1"], 32, **kw))
     got_mem = list(mem.batches(["0", "1"], 32, **kw))
     assert len(got_store) == len(got_mem) > 0
-    for (a0, a1), (b0, b1) in zip(got_store, got_mem):
+    for (a0, _), (b0, b1) in zip(got_store, got_mem):
         assert b0.dtype == torch.float32 and b0.shape == a0.shape
         assert torch.equal(b1, 2 * b0)  # hooks stay row-aligned
         assert torch.equal(a0[:, 0].sort().values, b0[:, 0].sort().values)
