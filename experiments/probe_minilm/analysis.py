@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hiddenlens.probe import cka_matrix, mdl_probe, probe_with_control
-from hiddenlens.probe._data import layer_arrays
+from hiddenlens.store.source import read_hooks
 
 # token positions are bucketed on a log scale: 0 (CLS is dropped, so the first word), 1-3, ...
 POSITION_EDGES = (1, 4, 8, 16, 32, 64)
@@ -62,7 +62,7 @@ def run_probes(store, hooks, token_labels, groups, settings: ProbeSettings) -> P
     rng = np.random.default_rng(settings.seed)
     n_all = len(token_labels["position"])
     rows = np.sort(rng.choice(n_all, min(settings.rows, n_all), replace=False))
-    arrays = layer_arrays(store, hooks, rows)  # read the store once, reuse for every probe
+    arrays = read_hooks(store, hooks, rows)  # read the store once, reuse for every probe
     labels = {k: v[rows] for k, v in property_labels(token_labels).items()}
     types = np.asarray(token_labels["token_id"])[rows]
     groups = np.asarray(groups)[rows]

@@ -43,13 +43,13 @@ def extras(store, hooks, run, labels, rows: int, seed: int) -> tuple[list[dict],
     """Complexity per property, nearest-mean baseline, debiased CKA."""
     from experiments.probe_minilm.analysis import property_labels
     from hiddenlens.probe import cka_matrix, feature_complexity, sweep
-    from hiddenlens.probe._data import layer_arrays
+    from hiddenlens.store.source import read_hooks
 
     rng = np.random.default_rng(seed + 1)
     idx = np.sort(
         rng.choice(len(labels["position"]), min(rows, len(labels["position"])), replace=False)
     )
-    arrays = layer_arrays(store, hooks, idx)
+    arrays = read_hooks(store, hooks, idx)
     groups = np.asarray(store.meta["sample_idx"])[idx]
     table, metrics = [], {}
     for name, y in property_labels(labels).items():

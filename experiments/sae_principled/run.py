@@ -26,7 +26,6 @@ import torch
 
 from experiments.sae_principled import task as ioi
 from hiddenlens.sae.principled import (
-    ArrayStore,
     MeanAdapter,
     NMFAdapter,
     PCAAdapter,
@@ -71,7 +70,7 @@ def _fit_dictionaries(args, hook, x, labels) -> dict:
     from hiddenlens.sae import SAEConfig, TrainConfig, train
 
     sae = train(
-        ArrayStore({hook: x}),
+        {hook: x},  # an in-memory activation source (hiddenlens.store.as_source)
         hook,
         SAEConfig(d_in=x.shape[1], d_sae=args.d_sae, architecture="topk", k=args.k),
         TrainConfig(

@@ -281,26 +281,17 @@ def top_activating_examples(
     *,
     k: int = 10,
     chunk: int = 16384,
-) -> dict[str, np.ndarray]:
+):
     """The ``k`` cached rows where a unit is most active — the text-model counterpart of
     activation maximisation (dataset examples instead of optimised inputs).
 
-    store: a hiddenlens ActivationStore (``rows``, ``meta``, ``len``); unit: a column index or a
-    function rows [n, d] -> [n] (e.g. one SAE latent). Returns {"row", "value"} plus the store's
-    meta columns (``sample_idx``, ``position``, ``token_id``) for those rows, best first.
+    store: anything :func:`hiddenlens.store.as_source` accepts (an ActivationStore, a dict
+    of arrays, ...); unit: a column index or a function rows [n, d] -> [n] (e.g. one SAE
+    latent). Returns a :class:`hiddenlens.store.TopRows`: ``rows``, ``values`` and the
+    source's meta columns (``sample_idx``, ``position``, ``token_id``) at those rows, best
+    first (ties: the earlier row).
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    from hiddenlens.store.top import top_rows
+
     fn = unit if callable(unit) else (lambda rows: rows[:, unit])
-    best_v, best_i = np.empty(0), np.empty(0, dtype=np.int64)
-    for start in range(0, len(store), chunk):
-        rows = np.asarray(store.rows(hook_point, start, min(start + chunk, len(store))))
-        vals = np.asarray(fn(rows), dtype=np.float64).reshape(-1)
-        best_v = np.concatenate([best_v, vals])
-        best_i = np.concatenate([best_i, np.arange(start, start + len(vals))])
-        keep = np.argsort(-best_v, kind="stable")[:k]
-        best_v, best_i = best_v[keep], best_i[keep]
-    out = {"row": best_i, "value": best_v}
-    for name, col in getattr(store, "meta", {}).items():
-        out[name] = np.asarray(col)[best_i]
-    return out
+    return top_rows(store, hook_point, fn, k, chunk_rows=chunk)

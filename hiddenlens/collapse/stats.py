@@ -13,11 +13,13 @@ the class means, and Σ hhᵀ − n μμᵀ would lose it to cancellation.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from hiddenlens.store.source import as_source, is_source, iter_rows, meta_column, single_hook
 
 logger = logging.getLogger(__name__)
 
@@ -207,22 +209,16 @@ def iter_chunks(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (X, y) chunks from any supported source.
 
-    Sources: an array/tensor [n, d] with ``labels`` [n]; a ``(store, hook)`` pair (an
-    ActivationStore, read via ``store.rows``) with ``labels`` [n] or the name of a
-    ``store.meta`` column; an ``np.memmap``/array read in slices; or an iterable of
-    ``(X, y)`` chunks with ``labels=None``.
+    Sources: activations :func:`hiddenlens.store.as_source` reads — an array/tensor
+    ``[n, d]`` (``[n, ...]`` is flattened; an ``np.memmap`` is read in slices), a
+    ``(store, hook)`` pair, or a store / dict with one non-gradient hook — with ``labels``
+    [n] or the name of a ``meta`` column; or an iterable of ``(X, y)`` chunks with
+    ``labels=None``.
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-    if _is_store_pair(features):
-        yield from _store_chunks(features[0], features[1], labels, chunk_rows)
-    elif hasattr(features, "shape") and hasattr(features, "__getitem__"):
-        if labels is None:
-            raise ValueError("labels are required when features is an array")
-        n = int(features.shape[0])
-        y = as_labels(labels, n=n)
-        for start in range(0, n, chunk_rows):
-            yield features[start : start + chunk_rows], y[start : start + chunk_rows]
+    if _is_activations(features):
+        yield from _source_chunks(features, labels, chunk_rows)
     elif isinstance(features, Iterable):
         if labels is not None:
             raise ValueError("labels must be None when features is an iterable of (X, y) chunks")
@@ -237,33 +233,31 @@ def iter_chunks(
         )
 
 
-def _is_store_pair(obj: Any) -> bool:
-    return (
-        isinstance(obj, tuple)
-        and len(obj) == 2
-        and hasattr(obj[0], "rows")
-        and isinstance(obj[1], str)
-    )
+def _is_activations(obj: Any) -> bool:
+    """Activations for :func:`as_source` (not an iterable of (X, y) chunks)."""
+    pair = isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[1], str)
+    array = hasattr(obj, "shape") and hasattr(obj, "__getitem__")
+    return pair or array or isinstance(obj, Mapping) or is_source(obj)
 
 
-def _store_chunks(store: Any, hook: str, labels: Any, chunk_rows: int) -> Iterator:
-    n = len(store)
-    if isinstance(labels, str):
-        meta = store.meta
-        if labels not in meta:
-            raise ValueError(f"store has no meta column {labels!r}; columns: {sorted(meta)}")
-        labels = meta[labels]
+def _source_chunks(features: Any, labels: Any, chunk_rows: int) -> Iterator:
+    shape = getattr(features, "shape", None)
+    if shape is not None and len(shape) == 1:
+        raise ValueError(f"features must be 2-D [n, d] (or more, flattened), got shape {shape}")
+    if shape is not None and len(shape) > 2:  # [n, C, H, W] -> [n, C*H*W], a view
+        features = features.reshape(shape[0], -1)
+    src = as_source(features)
+    hook = single_hook(src)
     if labels is None:
-        raise ValueError("labels are required with a store: an array or a store.meta column")
-    y = as_labels(labels, n=n)
-    for start in range(0, n, chunk_rows):
-        stop = min(start + chunk_rows, n)
-        yield store.rows(hook, start, stop), y[start:stop]
+        raise ValueError("labels are required: an array [n] or the name of a meta column")
+    y = as_labels(meta_column(src, labels) if isinstance(labels, str) else labels, n=len(src))
+    for start, x in iter_rows(src, hook, chunk_rows):
+        yield x, y[start : start + x.shape[0]]
 
 
 def is_reiterable(features: Any) -> bool:
     """True when a second pass over ``features`` sees the same rows (NC4 needs two)."""
-    if _is_store_pair(features) or hasattr(features, "shape"):
+    if _is_activations(features):
         return True
     return isinstance(features, Iterable) and iter(features) is not features
 

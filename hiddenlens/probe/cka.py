@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hiddenlens.probe._data import layer_arrays
+from hiddenlens.store.source import read_hooks
 
 
 def _centred(X) -> torch.Tensor:
@@ -83,13 +83,11 @@ def cka_matrix(
     e.g. a second model's store over the same inputs).  rows: optional row subsample,
     applied to both sides."""
     # centred in float64, multiplied in float32: d x d products dominate the cost
-    a = {h: _centred(X).float() for h, X in layer_arrays(store, hook_points, rows).items()}
+    a = {h: _centred(X).float() for h, X in read_hooks(store, hook_points, rows).items()}
     b = (
         a
         if other is None
-        else {
-            h: _centred(X).float() for h, X in layer_arrays(other, other_hook_points, rows).items()
-        }
+        else {h: _centred(X).float() for h, X in read_hooks(other, other_hook_points, rows).items()}
     )
     n_a, n_b = next(iter(a.values())).shape[0], next(iter(b.values())).shape[0]
     if n_a != n_b:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hiddenlens.probe._data import layer_arrays, resolve_labels
 from hiddenlens.probe._solver import fit_batched
 from hiddenlens.probe.linear import check_labels
+from hiddenlens.store.source import as_source, read_hooks, row_labels, select_hooks
 
 VOITA_FRACTIONS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0)
 
@@ -50,9 +50,10 @@ def probe_with_control(store, labels, types, hook_points=None, *, seed: int = 0,
     from hiddenlens.probe.sweep import sweep
 
     rows = sweep_kw.get("rows")
-    n = len(next(iter(layer_arrays(store, hook_points, rows).values())))
-    y = resolve_labels(store, labels, n, rows)
-    t = resolve_labels(store, types, n, rows)
+    store = as_source(store)
+    select_hooks(store, hook_points)  # a bad hook name fails before any fitting
+    y = row_labels(store, labels, rows)
+    t = row_labels(store, types, rows)
     name = sweep_kw.pop("name", "probe")
     task = sweep(store, y, hook_points, seed=seed, name=name, **sweep_kw)
     ctrl = sweep(
@@ -120,10 +121,11 @@ def mdl_probe(
     lam: L2 strength in the summed-loss scale (scikit-learn's 1 / C), so small early blocks
     are regularised more strongly than late ones, as a fixed prior should be.
     """
-    arrays = layer_arrays(store, hook_points, rows)
+    store = as_source(store)
+    arrays = read_hooks(store, hook_points, rows)
     hooks = list(arrays)
     n = next(iter(arrays.values())).shape[0]
-    y = resolve_labels(store, labels, n, rows)
+    y = row_labels(store, labels, rows)
     classes, enc = check_labels(y, n)
     K = len(classes)
     order = np.random.default_rng(seed).permutation(n)  # the transmission order

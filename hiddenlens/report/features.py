@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from hiddenlens.store.source import as_source, iter_rows
+from hiddenlens.store.top import best_k
+
 
 @dataclass
 class FeatureExample:
@@ -163,7 +166,7 @@ def _card(latent, rows, vals, spec: _CardSpec) -> FeatureCard:
     if len(vals) == 0:
         return FeatureCard(latent, 0.0, 0.0, 0.0, [], [], [])
     counts, edges = np.histogram(vals, bins=n_bins)
-    top_rows = rows[np.argsort(-vals, kind="stable")[:n_top]]
+    best = rows[best_k(vals, n_top)]
     quantiles = []
     qs = np.quantile(vals, np.linspace(0, 1, n_quantiles + 1))
     for i in range(n_quantiles):
@@ -182,7 +185,7 @@ def _card(latent, rows, vals, spec: _CardSpec) -> FeatureCard:
         mean_act=float(vals.mean()),
         hist_counts=counts.tolist(),
         hist_edges=[round(float(e), 4) for e in edges],
-        top=[ex(r) for r in top_rows],
+        top=[ex(r) for r in best],
         quantiles=quantiles,
     )
 
@@ -223,18 +226,17 @@ def to_neuronpedia(cards: list[FeatureCard], *, model_id: str, layer: str) -> li
 def encode_rows(encode, store, hook: str, *, chunk_rows: int = 8192, max_rows: int | None = None):
     """Latent activations of a store's rows as a scipy CSR matrix ``[n_rows, n_latents]``.
 
-    ``encode`` maps a float32 tensor ``[b, d]`` to latents ``[b, n_latents]`` (an SAE's
+    store: anything :func:`hiddenlens.store.as_source` accepts. ``encode`` maps a float32
+    tensor ``[b, d]`` to latents ``[b, n_latents]`` (an SAE's
     ``encode``, a codebook's code indicator, ...). Rows are read in order, chunk by chunk, and
     only the nonzero latents are kept, so memory follows the sparsity, not ``n_latents``.
     """
     import scipy.sparse as sp
     import torch
 
-    n = len(store) if max_rows is None else min(max_rows, len(store))
     parts = []
     with torch.no_grad():
-        for start in range(0, n, chunk_rows):
-            rows = store.rows(hook, start, min(n, start + chunk_rows))
+        for _, rows in iter_rows(as_source(store), hook, chunk_rows, max_rows):
             x = torch.from_numpy(np.array(rows, dtype=np.float32))  # a writable copy
             z = encode(x)
             z = z.detach().cpu().numpy() if hasattr(z, "detach") else np.asarray(z)

@@ -19,6 +19,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from hiddenlens.store.source import sized_source
+
 DENSITY_EDGES = np.linspace(-7.0, 0.0, 15)
 
 
@@ -73,12 +75,8 @@ class _Acc:
 
 @torch.no_grad()
 def _store_pass(sae, store, hook: str, batch_size: int, max_rows: int | None) -> _Acc:
-    d = int(store.d(hook))
-    if d != sae.cfg.d_in:
-        raise ValueError(
-            f"hook {hook!r} has d={d} in the store but the SAE has d_in={sae.cfg.d_in}"
-        )
-    acc = _Acc(d, sae.cfg.d_sae)
+    store = sized_source(store, hook, sae.cfg.d_in)
+    acc = _Acc(sae.cfg.d_in, sae.cfg.d_sae)
     for x in store.batches(hook, batch_size, shuffle=False):
         if max_rows is not None and acc.n >= max_rows:
             break

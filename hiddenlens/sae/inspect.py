@@ -11,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from hiddenlens.store.source import as_source
+from hiddenlens.store.top import top_rows
+
 
 @torch.no_grad()
 def top_activating(
@@ -25,7 +28,9 @@ def top_activating(
     batch_size: int = 4096,
     max_rows: int | None = None,
 ) -> dict[int, list[dict]]:
-    """For each latent, its ``n`` highest activations over the store rows.
+    """For each latent, its ``n`` highest activations over the first ``max_rows`` store rows.
+
+    store: anything :func:`hiddenlens.store.as_source` accepts. Ties go to the earlier row.
 
     Each entry: latent, activation, row, and with text metadata sample_idx, position,
     token_id, and (given a tokenizer) token and context (neighbouring tokens of the same
@@ -34,20 +39,16 @@ def top_activating(
     latents = [int(i) for i in latents]
     if any(not 0 <= i < sae.cfg.d_sae for i in latents):
         raise ValueError(f"latent indices must be in [0, {sae.cfg.d_sae}), got {latents}")
-    best_v = torch.full((len(latents), n), -float("inf"))
-    best_r = torch.full((len(latents), n), -1, dtype=torch.long)
-    start = 0
-    for x in store.batches(hook, batch_size, shuffle=False):
-        if max_rows is not None and start >= max_rows:
-            break
-        z = sae.encode(x.float())[:, latents].t()  # [L, b]
-        rows = torch.arange(start, start + x.shape[0]).expand(len(latents), -1)
-        v = torch.cat([best_v, z], 1)
-        r = torch.cat([best_r, rows], 1)
-        top = v.topk(min(n, v.shape[1]), dim=1)
-        best_v, best_r = top.values, r.gather(1, top.indices)
-        start += x.shape[0]
-    meta = getattr(store, "meta", None) or {}
+    source = as_source(store)
+    if not latents:
+        return {}
+
+    def scores(x: np.ndarray) -> torch.Tensor:  # [b, L]
+        return sae.encode(torch.from_numpy(np.array(x, dtype=np.float32)))[:, latents]
+
+    top = top_rows(source, hook, scores, n, chunk_rows=batch_size, stop=max_rows)
+    best_v, best_r = top.values.reshape(len(latents), -1), top.rows.reshape(len(latents), -1)
+    meta = source.meta
     out: dict[int, list[dict]] = {}
     for li, lat in enumerate(latents):
         out[lat] = [

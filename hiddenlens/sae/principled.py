@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from hiddenlens.sae.principled_adapters import (
-    ArrayStore,
     MeanAdapter,
     NMFAdapter,
     PCAAdapter,
@@ -39,7 +38,6 @@ from hiddenlens.sae.principled_adapters import (
 )
 
 __all__ = [
-    "ArrayStore",
     "MeanAdapter",
     "NMFAdapter",
     "PCAAdapter",

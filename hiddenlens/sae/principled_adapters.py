@@ -16,7 +16,8 @@ Each is a scikit-learn estimator: constructor arguments stored verbatim, ``fit``
 the trailing-underscore state, ``sklearn.base.clone`` gives an unfitted copy and unfitted
 use raises ``sklearn.exceptions.NotFittedError``.
 
-``ArrayStore`` lets ``hiddenlens.sae.train`` fit an SAE on activations held in memory.
+(``hiddenlens.sae.train`` fits an SAE on in-memory activations directly: it reads any
+``hiddenlens.store.as_source`` input, e.g. ``{hook: x}``.)
 """
 
 from __future__ import annotations
@@ -310,42 +311,3 @@ class MeanAdapter(BaseEstimator):
 def reconstruct(dictionary, x, labels=None) -> np.ndarray:
     """decode(encode(x)) as numpy [n, d]."""
     return _np(dictionary.decode(dictionary.encode(_t(x), labels))).astype(np.float32)
-
-
-class ArrayStore:
-    """Minimal in-memory store over [n, d] rows so ``hiddenlens.sae.train`` can fit an SAE
-    on activations captured directly (same batching contract as ``ActivationStore``)."""
-
-    def __init__(self, arrays: dict[str, np.ndarray]):
-        self.arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
-        self.hook_points = list(self.arrays)
-
-    def __len__(self) -> int:
-        return len(next(iter(self.arrays.values())))
-
-    def d(self, hook: str) -> int:
-        return self.arrays[hook].shape[1]
-
-    def rows(self, hook: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        return self.arrays[hook][start:stop]
-
-    def stats(self, hook: str) -> dict:
-        a = self.arrays[hook].astype(np.float64)
-        return {
-            "mean": a.mean(0),
-            "var": a.var(0),
-            "mean_norm": float(np.linalg.norm(a, axis=1).mean()),
-        }
-
-    def batches(self, hooks, batch_size, *, shuffle=True, seed=0, rank=0, world_size=1,
-                drop_last=False, interleave=True, start_batch=0):  # fmt: skip
-        names = hooks if isinstance(hooks, list) else [hooks]
-        n, gb = len(self), batch_size * world_size
-        order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
-        for i, start in enumerate(range(0, n, gb)):
-            idx = order[start : start + gb]
-            if (len(idx) < gb and drop_last) or i < start_batch:
-                continue
-            local = idx[rank * batch_size : (rank + 1) * batch_size]
-            out = [torch.from_numpy(self.arrays[h][local]) for h in names]
-            yield tuple(out) if isinstance(hooks, list) else out[0]

@@ -36,6 +36,7 @@ from hiddenlens.sae.checkpoint import (
 from hiddenlens.sae.config import SAEConfig, TrainConfig
 from hiddenlens.sae.io import read_json, save_sae, write_json
 from hiddenlens.sae.optim import Adam
+from hiddenlens.store.source import sized_source
 
 logger = logging.getLogger(__name__)
 
@@ -132,17 +133,6 @@ class _Run:
 
     def counters(self) -> dict[str, torch.Tensor]:
         return {"since_fired": self.since_fired, "fired_count": self.fired_count}
-
-
-def _check_store(store, hook: str, sae_cfg: SAEConfig) -> None:
-    for attr in ("batches", "d", "stats"):
-        if not hasattr(store, attr):
-            raise TypeError(f"store must provide .{attr}(...); got {type(store).__name__}")
-    d = int(store.d(hook))
-    if d != sae_cfg.d_in:
-        raise ValueError(
-            f"hook {hook!r} has d={d} in the store but the SAE has d_in={sae_cfg.d_in}"
-        )
 
 
 def _data(run: _Run):
@@ -355,9 +345,9 @@ def train(
     ``TrainConfig()``). With ``out_dir`` the SAE is saved there in SAELens format, with
     ``train_config.json`` and ``train_log.json``, and checkpoints (every
     ``checkpoint_every`` steps) go to ``out_dir/checkpoints``; ``resume`` continues from
-    the newest one. The store needs ``batches(hook, batch_size, *, shuffle, seed, rank,
-    world_size, drop_last)``, ``d(hook)`` and ``stats(hook)``; architectures that read more
-    than the hook (gradient_topk: ``f"{hook_point}#grad"``) name them in ``store_hooks``.
+    the newest one. store: anything :func:`hiddenlens.store.as_source` accepts (an
+    ``ActivationStore``, a dict of arrays, ...); architectures that read more than the hook
+    (gradient_topk: ``f"{hook_point}#grad"``) name them in ``store_hooks``.
     """
     run = _new_run(store, hook_point, cfg, train_cfg, out_dir)
     if not (resume and _resume(run)):
@@ -376,7 +366,7 @@ def _new_run(store, hook_point, cfg, train_cfg, out_dir) -> _Run:
     tcfg = train_cfg or TrainConfig()
     if not isinstance(sae_cfg, SAEConfig) or not isinstance(tcfg, TrainConfig):
         raise TypeError("cfg must be an SAEConfig (or dict) and train_cfg a TrainConfig")
-    _check_store(store, hook_point, sae_cfg)
+    store = sized_source(store, hook_point, sae_cfg.d_in)  # the source, of the SAE's width
     rank, world = _dist()
     if tcfg.batch_size % world:
         raise ValueError(f"batch_size={tcfg.batch_size} is not divisible by world_size={world}")

@@ -207,3 +207,52 @@ def iter_rows(
     n = len(source) if stop is None else min(int(stop), len(source))
     for start in range(0, n, int(chunk_rows)):
         yield start, source.rows(hook, start, min(start + int(chunk_rows), n))
+
+
+def read_hooks(
+    source: Any, hooks: str | list[str] | None = None, rows=None
+) -> dict[str, np.ndarray]:
+    """hook -> all its rows ``[n, d]`` (or the subsample ``rows``) as a float array in memory.
+
+    source: anything :func:`as_source` accepts; hooks: names, or None for every
+    non-gradient hook. Integer rows become float32; NaN / inf are an error naming the hook.
+    """
+    src = as_source(source)
+    out: dict[str, np.ndarray] = {}
+    for h in select_hooks(src, hooks):
+        X = np.asarray(src.rows(h))
+        if rows is not None:
+            X = X[np.asarray(rows)]
+        if not np.issubdtype(X.dtype, np.floating):
+            X = X.astype(np.float32)
+        if not np.isfinite(X).all():
+            raise ValueError(f"activations of {h!r} contain NaN or inf")
+        out[h] = X
+    return out
+
+
+def row_labels(source: ActivationSource, labels: Any, rows=None) -> np.ndarray:
+    """Labels aligned with the (sub-sampled) rows; a string names a ``meta`` column."""
+    n = len(source) if rows is None else len(np.arange(len(source))[np.asarray(rows)])
+    if isinstance(labels, str):
+        labels = meta_column(source, labels)
+        if rows is not None:
+            labels = labels[np.asarray(rows)]
+    labels = np.asarray(labels.detach().cpu() if hasattr(labels, "detach") else labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+    if len(labels) != n:
+        raise ValueError(
+            f"labels have {len(labels)} entries but there are {n} activation rows; "
+            "pass labels aligned with the rows (or with rows=... already applied)"
+        )
+    return labels
+
+
+def sized_source(x: Any, hook: str, d: int, who: str = "the SAE has d_in") -> ActivationSource:
+    """``as_source(x)``, checked to hold ``hook`` with rows of width ``d``."""
+    src = as_source(x)
+    got = int(src.d(hook))
+    if got != d:
+        raise ValueError(f"hook {hook!r} has d={got} in the store but {who}={d}")
+    return src

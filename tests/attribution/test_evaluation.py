@@ -146,15 +146,10 @@ def test_objectives_and_top_examples():
     assert float(sae_latent(Sae(), 1)(act)[0]) == pytest.approx(2.0)  # mean of relu(-2), relu(4)
     assert float(code_direction(torch.tensor([[0.0, 1.0]]), 0)(act)[0]) == pytest.approx(1.0)
 
-    class Store:
-        meta = {"sample_idx": np.arange(50) // 5}
+    from hiddenlens.store import MemorySource
 
-        def __len__(self):
-            return 50
-
-        def rows(self, hook, start, stop):
-            return np.stack([np.arange(start, stop) % 17, np.zeros(stop - start)], 1)
-
-    top = top_activating_examples(Store(), "h", 0, k=3, chunk=7)
-    assert top["value"].tolist() == [16, 16, 15] and top["row"].tolist() == [16, 33, 15]
-    assert top["sample_idx"].tolist() == [3, 6, 3]
+    rows = np.stack([np.arange(50) % 17, np.zeros(50)], 1)
+    store = MemorySource({"h": rows}, meta={"sample_idx": np.arange(50) // 5})
+    top = top_activating_examples(store, "h", 0, k=3, chunk=7)
+    assert top.values.tolist() == [16, 16, 15] and top.rows.tolist() == [16, 33, 15]
+    assert top.meta["sample_idx"].tolist() == [3, 6, 3]

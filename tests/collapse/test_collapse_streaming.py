@@ -17,18 +17,11 @@ def data():
     return x.astype(np.float32), y, (w, np.zeros(c))
 
 
-class FakeStore:
-    """The slice of the ActivationStore API the collapse code reads."""
+def FakeStore(x, y):
+    """An in-memory source with one hook "h" and a "label" meta column."""
+    from hiddenlens.store import MemorySource
 
-    def __init__(self, x, y):
-        self._x, self.meta = x, {"label": y}
-
-    def __len__(self):
-        return len(self._x)
-
-    def rows(self, hook, start=0, stop=None):
-        assert hook == "h"
-        return self._x[start:stop]
+    return MemorySource({"h": x}, meta={"label": y})
 
 
 def assert_same(a, b):

@@ -65,16 +65,11 @@ def test_groups_keep_groups_on_one_side(planted):
     assert r.score[2] > 0.9 and r.fold_scores.shape == (3, 3)
 
 
-class FakeStore:
-    """The store contract: hook_points, rows(hook), meta."""
+def FakeStore(layers, meta):
+    """A source with a gradient entry next to the hooks (skipped unless named)."""
+    from hiddenlens.store import MemorySource
 
-    def __init__(self, layers, meta):
-        self.hook_points = list(layers) + ["clean#grad"]
-        self._layers = dict(layers, **{"clean#grad": layers["clean"]})
-        self.meta = meta
-
-    def rows(self, hook, start=0, stop=None):
-        return self._layers[hook][start:stop]
+    return MemorySource(dict(layers, **{"clean#grad": layers["clean"]}), meta=meta)
 
 
 def test_store_contract_and_meta_labels(planted):
@@ -105,5 +100,5 @@ def test_bad_input(planted):
         sweep(layers, y, ["clean", "nope"])
     with pytest.raises(ValueError, match="probe must be"):
         sweep(layers, y, probe="mlp")
-    with pytest.raises(TypeError, match="ActivationStore or a dict"):
+    with pytest.raises(TypeError, match="cannot read activations from list"):
         sweep([1, 2], y)
