@@ -120,36 +120,15 @@ class MemorySource:
             k: v.copy() if isinstance(v, np.ndarray) else v for k, v in self._stats[hook].items()
         }
 
-    def batches(
-        self,
-        hooks: str | list[str],
-        batch_size: int,
-        *,
-        shuffle: bool = True,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        drop_last: bool = False,
-        block_rows: int = 1,
-        interleave: bool = False,
-        start_batch: int = 0,
-    ):
-        """Float32 tensors ``[b, d]``, exactly as :meth:`ActivationStore.batches` (one shard)."""
+    def batches(self, hooks: str | list[str], batch_size: int, *, block_rows: int = 1, **kwargs):
+        """Float32 tensors ``[b, d]``: :meth:`ActivationStore.batches` over one shard.
+
+        The same keywords (shuffle, seed, rank, world_size, drop_last, interleave,
+        start_batch) with the same meaning; only ``block_rows`` defaults to 1.
+        """
         from hiddenlens.store.loader import iter_batches
 
-        return iter_batches(
-            self,
-            hooks,
-            batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-            drop_last=drop_last,
-            block_rows=block_rows,
-            interleave=interleave,
-            start_batch=start_batch,
-        )
+        return iter_batches(self, hooks, batch_size, block_rows=block_rows, **kwargs)
 
     # -- the one-shard layout the batch loader reads ----------------------------------------
     n_shards = 1

@@ -37,3 +37,23 @@ def texts() -> list[str]:
         idx = torch.randint(0, len(words), (n,), generator=g).tolist()
         out.append(" ".join(words[j] for j in idx) + ("ing" if i % 5 == 0 else ""))
     return out
+
+
+ID_ROWS = 1000
+
+
+class _Double(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+@pytest.fixture(scope="module")
+def id_store(tmp_path_factory):
+    """Rows whose first column is the row index, and a second hook equal to twice the first."""
+    from hiddenlens.store import cache_activations
+
+    data = torch.randn(ID_ROWS, 6, generator=torch.Generator().manual_seed(0))
+    data[:, 0] = torch.arange(ID_ROWS, dtype=torch.float32)
+    model = nn.Sequential(nn.Identity(), _Double())
+    out = tmp_path_factory.mktemp("ids") / "s"
+    return cache_activations(model, data, ["0", "1"], out, batch_size=64, shard_size_mb=0.01)

@@ -5,26 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from hiddenlens.store import cache_activations
-
-N = 1000
-
-
-class _Double(nn.Module):
-    def forward(self, x):
-        return 2 * x
-
-
-@pytest.fixture(scope="module")
-def id_store(tmp_path_factory):
-    """Rows whose first column is the row index, and a second hook equal to twice the first."""
-    data = torch.randn(N, 6, generator=torch.Generator().manual_seed(0))
-    data[:, 0] = torch.arange(N, dtype=torch.float32)
-    model = nn.Sequential(nn.Identity(), _Double())
-    out = tmp_path_factory.mktemp("ids") / "s"
-    return cache_activations(model, data, ["0", "1"], out, batch_size=64, shard_size_mb=0.01)
+from tests.store.conftest import ID_ROWS as N
 
 
 def _ids(batches) -> np.ndarray:

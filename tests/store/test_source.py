@@ -5,36 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from hiddenlens.store import (
     ActivationStore,
     MemorySource,
     as_source,
-    cache_activations,
     top_rows,
 )
 from hiddenlens.store.source import SourceView, is_source, select_hooks, single_hook
-
-N = 500
-
-
-class _Double(nn.Module):
-    def forward(self, x):
-        return 2 * x
+from tests.store.conftest import ID_ROWS as N
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
+def pair(id_store):
     """A multi-shard store and a MemorySource over the very same rows and meta."""
-    data = torch.randn(N, 6, generator=torch.Generator().manual_seed(3))
-    data[:, 0] = torch.arange(N, dtype=torch.float32)
-    model = nn.Sequential(nn.Identity(), _Double())
-    out = tmp_path_factory.mktemp("src") / "s"
-    store = cache_activations(model, data, ["0", "1"], out, batch_size=50, shard_size_mb=0.005)
-    assert store.n_shards > 3
-    mem = MemorySource({h: store.rows(h) for h in store.hook_points}, meta=store.meta)
-    return store, mem
+    assert id_store.n_shards > 3
+    mem = MemorySource({h: id_store.rows(h) for h in id_store.hook_points}, meta=id_store.meta)
+    return id_store, mem
 
 
 def test_both_implement_the_protocol(pair):
@@ -49,7 +36,7 @@ def test_same_rows_meta_and_stats(pair):
     assert mem.hook_points == store.hook_points and len(mem) == len(store) == N
     for h in store.hook_points:
         assert mem.d(h) == store.d(h) == 6
-        for a, b in [(0, N), (13, 377), (120, 120), (499, 500)]:
+        for a, b in [(0, N), (13, 377), (120, 120), (999, 1000)]:
             assert np.array_equal(mem.rows(h, a, b), store.rows(h, a, b))
         s_store, s_mem = store.stats(h), mem.stats(h)
         assert s_store["count"] == s_mem["count"] == N
