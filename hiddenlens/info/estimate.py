@@ -84,6 +84,17 @@ def _resample_ci(x, y, estimator, params, bootstrap, confidence, seed, bits) -> 
     return float(bits - q_hi), float(bits - q_lo)
 
 
+def _source_arrays(x, y):
+    """x's rows as an array when x is an activation source; a string y names its meta column."""
+    from hiddenlens.store.source import as_source, is_source, meta_column, read_hooks, single_hook
+
+    if not (isinstance(x, (tuple, dict)) or is_source(x)):
+        return x, y  # an array, tensor or list: used as is
+    src = as_source(x)
+    hook = single_hook(src)
+    return read_hooks(src, hook)[hook], meta_column(src, y) if isinstance(y, str) else y
+
+
 def mutual_information(
     x,
     y=None,
@@ -98,6 +109,9 @@ def mutual_information(
 
     Args:
         x: [n] or [n, d] array (numpy or torch). For "kde_*", the continuous activations T.
+            Or activations from a store: a ``(store, hook)`` pair or a one-hook source
+            (anything :func:`hiddenlens.store.as_source` reads), all rows in memory; then
+            ``y`` may also name one of its ``meta`` columns (e.g. labels).
         y: [n] or [n, d], or None. None means "each row is a distinct input of a
             deterministic network", so the result is I(X;T) (binning: H(T); KDE: the
             noise-smoothed I(X;T)). Integer arrays are treated as discrete labels.
@@ -118,6 +132,7 @@ def mutual_information(
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    x, y = _source_arrays(x, y)
     if not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
         raise ValueError(f"bootstrap must be a non-negative int, got {bootstrap!r}")
     if not 0 < confidence < 1:

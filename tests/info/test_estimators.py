@@ -176,3 +176,21 @@ def test_kde_interval_width_matches_the_spread_over_samples():
     # a 90% normal interval is +- 1.645 standard deviations of the estimate
     ratio = np.mean(half_widths) / 1.645 / np.std(ests)
     assert 0.6 < ratio < 1.6, ratio
+
+
+def test_estimates_on_a_store_source_equal_the_arrays():
+    """A (source, hook) pair and a meta label column give the estimate of the arrays."""
+    from hiddenlens.store import MemorySource
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 600)
+    t = np.eye(4)[y] + 0.3 * rng.normal(size=(600, 4))
+    src = MemorySource({"h": t, "other": t[:, :2]}, meta={"label": y})
+    for est, kw in [("binning", dict(bins=8)), ("ksg", dict(k=3))]:
+        ref = mutual_information(t, y, estimator=est, **kw)
+        got = mutual_information((src, "h"), "label", estimator=est, **kw)
+        assert got.bits == ref.bits and got.n == 600
+    with pytest.raises(ValueError, match="several hook points"):
+        mutual_information(src, "label")
+    with pytest.raises(ValueError, match="label column 'nope' not found"):
+        mutual_information((src, "h"), "nope")

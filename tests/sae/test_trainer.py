@@ -28,10 +28,10 @@ def test_topk_recovers_planted_dictionary_with_exact_l0(planted):
         TrainConfig(total_tokens=256 * 300, batch_size=256, lr=4e-3, dead_tokens=5000),
     )
     assert _recovered(sae, feats) >= 0.9
-    z = sae.encode(torch.from_numpy(store.arrays["h"][:2000]))
+    z = sae.encode(torch.from_numpy(store.rows("h", 0, 2000).copy()))
     assert ((z != 0).sum(1) == 3).all()  # L0 == k exactly
     # the returned SAE works on raw (unscaled) activations: scale folded into the weights
-    x = torch.from_numpy(store.arrays["h"][:2000])
+    x = torch.from_numpy(store.rows("h", 0, 2000).copy())
     fvu = ((sae.decode(z) - x) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
     assert fvu < 0.15
     assert len(sae.train_log_) > 0 and sae.feature_density_.shape == (128,)
