@@ -154,8 +154,17 @@ def _from_hf(ds: Any, text_column: str, labels: Any, where: str | None = None) -
         return src
     if not isinstance(ds, datasets.Dataset):
         raise TypeError(f"as_data() cannot read {type(ds).__name__}; accepted: {ACCEPTED}")
-    cols = {c: (lambda c=c: ds[c]) for c in columns}
+    cols = {c: (lambda c=c: _column(ds, c)) for c in columns}
     return _source("text", hf_text_reader(ds, text_column), len(ds), labels, where, cols)
+
+
+def _column(ds: Any, name: str) -> list:
+    """A dataset column; a ``ClassLabel`` column as its class names (so they are kept)."""
+    values = ds[name]
+    feature = ds.features.get(name)
+    if hasattr(feature, "int2str") and hasattr(feature, "names"):
+        return feature.int2str(list(values))
+    return values
 
 
 def _stream_label_names(labels: Any, columns: list[str] | None) -> list[str]:

@@ -69,6 +69,15 @@ def test_string_labels_encoded_once_with_their_names():
     )
 
 
+def test_class_label_columns_keep_their_names():
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    feats = Features({"text": Value("string"), "y": ClassLabel(names=["neg", "pos"])})
+    ds = Dataset.from_dict({"text": ["a", "b", "c"], "y": [1, 0, 1]}, features=feats)
+    col = as_data(ds, labels="y").labels["y"]
+    assert list(col.decode(col.values)) == ["pos", "neg", "pos"]
+
+
 def test_streamed_labels_get_codes_in_order_of_first_appearance():
     from datasets import Dataset
 
