@@ -1,6 +1,6 @@
 """The ``hiddenlens`` command line: parse arguments, then call the library.
 
-    hiddenlens hooks MODEL [--match GLOB]
+    hiddenlens hooks MODEL [--match GLOB] [--device cuda]
     hiddenlens cache --model minilm --data demo --hooks 'encoder.layer.*' --out runs/minilm
     hiddenlens train-sae --store runs/minilm --hook encoder.layer.3 --out runs/sae
     hiddenlens report RUN_DIR
@@ -18,12 +18,16 @@ import sys
 from pathlib import Path
 
 EXIT_INTERRUPTED = 130
+MODEL_HELP = (
+    "'minilm', a Hugging Face model directory or cached id, 'tl:<dir or TransformerLens "
+    "name>' or 'pkg.module:factory'"
+)
 
 
 def _cmd_hooks(args: argparse.Namespace) -> int:
     from hiddenlens.hooks import hook_points, load_model, resolve_hook_points
 
-    handle = load_model(args.model)
+    handle = load_model(args.model, device=args.device)
     names = resolve_hook_points(handle, args.match) if args.match else hook_points(handle)
     for name in names:
         sys.stdout.write(name + "\n")
@@ -40,7 +44,7 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     source = as_data(args.data, text_column=args.text_column, labels=args.labels)
     if args.max_docs:
         source = source.take(args.max_docs)
-    handle = load_model(args.model)
+    handle = load_model(args.model, device=args.device)
     store = cache_activations(
         handle,
         source,
@@ -85,12 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("hooks", help="list a model's hook points")
-    p.add_argument("model", help="'minilm', a Hugging Face model path or id")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--match", help="only names matching this glob (e.g. 'encoder.layer.*')")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cpu)")
     p.set_defaults(func=_cmd_hooks)
 
     p = sub.add_parser("cache", help="cache activations to an on-disk store (resumable)")
-    p.add_argument("--model", required=True, help="'minilm', a Hugging Face model path or id")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument(
         "--data",
         required=True,
@@ -107,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--labels", nargs="+", default=None, help="label columns of a .jsonl or dataset (kept per row)"
     )
+    p.add_argument("--device", default=None, help="cpu, cuda (cuda:LOCAL_RANK under torchrun)")
     p.add_argument("--overwrite", action="store_true", help="replace a different run in --out")
     p.set_defaults(func=_cmd_cache)
 

@@ -9,7 +9,8 @@ the same weights.
 - :func:`tiny_gpt2_dir` / :func:`tiny_llama_dir`: causal LMs (``*ForCausalLM``) saved with
   that tokenizer to a directory, loadable by ``load_model(path)``.
 - :func:`tiny_bert_dir`: a BERT encoder (``BertModel``) saved with a WordPiece tokenizer.
-- :func:`tiny_hooked_transformer` (optionally with the tokenizer, saved).
+- :func:`tiny_hooked_transformer` (optionally with the tokenizer, saved) and
+  :func:`tiny_tl_dir` (the ``tl:`` directory layout).
 - :func:`bn_cnn`, :func:`mlp`, :class:`ScalarParam`: plain modules.
 """
 
@@ -60,18 +61,29 @@ def _save(model: nn.Module, tokenizer, path: Path) -> Path:
     return path
 
 
-def tiny_gpt2(vocab_size: int = 64, n_positions: int = 32):
+def tiny_gpt2(tokenizer=None, n_positions: int = 32):
+    """A 2-layer GPT-2 LM (``GPT2LMHeadModel``, d 16) over ``tokenizer``'s vocabulary."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    tok = tokenizer if tokenizer is not None else tiny_tokenizer()
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=16, n_layer=2, n_head=2)
+    cfg = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=n_positions,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     return GPT2LMHeadModel(cfg).eval()
 
 
 def tiny_gpt2_dir(path) -> Path:
     """A 2-layer GPT-2 LM (``GPT2LMHeadModel``) + tokenizer saved to ``path``."""
     tok = tiny_tokenizer()
-    return _save(tiny_gpt2(vocab_size=len(tok)), tok, path)
+    return _save(tiny_gpt2(tok), tok, path)
 
 
 def tiny_llama_dir(path) -> Path:
@@ -157,6 +169,15 @@ def tiny_hooked_transformer(*, tokenizer_dir=None, d_vocab: int = 20, n_ctx: int
         seed=0,
     )
     return HookedTransformer(cfg, tokenizer=tok).eval()
+
+
+def tiny_tl_dir(path) -> Path:
+    """:func:`tiny_hooked_transformer` with its tokenizer, saved in the ``tl:`` layout."""
+    from hiddenlens.hooks import save_hooked_transformer
+
+    path = Path(path)
+    model = tiny_hooked_transformer(tokenizer_dir=path / "_tokenizer")
+    return save_hooked_transformer(model, path)
 
 
 def bn_cnn() -> nn.Sequential:

@@ -68,3 +68,8 @@ def tiny_llama_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory):
     return _models.tiny_bert_dir(tmp_path_factory.mktemp("bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tl_dir(tmp_path_factory):
+    return _models.tiny_tl_dir(tmp_path_factory.mktemp("tl"))
