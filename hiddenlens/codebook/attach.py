@@ -2,7 +2,7 @@
 
 "Codebook Features" (Tamkin, Taufeeque & Goodman, 2023) places a codebook after every
 block (or MLP / attention output) of a network and fine-tunes it. Here the codebooks live
-*outside* the model: each is a forward hook on the module named by the hook point, so the
+*outside* the model, placed with :func:`hiddenlens.hooks.attach` at the hook points, so the
 model's parameters and ``state_dict`` are untouched and :meth:`CodebookModel.detach`
 returns the model to its original behaviour bit-exactly (weights trained with
 ``finetune(model_lr>0)`` are restored from a snapshot).
@@ -15,7 +15,6 @@ suffixed ``:input`` / ``:output.N`` / ``:input.N``; globs expand.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import logging
 import weakref
 from collections.abc import Iterator, Mapping
@@ -24,6 +23,9 @@ import torch
 from torch import nn
 
 from hiddenlens.codebook.layer import CodebookLayer
+from hiddenlens.hooks import attach as attach_hooks
+from hiddenlens.hooks import parse_hook_spec, resolve_hook_points
+from hiddenlens.hooks.names import get_module, unwrap_model
 
 logger = logging.getLogger(__name__)
 
@@ -31,57 +33,11 @@ logger = logging.getLogger(__name__)
 _ATTACHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def unwrap(model) -> nn.Module:
-    """The nn.Module behind a ModelHandle / CodebookModel, or ``model`` itself."""
-    inner = getattr(model, "model", model)
-    if not isinstance(inner, nn.Module):
-        raise TypeError(f"expected an nn.Module or a handle with .model, got {type(model)!r}")
-    return inner
-
-
-def parse_hook_point(name: str) -> tuple[str, str, int | None]:
-    """'path[:input|:output][.N]' -> (module path, 'input'|'output', index or None)."""
-    path, _, suffix = name.partition(":")
-    if not suffix:
-        return path, "output", None
-    where, _, index = suffix.partition(".")
-    if where not in ("input", "output") or (index and not index.isdigit()):
-        raise ValueError(f"bad hook point suffix in {name!r}; accepted: ':input', ':output.N'")
-    return path, where, int(index) if index else None
-
-
-def resolve(model: nn.Module, patterns) -> list[str]:
-    """Expand and validate hook point names (via hiddenlens.hooks when available)."""
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    patterns = list(patterns)
-    if not patterns:
-        raise ValueError("no hook points given")
-    try:
-        from hiddenlens.hooks import resolve_hook_points
-    except ImportError:  # the hooks package is optional for this module
-        resolve_hook_points = None
-    if resolve_hook_points is not None:
-        return list(resolve_hook_points(model, patterns))
-    modules = dict(model.named_modules())
-    names = [n for n in modules if n]
-    out: list[str] = []
-    for pattern in patterns:
-        path, where, index = parse_hook_point(pattern)
-        matches = fnmatch.filter(names, path) if any(c in path for c in "*?[") else [path]
-        matches = [m for m in matches if m in modules]
-        if not matches:
-            close = [n for n in names if path.split(".")[-1] in n][:8] or names[:8]
-            raise ValueError(f"unknown hook point {pattern!r}; closest valid names: {close}")
-        suffix = pattern[len(path) :]
-        out.extend(m + suffix for m in matches)
-    return out
-
-
 def infer_dim(model: nn.Module, hook_point: str) -> int | None:
     """Best-effort width of the activation at ``hook_point`` without running the model."""
-    path, where, _ = parse_hook_point(hook_point)
-    module = dict(model.named_modules())[path]
+    spec = parse_hook_spec(hook_point)
+    path, where = spec.module_path, spec.slot
+    module = get_module(model, path)
     if isinstance(module, nn.Linear):
         return module.in_features if where == "input" else module.out_features
     if isinstance(module, nn.Embedding):
@@ -95,40 +51,6 @@ def infer_dim(model: nn.Module, hook_point: str) -> int | None:
     return None
 
 
-def _apply(value, layer: CodebookLayer, index: int | None):
-    """Replace a tensor, or the index-th (default: first) tensor of a tuple/dict output."""
-    if isinstance(value, torch.Tensor):
-        return layer(value)
-    if isinstance(value, Mapping):  # HF ModelOutput is an OrderedDict
-        keys = [k for k, v in value.items() if isinstance(v, torch.Tensor)]
-        key = keys[index or 0]
-        value[key] = layer(value[key])
-        return value
-    if isinstance(value, (tuple, list)):
-        pos = (
-            index
-            if index is not None
-            else next(i for i, v in enumerate(value) if isinstance(v, torch.Tensor))
-        )
-        items = list(value)
-        items[pos] = layer(items[pos])
-        return type(value)(items) if isinstance(value, list) else tuple(items)
-    raise TypeError(f"cannot apply a codebook to an output of type {type(value).__name__}")
-
-
-def _register(module: nn.Module, where: str, index: int | None, layer: CodebookLayer):
-    if where == "output":
-        return module.register_forward_hook(lambda m, args, out: _apply(out, layer, index))
-
-    def pre_hook(m, args, kwargs):
-        if args:
-            return _apply(tuple(args), layer, index), kwargs
-        key = next(k for k, v in kwargs.items() if isinstance(v, torch.Tensor))
-        return args, {**kwargs, key: layer(kwargs[key])}
-
-    return module.register_forward_pre_hook(pre_hook, with_kwargs=True)
-
-
 class CodebookModel:
     """A model with codebooks attached; call it like the model.
 
@@ -140,7 +62,7 @@ class CodebookModel:
         self.model = model
         self.layers = dict(layers)
         self.hook_points = list(layers)
-        self._handles: list = []
+        self._attachment = None
         self._snapshot: dict[str, torch.Tensor] | None = None
         self.attached = False
 
@@ -149,15 +71,8 @@ class CodebookModel:
         clash = [h for h in self.hook_points if h in registry]
         if clash:
             raise ValueError(f"codebooks already attached at {clash}; detach them first")
-        try:
-            for hook, layer in self.layers.items():
-                path, where, index = parse_hook_point(hook)
-                module = self.model.get_submodule(path)
-                self._handles.append(_register(module, where, index, layer))
-                registry[hook] = self
-        except Exception:
-            self.detach()
-            raise
+        self._attachment = attach_hooks(self.model, self.layers)  # all or nothing
+        registry.update({hook: self for hook in self.hook_points})
         self.attached = True
         return self
 
@@ -195,9 +110,9 @@ class CodebookModel:
 
     def detach(self, *, restore_weights: bool = True) -> nn.Module:
         """Remove the codebooks; with ``restore_weights`` also undo model fine-tuning."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        if self._attachment is not None:
+            self._attachment.detach()
+            self._attachment = None
         registry = _ATTACHED.get(self.model, {})
         for hook in self.hook_points:
             if registry.get(hook) is self:
@@ -220,7 +135,7 @@ class CodebookModel:
 
 def attached_codebooks(model) -> dict[str, CodebookModel]:
     """{hook point: CodebookModel} currently attached to ``model``."""
-    return dict(_ATTACHED.get(unwrap(model), {}))
+    return dict(_ATTACHED.get(unwrap_model(model), {}))
 
 
 def attach(
@@ -243,8 +158,8 @@ def attach(
     d: activation width (int or {hook: int}); inferred from ``init`` or the model if None.
     init: k-means initialisation data: {hook: array [n, d]} or an ActivationStore.
     """
-    module = unwrap(model)
-    hooks = resolve(module, hook_points)
+    module = unwrap_model(model)
+    hooks = resolve_hook_points(module, hook_points)
     if len(set(hooks)) != len(hooks):
         raise ValueError(f"hook points repeat: {hooks}")
     taken = [h for h in hooks if h in _ATTACHED.get(module, {})]

@@ -16,15 +16,16 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from hiddenlens.codebook.attach import CodebookModel, attached_codebooks, unwrap
+from hiddenlens.codebook.attach import CodebookModel, attached_codebooks
 from hiddenlens.codebook.finetune import default_forward
+from hiddenlens.hooks.names import unwrap_model
 
 
 def _layers_for(model, hooks) -> dict:
     if isinstance(model, CodebookModel):
         found = {h: model for h in model.hook_points}
     else:
-        found = attached_codebooks(unwrap(model))
+        found = attached_codebooks(unwrap_model(model))
     missing = [h for h in hooks if h not in found]
     if missing:
         raise ValueError(f"no codebook attached at {missing}; attached: {sorted(found)}")
@@ -90,7 +91,7 @@ def output_shift(
 ) -> dict[str, float]:
     """Output change caused by forcing ``codes``: {"jsd", "argmax_changed"} averaged over
     positions (``argmax_changed`` is the share of positions whose top output changed)."""
-    net = unwrap(model)
+    net = unwrap_model(model)
     base = logits(forward(net, batch)).float()
     with force(model, codes, positions=positions):
         forced = logits(forward(net, batch)).float()

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from hiddenlens.codebook.attach import CodebookModel, attach, unwrap
+from hiddenlens.codebook.attach import CodebookModel, attach
+from hiddenlens.hooks.names import unwrap_model
 
 CONFIG_FILE = "codebook.json"
 CODES_FILE = "codebooks.safetensors"
@@ -111,7 +112,7 @@ def load(model, path, *, load_model_weights: bool = True) -> CodebookModel:
     if meta.get("includes_model") and load_model_weights:
         cb.snapshot_weights()
         state = load_file(str(src / MODEL_FILE))
-        unwrap(model).load_state_dict(state)
+        unwrap_model(model).load_state_dict(state)
     return cb
 
 

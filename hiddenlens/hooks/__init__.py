@@ -1,5 +1,6 @@
 """Attach to any model: hook-point names, capture, patch, attach, model loading, rows."""
 
+from hiddenlens.hooks.attachment import Attachment, attach
 from hiddenlens.hooks.capture import Capture, StopForward, capture, patch
 from hiddenlens.hooks.device import resolve_device
 from hiddenlens.hooks.model import KINDS, ModelHandle, load_model, pool_embeddings
@@ -10,10 +11,12 @@ from hiddenlens.hooks.tl import save_hooked_transformer
 __all__ = [
     "GRAD_SUFFIX",
     "KINDS",
+    "Attachment",
     "Capture",
     "ModelHandle",
     "RowBatch",
     "StopForward",
+    "attach",
     "capture",
     "hook_points",
     "iter_row_batches",
