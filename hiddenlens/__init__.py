@@ -19,6 +19,7 @@ _EXPORTS = {
     "resolve_hook_points": "hiddenlens.hooks",
     "capture": "hiddenlens.hooks",
     "patch": "hiddenlens.hooks",
+    "attach": "hiddenlens.hooks",
     "ModelHandle": "hiddenlens.hooks",
     "as_data": "hiddenlens.data",
     "cache_activations": "hiddenlens.store",
