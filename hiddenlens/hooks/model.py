@@ -271,6 +271,7 @@ def load_model(spec: Any, *, device: Any = None, tokenizer: Any = None) -> Model
         tokenizer: a Hugging Face tokenizer to run the model on text with (replaces the
             checkpoint's own).
     """
+    dev = resolve_device(device)  # a bad device fails before anything is loaded
     if isinstance(spec, ModelHandle):
         handle = spec if tokenizer is None else dataclasses.replace(spec, tokenizer=tokenizer)
     elif isinstance(spec, str):
@@ -285,4 +286,4 @@ def load_model(spec: Any, *, device: Any = None, tokenizer: Any = None) -> Model
         )
     if tokenizer is not None and handle.tokenizer is not tokenizer:
         handle.tokenizer = tokenizer  # a factory's handle: the caller's tokenizer wins
-    return handle.to(device)
+    return handle.to(dev)

@@ -98,6 +98,22 @@ def test_tl_directory_round_trip(tiny_tl_dir, tmp_path):
     assert again.tokenizer is None and again.model.cfg.d_vocab == 20
 
 
+def test_tl_name_loads_through_transformer_lens_cache(tiny_tl, monkeypatch):
+    from transformer_lens import HookedTransformer
+
+    calls = []
+
+    def fake_from_pretrained(name, **kwargs):
+        calls.append((name, kwargs))
+        return tiny_tl
+
+    monkeypatch.setattr(HookedTransformer, "from_pretrained", fake_from_pretrained)
+    handle = load_model("tl:gpt2-small")
+    assert calls == [("gpt2-small", {"device": "cpu"})]
+    assert handle.model is tiny_tl and handle.kind == "transformerlens"
+    assert handle.model_id == "gpt2-small"
+
+
 def test_tl_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no tl_config.json"):
         load_model(f"tl:{tmp_path}")
