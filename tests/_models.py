@@ -61,21 +61,21 @@ def _save(model: nn.Module, tokenizer, path: Path) -> Path:
     return path
 
 
-def tiny_gpt2(tokenizer=None, n_positions: int = 32):
-    """A 2-layer GPT-2 LM (``GPT2LMHeadModel``, d 16) over ``tokenizer``'s vocabulary."""
+def tiny_gpt2(tokenizer=None, *, vocab_size: int = 64, n_positions: int = 32):
+    """A 2-layer GPT-2 LM (``GPT2LMHeadModel``, d 16); over ``tokenizer``'s vocabulary if given."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    tok = tokenizer if tokenizer is not None else tiny_tokenizer()
+    special = {}
+    if tokenizer is not None:
+        vocab_size = len(tokenizer)
+        special = {
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
     torch.manual_seed(0)
     cfg = GPT2Config(
-        vocab_size=len(tok),
-        n_positions=n_positions,
-        n_embd=16,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
+        vocab_size=vocab_size, n_positions=n_positions, n_embd=16, n_layer=2, n_head=2, **special
     )
     return GPT2LMHeadModel(cfg).eval()
 
