@@ -73,9 +73,18 @@ class BaseSAE(nn.Module, metaclass=abc.ABCMeta):
     topk_family = False
     store_hooks: tuple[str, ...] = ("",)
 
+    #: What the second store hook of ``training_hooks`` is: None (there is none), "grad"
+    #: (d loss / d activation, g-SAE) or "target" (the rows to reconstruct, transcoders).
+    pair_role: str | None = None
+
     @classmethod
     def check_config(cls, cfg: SAEConfig) -> None:
         """Raise ValueError for an ``SAEConfig`` this architecture cannot use (override)."""
+
+    @classmethod
+    def training_hooks(cls, cfg: SAEConfig, hook: str) -> list[str]:
+        """The store hooks training on ``hook`` reads, ``hook`` first."""
+        return [hook + suffix for suffix in cls.store_hooks]
 
     def __init__(self, cfg: SAEConfig, *, generator: torch.Generator | None = None):
         super().__init__()

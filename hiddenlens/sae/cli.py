@@ -22,7 +22,7 @@ from typing import Any
 from hiddenlens.sae import registry
 
 #: Fields that are not flags: read from the store, or not a command-line value.
-_NOT_FLAGS = {"d_in", "hook_point", "model_id", "extra"}
+_NOT_FLAGS = {"d_in", "d_out", "hook_point", "model_id", "extra"}
 #: Older spellings kept working.
 _ALIASES = {"l1_coefficient": ["--l1"], "num_threads": ["--threads"]}
 #: The library has no default for k (TopK needs it); the command's is this.
@@ -145,6 +145,8 @@ def sae_config_from_args(args: argparse.Namespace, store):
     if sae_kw.get("k") is None and registry.facts(sae_kw["architecture"])["topk_family"]:
         sae_kw["k"] = CLI_K
     sae_kw["d_sae"] = sae_kw.get("d_sae") or args.expansion * d
+    if sae_kw.get("output_hook"):  # a transcoder reconstructs another hook of the store
+        sae_kw["d_out"] = store.d(sae_kw["output_hook"])
     run = store.manifest.get("run") or {}
     model_id = (run.get("model") or {}).get("model_id")
     return SAEConfig(d_in=d, hook_point=args.hook, model_id=model_id, **sae_kw)

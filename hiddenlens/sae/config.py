@@ -92,6 +92,9 @@ class SAEConfig:
         matryoshka_widths: nested prefix sizes, strictly increasing and ending at d_sae, each
             of which must reconstruct the input (``matryoshka_batchtopk``; Bussmann et al.
             2025); ignored otherwise.
+        d_out: width of the rows a transcoder reconstructs (its output hook's ``d``); None
+            means d_in. Transcoders only.
+        output_hook: the hook a transcoder reconstructs (``hook_point`` is its input).
         hook_point / model_id: provenance, written to ``cfg.json``.
     """
 
@@ -105,6 +108,8 @@ class SAEConfig:
     grad_beta: float = 1.0
     grad_normalize: bool = True
     matryoshka_widths: list[int] | None = None
+    d_out: int | None = None
+    output_hook: str | None = None
     hook_point: str | None = None
     model_id: str | None = None
 
@@ -128,6 +133,9 @@ class SAEConfig:
         _check_real("jumprelu_bandwidth", self.jumprelu_bandwidth, 0.0, open_low=True)
         _check_real("jumprelu_init_threshold", self.jumprelu_init_threshold, 0.0, open_low=True)
         _check_real("grad_beta", self.grad_beta, 0.0)
+        if self.d_out is not None:
+            _check_positive_int("d_out", self.d_out)
+        _check_optional_str("output_hook", self.output_hook)
         _check_optional_str("hook_point", self.hook_point)
         _check_optional_str("model_id", self.model_id)
         registry.get(self.architecture).check_config(self)  # the architecture's own checks

@@ -76,17 +76,22 @@ class _Acc:
 @torch.no_grad()
 def _store_pass(sae, store, hook: str, batch_size: int, max_rows: int | None) -> _Acc:
     store = sized_source(store, hook, sae.cfg.d_in)
-    acc = _Acc(sae.cfg.d_in, sae.cfg.d_sae)
-    for x in store.batches(hook, batch_size, shuffle=False):
+    transcoder = getattr(type(sae), "pair_role", None) == "target"  # rows of output_hook
+    hooks = [hook, sae.cfg.output_hook] if transcoder else hook
+    if transcoder:
+        sized_source(store, sae.cfg.output_hook, sae.d_out, "the transcoder has d_out")
+    acc = _Acc(sae.d_out if transcoder else sae.cfg.d_in, sae.cfg.d_sae)
+    for batch in store.batches(hooks, batch_size, shuffle=False):
+        x, y = batch if transcoder else (batch, batch)
         if max_rows is not None and acc.n >= max_rows:
             break
         if max_rows is not None:
-            x = x[: max_rows - acc.n]
-        x = x.float()
-        if not torch.isfinite(x).all():
+            x, y = x[: max_rows - acc.n], y[: max_rows - acc.n]
+        x, y = x.float(), y.float()
+        if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
             raise ValueError(f"non-finite activations in the store for {hook!r}")
         z = sae.encode(x)
-        acc.add(x, sae.decode(z), z)
+        acc.add(y, sae.transcode(x) if transcoder else sae.decode(z), z)
     if acc.n == 0:
         raise ValueError(f"the store has no rows for {hook!r}")
     return acc

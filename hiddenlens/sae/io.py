@@ -121,6 +121,9 @@ def saelens_cfg(sae: BaseSAE) -> dict[str, Any]:
     saelens_version = _installed_version("sae-lens")
     if saelens_version is not None:
         out["metadata"]["sae_lens_version"] = saelens_version
+    if cfg.output_hook is not None or cfg.d_out is not None:  # a transcoder
+        out["d_out"] = cfg.d_out or cfg.d_in
+        out["metadata"]["hook_name_out"] = cfg.output_hook
     if facts["topk_family"] and out["architecture"] == "topk":
         out["k"] = cfg.k
         out["rescale_acts_by_decoder_norm"] = False
@@ -197,8 +200,15 @@ def _saelens_config(path: Path, raw: dict) -> SAEConfig:
         )
     topk = registry.facts(name)["topk_family"]
     str_or_none = (str, type(None))
+    transcoder = {}
+    if getattr(registry.get(name), "pair_role", None) == "target":
+        transcoder = {
+            "d_out": _int_field(raw, "d_out", path),
+            "output_hook": _field(meta, "hook_name_out", str_or_none, None, path),
+        }
     try:
         return SAEConfig(
+            **transcoder,
             d_in=_int_field(raw, "d_in", path),
             d_sae=_int_field(raw, "d_sae", path),
             architecture=name,
@@ -248,32 +258,35 @@ def _load_sparsify(path: Path, raw: dict) -> BaseSAE:
     )
     if not n or n < 0:
         raise ValueError(f"{path}: cfg.json needs a positive num_latents or expansion_factor")
-    if _field(raw, "transcode", (bool,), False, path) or _field(
-        raw, "skip_connection", (bool,), False, path
-    ):
-        raise ValueError(f"{path}: sparsify transcoders / skip connections are not supported")
+    transcode = _field(raw, "transcode", (bool,), False, path)
+    skip = _field(raw, "skip_connection", (bool,), False, path)
+    if skip and not transcode:
+        raise ValueError(f"{path}: a sparsify skip connection without transcode is not supported")
+    weights = path / SPARSIFY_WEIGHTS
+    found = safetensors_shapes(weights)
+    d_out = tuple(found.get("W_dec", (0, d_in)))[-1] if transcode else d_in
+    arch = ("topk_skip_transcoder" if skip else "topk_transcoder") if transcode else "topk"
+    extra = {"d_out": d_out, "apply_b_dec_to_input": False} if transcode else {}
     try:
-        cfg = SAEConfig(d_in=d_in, d_sae=int(n), architecture="topk", k=k)
+        cfg = SAEConfig(d_in=d_in, d_sae=int(n), architecture=arch, k=k, **extra)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: {e}") from None
-    weights = path / SPARSIFY_WEIGHTS
-    shapes = {
-        "encoder.weight": (n, d_in),
-        "encoder.bias": (n,),
-        "W_dec": (n, d_in),
-        "b_dec": (d_in,),
-    }
-    check_shapes(weights, safetensors_shapes(weights), shapes)
+    shapes = {"encoder.weight": (n, d_in), "encoder.bias": (n,), "W_dec": (n, d_out),
+              "b_dec": (d_out,)}  # fmt: skip
+    if skip:
+        shapes["W_skip"] = (d_out, d_in)
+    check_shapes(weights, found, shapes)
     t = read_safetensors(weights)
     sae = build_sae(cfg)
-    sae.load_exported(
-        {
-            "W_enc": t["encoder.weight"].float().t(),
-            "b_enc": t["encoder.bias"].float(),
-            "W_dec": t["W_dec"].float(),
-            "b_dec": t["b_dec"].float(),
-        }
-    )
+    tensors = {
+        "W_enc": t["encoder.weight"].float().t(),
+        "b_enc": t["encoder.bias"].float(),
+        "W_dec": t["W_dec"].float(),
+        "b_dec": t["b_dec"].float(),
+    }
+    if skip:
+        tensors["W_skip"] = t["W_skip"].float()
+    sae.load_exported(tensors)
     return sae
 
 

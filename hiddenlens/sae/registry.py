@@ -30,6 +30,10 @@ _BUILTIN = {
     "gated": "hiddenlens.sae.architectures.gated",
     "gradient_topk": "hiddenlens.sae.architectures.gradient_topk",
     "matryoshka_batchtopk": "hiddenlens.sae.architectures.matryoshka",
+    "transcoder": "hiddenlens.sae.architectures.transcoder",
+    "skip_transcoder": "hiddenlens.sae.architectures.transcoder",
+    "topk_transcoder": "hiddenlens.sae.architectures.transcoder",
+    "topk_skip_transcoder": "hiddenlens.sae.architectures.transcoder",
 }
 _CLASSES: dict[str, type] = {}
 _FACTS = ("saelens_architecture", "topk_family", "store_hooks")

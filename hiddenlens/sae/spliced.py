@@ -124,6 +124,20 @@ def _batches(handle, data, batch_size: int):
         yield handle.tokenize(texts[i : i + batch_size])
 
 
+def _keep_special(a: torch.Tensor, recon: torch.Tensor, unspliced: torch.Tensor, hook: str):
+    """``recon`` with the ``unspliced`` [b, s] positions keeping the clean activation ``a``."""
+    if not bool(unspliced.any()):
+        return recon
+    if a.dim() < 2 or tuple(a.shape[:2]) != tuple(unspliced.shape):
+        raise ValueError(
+            f"activation at {hook!r} has shape {tuple(a.shape)}; cannot leave the special "
+            f"token positions {tuple(unspliced.shape)} unspliced (pass "
+            "SpliceConventions(exclude_special_tokens=False))"
+        )
+    keep = unspliced.to(a.device).reshape(*unspliced.shape, *([1] * (a.dim() - 2)))
+    return torch.where(keep, a, recon)
+
+
 def _three_runs(handle, hook: str, sae, batch, unspliced: torch.Tensor | None):
     """Clean, spliced (``unspliced`` [b, s] positions keep the clean activation) and
     zero-ablated (every position) forward passes."""
@@ -131,21 +145,28 @@ def _three_runs(handle, hook: str, sae, batch, unspliced: torch.Tensor | None):
 
     def splice(a: torch.Tensor) -> torch.Tensor:
         recon = sae.reconstruct(a)
-        if unspliced is None or not bool(unspliced.any()):
-            return recon
-        if a.dim() < 2 or tuple(a.shape[:2]) != tuple(unspliced.shape):
-            raise ValueError(
-                f"activation at {hook!r} has shape {tuple(a.shape)}; cannot leave the special "
-                f"token positions {tuple(unspliced.shape)} unspliced (pass "
-                "SpliceConventions(exclude_special_tokens=False))"
-            )
-        keep = unspliced.to(a.device).reshape(*unspliced.shape, *([1] * (a.dim() - 2)))
-        return torch.where(keep, a, recon)
+        return recon if unspliced is None else _keep_special(a, recon, unspliced, hook)
 
+    out_hook = getattr(sae.cfg, "output_hook", None)
+    if getattr(type(sae), "pair_role", None) == "target" and out_hook:
+        # a transcoder replaces the component: its output from the input seen in this pass
+        seen: list[torch.Tensor] = []
+
+        def record(a: torch.Tensor) -> torch.Tensor:
+            seen.append(a)
+            return a
+
+        def replace(a: torch.Tensor) -> torch.Tensor:
+            recon = sae.reconstruct(seen.pop())
+            return recon if unspliced is None else _keep_special(a, recon, unspliced, out_hook)
+
+        splices, ablated = {hook: record, out_hook: replace}, out_hook
+    else:
+        splices, ablated = {hook: splice}, hook
     clean = handle.forward(batch)
-    with patch(handle, {hook: splice}):
+    with patch(handle, splices):
         spliced = handle.forward(batch)
-    with patch(handle, {hook: torch.zeros_like}):
+    with patch(handle, {ablated: torch.zeros_like}):
         zero = handle.forward(batch)
     return clean, spliced, zero
 

@@ -101,6 +101,7 @@ class _Run:
     rows_seen: int = 0
     rows_dropped: int = 0  # non-finite rows removed from batches
     scale: float = 1.0
+    out_scale: float = 1.0  # a transcoder's output-row scale
     log: list[dict[str, float]] = field(default_factory=list)
     since_fired: torch.Tensor | None = None  # [d_sae] rows since each latent last fired
     fired_count: torch.Tensor | None = None  # [d_sae] total firings (float64)
@@ -113,6 +114,7 @@ class _Run:
         "rows_seen",
         "rows_dropped",
         "scale",
+        "out_scale",
         "log",
     )
 
@@ -139,7 +141,7 @@ def _data(run: _Run):
     """Endless (x, grad|None) batches of the local slice, resuming at the saved position."""
     cfg = run.cfg
     local = cfg.batch_size // run.world
-    hooks = registry.store_hooks(run.sae_cfg.architecture, run.hook)
+    hooks = registry.get(run.sae_cfg.architecture).training_hooks(run.sae_cfg, run.hook)
     while True:
         it = run.store.batches(
             hooks if len(hooks) > 1 else hooks[0],
@@ -190,35 +192,45 @@ def _check_stats(store, hook: str, cfg: TrainConfig) -> dict:
     return stats
 
 
-@torch.no_grad()
-def _init_from_data(run: _Run) -> float:
-    """Set b_dec and return the input scale (identical on every rank)."""
-    sae, store, hook, cfg = run.sae, run.store, run.hook, run.cfg
-    stats = _check_stats(store, hook, cfg)
+def _scale_and_mean(run: _Run, hook: str, d: int) -> tuple[float, torch.Tensor | None]:
+    """(input scale sqrt(d) / E||x||, the mean row for b_dec) of ``hook``, same on every rank."""
+    cfg = run.cfg
+    stats = _check_stats(run.store, hook, cfg)
     sample = None
     if cfg.b_dec_init == "geometric_median" or len(stats) < 2:
-        it = store.batches(
-            hook,
-            min(cfg.batch_size, 8192),
-            shuffle=True,
-            seed=cfg.seed + 1_000_003,
-            rank=0,
+        it = run.store.batches(
+            hook, min(cfg.batch_size, 8192), shuffle=True, seed=cfg.seed + 1_000_003, rank=0,
             world_size=1,
-        )
+        )  # fmt: skip
         sample = next(iter(it)).float()
         sample = sample[torch.isfinite(sample).all(1)]  # non-finite rows are never used
         if sample.shape[0] == 0:
             raise ValueError(f"no finite rows in the first batch of {hook!r}")
-    mean_norm = stats.get("mean_norm", None) or float(sample.norm(dim=1).mean())
-    scale = math.sqrt(sae.cfg.d_in) / mean_norm if cfg.normalize_activations else 1.0
-    if not math.isfinite(scale) or scale <= 0:
+    mean_norm = stats.get("mean_norm")
+    if mean_norm is None:
+        mean_norm = float(sample.norm(dim=1).mean())
+    if cfg.normalize_activations and not (math.isfinite(mean_norm) and mean_norm > 0):
         raise ValueError(f"cannot normalise activations of {hook!r}: mean norm {mean_norm}")
+    scale = math.sqrt(d) / mean_norm if cfg.normalize_activations else 1.0
     if cfg.b_dec_init == "mean":
         mean = torch.as_tensor(stats["mean"]) if "mean" in stats else sample.mean(0)
-        sae.b_dec.copy_(mean.float() * scale)
     elif cfg.b_dec_init == "geometric_median":
-        sae.b_dec.copy_(geometric_median(sample) * scale)
-    return scale
+        mean = geometric_median(sample)
+    else:
+        mean = None
+    return scale, mean
+
+
+@torch.no_grad()
+def _init_from_data(run: _Run) -> None:
+    """Set b_dec and the input (and a transcoder's output) scale."""
+    sae, cfg = run.sae, run.sae_cfg
+    run.scale, mean = _scale_and_mean(run, run.hook, cfg.d_in)
+    if type(sae).pair_role == "target":  # b_dec lives in the output space
+        run.out_scale, mean = _scale_and_mean(run, cfg.output_hook, cfg.d_out or cfg.d_in)
+    if mean is not None:
+        out = run.out_scale if type(sae).pair_role == "target" else run.scale
+        sae.b_dec.copy_(mean.float() * out)
 
 
 def _finite_rows(run: _Run, x: torch.Tensor, g: torch.Tensor | None):
@@ -264,8 +276,10 @@ def _finite_rows(run: _Run, x: torch.Tensor, g: torch.Tensor | None):
     return x[ok], (g[ok] if g is not None else None)
 
 
-def _step(run: _Run, x, g, dead):
-    """One optimizer step; returns (output, fired mask reduced over ranks)."""
+def _step(run: _Run, x, pair, dead):
+    """One optimizer step; returns (output, fired mask reduced over ranks).
+
+    pair: the second store tensor, passed as ``grad=`` or ``target=`` by ``pair_role``."""
     sae, opt, cfg = run.sae, run.opt, run.cfg
     l1 = cfg.l1_coefficient * (
         min(1.0, (run.step + 1) / cfg.l1_warmup_steps) if cfg.l1_warmup_steps else 1.0
@@ -273,7 +287,8 @@ def _step(run: _Run, x, g, dead):
     coefs = {"l1": l1, "aux": cfg.aux_coefficient, "aux_k": cfg.aux_k}
     for group in opt.param_groups:
         group["lr"] = cfg.lr * lr_factor(run.step, cfg.n_steps, cfg)
-    out = sae(x, coefs=coefs, dead_mask=dead, grad=g)
+    role = type(sae).pair_role or "grad"
+    out = sae(x, coefs=coefs, dead_mask=dead, **{role: pair})
     loss = out.losses["loss"]
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss became {float(loss)} at step {run.step}; lower lr")
@@ -351,7 +366,7 @@ def train(
     """
     run = _new_run(store, hook_point, cfg, train_cfg, out_dir)
     if not (resume and _resume(run)):
-        run.scale = _init_from_data(run)
+        _init_from_data(run)
     with (
         contextlib.nullcontext()
         if run.cfg.num_threads is None
@@ -371,6 +386,12 @@ def _new_run(store, hook_point, cfg, train_cfg, out_dir) -> _Run:
     if tcfg.batch_size % world:
         raise ValueError(f"batch_size={tcfg.batch_size} is not divisible by world_size={world}")
     sae_cfg = dataclasses.replace(sae_cfg, hook_point=sae_cfg.hook_point or hook_point)
+    for h in registry.get(sae_cfg.architecture).training_hooks(sae_cfg, hook_point)[1:]:
+        store.d(h)  # every store hook the architecture reads is there, before any work
+    if sae_cfg.output_hook is not None and sae_cfg.d_out is None:  # a transcoder's output
+        sae_cfg = dataclasses.replace(sae_cfg, d_out=int(store.d(sae_cfg.output_hook)))
+    if sae_cfg.output_hook is not None:
+        sized_source(store, sae_cfg.output_hook, sae_cfg.d_out, "the transcoder has d_out")
     torch.manual_seed(tcfg.seed)
     sae = build_sae(sae_cfg, seed=tcfg.seed).to(tcfg.device).train()
     if hasattr(sae, "threshold_lr"):
@@ -391,22 +412,25 @@ def _loop(run: _Run, progress: bool) -> None:
     )
     data = _data(run)
     while run.step < n_steps:
-        x, g = next(data)
+        x, p = next(data)
         x = x.to(cfg.device, torch.float32) * run.scale
-        if g is not None:
-            g = g.to(cfg.device, torch.float32) / run.scale  # d loss / d(scale * x)
-        kept = _finite_rows(run, x, g)
+        if p is not None and type(run.sae).pair_role == "target":
+            p = p.to(cfg.device, torch.float32) * run.out_scale  # the rows to reconstruct
+        elif p is not None:
+            p = p.to(cfg.device, torch.float32) / run.scale  # d loss / d(scale * x)
+        kept = _finite_rows(run, x, p)
         if kept is None:
             continue
-        x, g = kept
+        x, p = kept
         dead = run.since_fired >= cfg.dead_tokens
-        out, fired = _step(run, x, g, dead)
+        out, fired = _step(run, x, p, dead)
         run.since_fired += int(_all_reduce(torch.tensor(float(x.shape[0]))))
         run.since_fired[fired] = 0
         run.fired_count += _fired_counts(out, run.sae_cfg.d_sae)
         run.step += 1
         if run.step % cfg.log_every == 0 or run.step == n_steps:
-            _log_row(run, x, out, dead, bar)
+            target = p if type(run.sae).pair_role == "target" else x
+            _log_row(run, target, out, dead, bar)
         bar.update(1)
         if run.out_dir and cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0:
             _checkpoint(run)
@@ -443,7 +467,10 @@ def _fired_counts(out, d_sae: int) -> torch.Tensor:
 
 def _finish(run: _Run) -> BaseSAE:
     sae = run.sae
-    sae.fold_scale(run.scale)
+    if type(sae).pair_role == "target":
+        sae.fold_scales(run.scale, run.out_scale)
+    else:
+        sae.fold_scale(run.scale)
     sae.eval()
     seen = max(run.rows_seen - run.rows_dropped, 1)
     sae.feature_density_ = (run.fired_count / seen).float()
@@ -463,8 +490,9 @@ def _finish(run: _Run) -> BaseSAE:
         save_sae(sae, out, sparsity=sae.feature_density_)
         write_json(
             out / "train_config.json",
-            {"sae": run.sae_cfg.to_dict(), "train": run.cfg.to_dict(), "scale": run.scale},
-        )
+            {"sae": run.sae_cfg.to_dict(), "train": run.cfg.to_dict(), "scale": run.scale,
+             "out_scale": run.out_scale},
+        )  # fmt: skip
         write_json(out / "train_log.json", {"log": run.log, **_drops(run)})
     return sae
 

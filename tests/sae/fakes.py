@@ -45,5 +45,7 @@ def small_config(arch, d_in=8, d_sae=32, **kw):
 
     topk = registry.facts(arch)["topk_family"]
     widths = [d_sae // 4, d_sae] if arch == "matryoshka_batchtopk" else None
+    if registry.get(arch).pair_role == "target":  # a transcoder: output rows of another hook
+        kw = {"apply_b_dec_to_input": False, "output_hook": "out", "d_out": d_in, **kw}
     return SAEConfig(d_in=d_in, d_sae=d_sae, architecture=arch, k=4 if topk else None,
                      matryoshka_widths=widths, **kw)  # fmt: skip

@@ -17,7 +17,9 @@ def test_shapes_and_losses(arch):
     z = sae.encode(x)
     assert z.shape == (16, 32)
     assert sae.decode(z).shape == (16, 8)
-    out = sae(x, coefs={"l1": 1.0, "aux": 1 / 32}, dead_mask=torch.ones(32, dtype=torch.bool))
+    pair = {"target": torch.randn(16, 8)} if type(sae).pair_role == "target" else {}
+    out = sae(x, coefs={"l1": 1.0, "aux": 1 / 32}, dead_mask=torch.ones(32, dtype=torch.bool),
+              **pair)  # fmt: skip
     assert out.recon.shape == (16, 8) and out.latents.shape == (16, 32)
     assert "mse" in out.losses and torch.isfinite(out.losses["loss"])
     out.losses["loss"].backward()

@@ -61,7 +61,7 @@ def test_train_sae_flags_are_the_config_fields_with_their_defaults(tmp_path):
     args = p.parse_args(["--store", "s", "--hook", "h", "--out", "o"])
     for cls in (SAEConfig, TrainConfig):
         for f in dataclasses.fields(cls):
-            if f.name in ("d_in", "hook_point", "model_id", "extra"):
+            if f.name in ("d_in", "d_out", "hook_point", "model_id", "extra"):
                 continue
             default = f.default if f.default is not dataclasses.MISSING else None
             assert getattr(args, f.name) == default, f.name  # no drift from the library

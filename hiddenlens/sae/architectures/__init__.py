@@ -8,4 +8,5 @@ from hiddenlens.sae.architectures import (  # noqa: F401
     matryoshka,
     relu,
     topk,
+    transcoder,
 )

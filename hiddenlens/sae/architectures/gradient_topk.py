@@ -33,6 +33,7 @@ class GradientTopKSAE(TopKSAE):
 
     saelens_architecture = "topk"
     store_hooks = ("", "#grad")  # the downstream gradient is cached beside the hook
+    pair_role = "grad"
 
     def score_fn(self, grad: Tensor | None):
         if grad is None:

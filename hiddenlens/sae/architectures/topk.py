@@ -72,14 +72,23 @@ def aux_plan(sae: BaseSAE, coefs, dead_mask) -> tuple[Tensor | None, int, float]
 
 
 def sparse_forward(
-    sae: BaseSAE, x: Tensor, x_c: Tensor, sel: Selection, coefs, aux_scale: float = 0.0
-) -> SAEOutput:
-    """Shared TopK-family training forward given the chosen pairs."""
+    sae: BaseSAE, x: Tensor, x_c: Tensor, sel: Selection, coefs, aux_scale: float = 0.0,
+    *, target: Tensor | None = None, extra: Tensor | None = None,
+) -> SAEOutput:  # fmt: skip
+    """Shared TopK-family training forward given the chosen pairs.
+
+    target: the rows to reconstruct (default ``x``; a transcoder's output rows); extra: a
+    term added to the reconstruction (a skip connection's ``x W_skip^T``).
+    """
     n, d_sae = x.shape[0], sae.cfg.d_sae
+    target = x if target is None else target
     b_dec = sae.b_dec if sae.cfg.apply_b_dec_to_input else None
     active = Active.from_topk(sel.idx, d_sae)
     values = torch.relu(encode_at(x_c, b_dec, sae.W_enc, sae.b_enc, sel.pre.reshape(-1), active))
     recon = decode_at(values, sae.W_dec, active) + sae.b_dec
+    if extra is not None:
+        recon = recon + extra
+    x = target
     losses = {"mse": sae._mse(recon, x), "aux": recon.new_zeros(())}
     if sel.aux_idx is not None:
         aux = Active.from_topk(sel.aux_idx, d_sae)
