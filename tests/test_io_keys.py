@@ -60,3 +60,30 @@ def test_metric_key_grammar():
     with pytest.raises(ValueError):
         _keys.parse_key("nc1")
     assert math.isfinite(1.0)
+
+
+def test_every_writer_goes_through_io():
+    """No module but ``_io`` writes files by hand (temp + rename, write_text, json.dump).
+
+    The one exception is the store's shard *directory* rename (a directory of ``.npy`` files
+    written inside a temporary directory that is renamed whole).
+    """
+    import re
+    from pathlib import Path
+
+    import hiddenlens
+
+    root = Path(hiddenlens.__file__).parent
+    pattern = re.compile(
+        r"os\.replace\(|\.replace\(path\)|mkstemp|(?<!_io)\.write_(?:text|bytes)\(|json\.dump\("
+    )
+    allowed = {("store/shards.py", "os.replace(")}
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel == "_io.py":
+            continue
+        for m in pattern.finditer(path.read_text(encoding="utf-8")):
+            if (rel, m.group()) not in allowed:
+                found.append(f"{rel}: {m.group()}")
+    assert not found, found

@@ -29,6 +29,7 @@ from analysis import evaluate_codes, forcing_trials, validity_accuracy  # noqa: 
 
 from hiddenlens.codebook import FinetuneConfig, attach, finetune  # noqa: E402
 from hiddenlens.codebook.fsm import TokFSM  # noqa: E402
+from hiddenlens.report import write_json  # noqa: E402
 
 logger = logging.getLogger("codebook_fsm")
 
@@ -128,7 +129,7 @@ def train_or_load(model, fsm: TokFSM, cfg: Config, out_dir: Path) -> list[float]
     tmp = path.with_suffix(".tmp")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     tmp.replace(path)
-    losses_path.write_text(json.dumps(losses))
+    write_json(losses_path, losses, indent=None)
     return losses
 
 

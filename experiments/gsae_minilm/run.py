@@ -17,7 +17,6 @@ d_sae, k, tokens, seed and schedule; they are compared on held-out paragraphs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -271,9 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     res = _run(args)
     headline = _headline(res)
     args.out.mkdir(parents=True, exist_ok=True)
-    tmp = args.out / "gsae_results.json.tmp"
-    tmp.write_text(json.dumps({str(k): v for k, v in res["rows"].items()}, indent=2))
-    tmp.replace(args.out / "gsae_results.json")
+    from hiddenlens.report import write_json
+
+    write_json(args.out / "gsae_results.json", {str(k): v for k, v in res["rows"].items()})
     path = _report(args, res, headline)
     lines = [_verdict(rows, k) for k, rows in res["rows"].items()]
     for k, rows in res["rows"].items():

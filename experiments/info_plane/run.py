@@ -14,8 +14,6 @@ I(X;T|Y). Then the same on scikit-learn digits.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ from batched import BatchedMLP, ModelSpec, log_epochs, train_batched  # noqa: E4
 from figures import add_task_section  # noqa: E402
 
 from hiddenlens.info.tasks import szt_12bit_task  # noqa: E402
-from hiddenlens.report import Report  # noqa: E402
+from hiddenlens.report import Report, write_json  # noqa: E402
 
 
 def run_task(name, x, y, dims, specs, args, *, epochs, lr, train_frac, rank_models=()):
@@ -188,12 +186,6 @@ def histories(rec, specs) -> dict:
     }
 
 
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
-
-
 def summary(rows) -> dict[str, float]:
     def col(prefix, key):
         return np.array([r[key] for r in rows if r["model"].startswith(prefix)])
@@ -223,7 +215,9 @@ def main(argv=None) -> None:
     report.add_metrics(s)
     print("summary: " + ", ".join(f"{k}={v:.3f}" for k, v in s.items()))
     out = report.write(args.out)
-    write_json(Path(args.out) / "histories.json", {"12-bit": szt_hist, "digits": digits_hist})
+    write_json(
+        Path(args.out) / "histories.json", {"12-bit": szt_hist, "digits": digits_hist}, indent=None
+    )
     print(f"report: {out} (total {time.time() - t0:.0f} s)")
 
 

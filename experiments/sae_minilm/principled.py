@@ -13,7 +13,6 @@ follow?), approximation (held-out FVU), and the SAE's occlusion and over-splitti
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--d-sae", type=int, default=1536)
     ap.add_argument("--k", type=int, default=16)
     args = ap.parse_args(argv)
-    from hiddenlens.report import Report
+    from hiddenlens.report import Report, write_json
 
     store, labels = _data(args)
     x = np.asarray(store.rows(args.hook), dtype=np.float32)
@@ -141,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         res["over_splitting"]
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "principled.json").write_text(json.dumps(res, indent=2, default=str))
+    write_json(args.out / "principled.json", res, indent=2)
     sys.stdout.write(f"report: {report.write(args.out)}\n")
     return 0
 

@@ -12,7 +12,6 @@ and top-activating contexts of the best TopK SAE.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -101,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import hiddenlens
     from hiddenlens.corpus import demo_corpus
-    from hiddenlens.report import Report
+    from hiddenlens.report import Report, write_json
 
     handle = hiddenlens.load_model("minilm")
     store = _store(args, handle)
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             best = sae
     report = Report(f"SAEs on MiniLM {args.hook}", config=vars(args) | {"out": str(args.out)})
     _write_report(report, args, points, best, store, handle)
-    (args.out / "frontier.json").write_text(json.dumps(points, indent=2))
+    write_json(args.out / "frontier.json", points, indent=2)
     sys.stdout.write(f"report: {report.write(args.out)}\n")
     return 0
 

@@ -16,7 +16,6 @@ with the over-splitting and occlusion flags.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -198,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     for hook, res in results.items():
         headline.update(_headline(res, hook))
     args.out.mkdir(parents=True, exist_ok=True)
-    tmp = args.out / "principled.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2, default=str))
-    tmp.replace(args.out / "principled.json")
+    from hiddenlens.report import write_json
+
+    write_json(args.out / "principled.json", results, indent=2)
     path = _report(args, results, headline, info)
     lines = [f"model test accuracy {info['model_test_acc']:.3f} ({info['seconds']:.0f} s)"]
     for hook, res in results.items():

@@ -16,13 +16,11 @@ Neural Networks" (Tamkin, Taufeeque & Goodman, 2023).
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from hiddenlens import _io
 from hiddenlens.codebook.attach import CodebookModel, attach
 from hiddenlens.hooks.names import unwrap_model
 
@@ -31,17 +29,6 @@ CODES_FILE = "codebooks.safetensors"
 MODEL_FILE = "model.safetensors"
 FORMAT = "hiddenlens.codebook"
 VERSION = 1
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save(cb: CodebookModel, path, *, include_model: bool | None = None) -> Path:
@@ -56,11 +43,11 @@ def save(cb: CodebookModel, path, *, include_model: bool | None = None) -> Path:
     if include_model is None:
         include_model = cb._snapshot is not None
     tensors = {h: layer.codes.detach().cpu().contiguous() for h, layer in cb.layers.items()}
-    _atomic_write(out / CODES_FILE, lambda p: save_file(tensors, p))
+    _io.atomic_write(out / CODES_FILE, lambda p: save_file(tensors, p))
     if include_model:
         # Tied weights share storage; safetensors refuses shared tensors, so clone each.
         state = {k: v.detach().cpu().clone().contiguous() for k, v in cb.model.state_dict().items()}
-        _atomic_write(out / MODEL_FILE, lambda p: save_file(state, p))
+        _io.atomic_write(out / MODEL_FILE, lambda p: save_file(state, p))
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -68,8 +55,7 @@ def save(cb: CodebookModel, path, *, include_model: bool | None = None) -> Path:
         "layers": {h: layer.config.to_dict() for h, layer in cb.layers.items()},
         "includes_model": bool(include_model),
     }
-    text = json.dumps(meta, indent=2)
-    _atomic_write(out / CONFIG_FILE, lambda p: Path(p).write_text(text))
+    _io.write_json(out / CONFIG_FILE, meta, indent=2)
     return out
 
 
@@ -84,7 +70,7 @@ def load(model, path, *, load_model_weights: bool = True) -> CodebookModel:
     src = Path(path)
     if not (src / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{src / CONFIG_FILE} not found; is {src} a saved codebook?")
-    meta = json.loads((src / CONFIG_FILE).read_text())
+    meta = _io.read_json(src / CONFIG_FILE)
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValueError(f"{src}: unsupported format {meta.get('format')!r} v{meta.get('version')}")
     tensors = load_file(str(src / CODES_FILE))
@@ -124,7 +110,7 @@ def save_codes(codes: dict, path) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {h: np.ascontiguousarray(c, dtype=np.int64) for h, c in codes.items()}
-    _atomic_write(out, lambda p: save_file(arrays, p))
+    _io.atomic_write(out, lambda p: save_file(arrays, p))
     return out
 
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from pathlib import Path
 
+from hiddenlens._io import json_safe, write_text
 from hiddenlens.report.features import FeatureCard
-from hiddenlens.report.metrics import json_safe
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:0;background:#fafafa;color:#222}
@@ -123,9 +122,4 @@ def write_dashboard(
     cards: list[FeatureCard], path: str | Path, *, title: str = "Feature dashboard"
 ) -> Path:
     """Write the dashboard to ``path`` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_dashboard(cards, title=title), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, render_dashboard(cards, title=title))

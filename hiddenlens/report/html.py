@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from hiddenlens._io import write_bytes
 from hiddenlens.report.markup import markdown
 from hiddenlens.viz.save import is_plotly, save_figure
 
@@ -108,7 +109,7 @@ def _figure(fig: Any, name: str, fig_dir: Path) -> tuple[str, str]:
         return div, path.name
     path = fig_dir / f"{name}.png"
     if isinstance(fig, bytes):
-        path.write_bytes(fig)
+        write_bytes(path, fig)
     else:
         save_figure(fig, path)
     data = base64.b64encode(path.read_bytes()).decode("ascii")

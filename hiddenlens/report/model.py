@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hiddenlens.report.metrics import flatten, provenance, write_json
+from hiddenlens._io import write_json, write_text
+from hiddenlens.report.metrics import flatten, provenance
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.-]+")
 REPORT_JSON = "report.json"  # the report's structure, so `hiddenlens report` can rebuild it
@@ -147,8 +148,4 @@ class Report:
         )
         html = render_html(self, out / "figures")
         write_json(out / REPORT_JSON, self.to_json())
-        path = out / "report.html"
-        tmp = out / ".report.html.tmp"
-        tmp.write_text(html, encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_text(out / "report.html", html)

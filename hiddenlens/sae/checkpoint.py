@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hiddenlens.sae.io import read_json, read_safetensors, write_json, write_safetensors
+from hiddenlens._io import write_json
+from hiddenlens.sae.io import read_json, read_safetensors, write_safetensors
 
 STATE = "state.json"
 # Config fields that may differ between the interrupted and the resumed run.
@@ -26,7 +27,7 @@ def save_checkpoint(directory: Path, *, sae, optimizer, tensors: dict, state: di
     write_safetensors(d / "sae.safetensors", dict(sae.state_dict()))
     write_safetensors(d / "optim.safetensors", optimizer.state_tensors())
     write_safetensors(d / "trainer.safetensors", tensors)
-    write_json(d / STATE, {**state, "optimizer": optimizer.state_json()})
+    write_json(d / STATE, {**state, "optimizer": optimizer.state_json()}, sort_keys=True)
     return d
 
 

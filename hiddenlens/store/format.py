@@ -29,12 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from hiddenlens import _io
+
 MANIFEST = "manifest.json"
 PROGRESS = "progress.json"
 FORMAT_NAME = "hiddenlens.activation_store"
 SCHEMA_VERSION = 1
 SHARD_PREFIX = "shard_"
-TMP_PREFIX = ".tmp-"
+TMP_PREFIX = _io.TMP_PREFIX  # temporaries (shard dirs, JSON files) that readers skip
 DTYPES = ("float32", "float16", "bfloat16")
 # bfloat16 has no numpy dtype: its bits are stored as uint16 and the manifest says bfloat16.
 STORAGE_DTYPE = {"float32": "float32", "float16": "float16", "bfloat16": "uint16"}
@@ -80,44 +82,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _jsonable(obj: Any) -> Any:
-    """Replace NaN/inf floats by None (JSON null), recursively."""
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON (NaN/inf as null) to a temp file, fsync it, then ``os.replace`` it."""
-    path = Path(path)
-    obj = _jsonable(obj)
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1, allow_nan=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: str | Path) -> None:
-    """Make a rename inside ``path`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_npy(path: str | Path, chunks: list[np.ndarray], dtype: np.dtype) -> tuple[str, int]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hiddenlens import _io
 from hiddenlens.data import ContentHash
 from hiddenlens.store import format as fmt
 
@@ -169,7 +170,7 @@ class ShardWriter:
         try:
             files = self._write_files(tmp)
             os.replace(tmp, final)
-            fmt.fsync_dir(self.out)
+            _io.fsync_dir(self.out)
         except OSError as err:
             shutil.rmtree(tmp, ignore_errors=True)
             raise OSError(
@@ -193,7 +194,7 @@ class ShardWriter:
         for h, s in self._stats.items():
             t = self.totals[h]
             self.totals[h] = [t[0] + s[0], t[1] + s[1], t[2] + s[2]]
-        fmt.write_json_atomic(self.out / fmt.PROGRESS, m.to_dict())
+        _io.write_json(self.out / fmt.PROGRESS, m.to_dict(), indent=1)
         logger.debug("wrote %s (%d rows)", name, self._rows)
         self._reset()
 

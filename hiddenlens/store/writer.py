@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from hiddenlens import _io
 from hiddenlens.store import format as fmt
 from hiddenlens.store._background import Background
 from hiddenlens.store.reader import ActivationStore
@@ -235,7 +236,7 @@ def _start_or_resume(out: Path, run: dict, previous: fmt.Manifest | None) -> fmt
             ):
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
         state = previous or fmt.Manifest(run=run, hooks={}, meta={}, n_rows=0, shards=[])
-        fmt.write_json_atomic(out / fmt.PROGRESS, state.to_dict())
+        _io.write_json(out / fmt.PROGRESS, state.to_dict(), indent=1)
     except OSError as err:
         raise OSError(f"cannot write the activation store to {out}: {err}") from err
     if previous is not None:
@@ -339,7 +340,7 @@ def _finalize(out: Path, writer: ShardWriter) -> ActivationStore:
         info.stats = fmt.finalize_stats(manifest.n_rows, *writer.totals[hook])
     manifest.complete = True
     try:
-        fmt.write_json_atomic(out / fmt.MANIFEST, manifest.to_dict())
+        _io.write_json(out / fmt.MANIFEST, manifest.to_dict(), indent=1)
         (out / fmt.PROGRESS).unlink(missing_ok=True)
     except OSError as err:
         (out / fmt.MANIFEST).unlink(missing_ok=True)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from hiddenlens import _io
 from hiddenlens.store import ActivationStore, cache_activations
 from hiddenlens.store import format as fmt
 
@@ -31,9 +32,10 @@ def test_unfinished_different_run_refused(tmp_path, mlp_model, tensor_data):
     out = tmp_path / "s"
     fmt.Manifest(run={"hooks": ["x"]}, hooks={}, meta={}, n_rows=0, shards=[])
     out.mkdir()
-    fmt.write_json_atomic(
+    _io.write_json(
         out / fmt.PROGRESS,
         fmt.Manifest(run={"hooks": ["x"]}, hooks={}, meta={}, n_rows=0, shards=[]).to_dict(),
+        indent=1,
     )
     with pytest.raises(FileExistsError, match="different run"):
         cache_activations(mlp_model, tensor_data, ["0"], out)
