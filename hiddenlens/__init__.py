@@ -26,6 +26,9 @@ _EXPORTS = {
     "ActivationStore": "hiddenlens.store",
     "Report": "hiddenlens.report",
     "mutual_information": "hiddenlens.info",
+    "metric_key": "hiddenlens._keys",
+    "pair": "hiddenlens._keys",
+    "parse_key": "hiddenlens._keys",
 }
 _SUBPACKAGES = (
     "data",

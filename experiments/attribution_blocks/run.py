@@ -120,7 +120,7 @@ def _score(model: nn.Module, tr, te, signal: np.ndarray, cfg: BlocksConfig) -> t
         "pointing_game_ig": float(np.nanmean(region_fraction(ig, signal, positive=True))),
     }
     curves = deletion_insertion(model, xte[:200], grads_te[:200], target=yte[:200], n_steps=16)
-    m.update(curves.metrics())
+    m.update(curves.to_metrics())
     d, n_cls = xtr[0].numel(), int(ytr.max()) + 1
     m.update(
         diffroar(
@@ -164,7 +164,7 @@ def block_section(report, cfg: BlocksConfig) -> dict[str, float]:
         rows.append({"model": name, **{k: round(v, 3) for k, v in m.items() if "/" not in k}})
         maps[f"{name} |grad|"], maps[f"{name} IG"] = arr["grad"], arr["ig"]
         shares[name] = arr["share"]
-        roar[name] = [m[f"diffroar/k={k:.2f}"] for k in cfg.ks]
+        roar[name] = [m[f"attribution/diffroar/k={k:.2f}"] for k in cfg.ks]
         curves[f"{name} deletion"] = arr["curves"].deletion
         curves[f"{name} insertion"] = arr["curves"].insertion
         logger.info("%s MLP done in %.1f s: %s", name, time.perf_counter() - t0, rows[-1])

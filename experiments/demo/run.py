@@ -32,8 +32,8 @@ SECTIONS = (
 HOOKS = "encoder.layer.*"
 # The numbers lifted into the report's summary (when the section produced them).
 HEADLINE = (
-    "sae_fvu/encoder.layer.3",
-    "sae_embed_cos_score/encoder.layer.3",
+    "sae/fvu/encoder.layer.3",
+    "sae/embed_cos_score/encoder.layer.3",
     "codebook/embedding_cosine_finetuned",
     "codebook/code_f1/is_digit",
     "codebook/neuron_f1/is_digit",

@@ -32,9 +32,9 @@ def _sieve(ctx, rows: int) -> tuple[dict, dict]:
         if len(np.unique(lab)) < 2:
             continue
         res = early_decodability(acts, lab, max_rows=rows, seed=ctx.seed)
-        profiles[name] = [res[f"decodability/{h}"] for h in ctx.hooks]
-        out[f"sieve_flag/{name}"] = res["sieve/flag"]
-        out[f"sieve_early_ratio/{name}"] = res["sieve/early_ratio"]
+        profiles[name] = [res[f"shortcut/decodability/{h}"] for h in ctx.hooks]
+        out[f"sieve_flag/{name}"] = res["shortcut/sieve_flag"]
+        out[f"sieve_early_ratio/{name}"] = res["shortcut/sieve_early_ratio"]
     return out, profiles
 
 
@@ -75,16 +75,16 @@ def _synthetic(ctx, steps: int, seeds: int) -> tuple[dict, list[dict]]:
         ]
         iid = dsets[0].splits["iid"]
         grp = group_metrics(iid.y, pred["iid"][0], iid.groups)
-        metrics[f"bias/{arch}"] = float(np.mean([p["bias"] for p in per]))
-        metrics[f"worst_group_acc/{arch}"] = grp["worst_group_acc"]
+        metrics[f"bias/{arch}"] = float(np.mean([p["shortcut/bias"] for p in per]))
+        metrics[f"worst_group_acc/{arch}"] = grp["shortcut/worst_group_acc"]
         rows.append(
             {
                 "model": arch,
                 "bias": round(metrics[f"bias/{arch}"], 3),
-                "max_bias": round(float(np.mean([p["max_bias"] for p in per])), 3),
-                "acc_conflict": round(float(np.mean([p["accuracy/conflict"] for p in per])), 3),
-                "acc_iid": round(float(np.mean([p["accuracy/iid"] for p in per])), 3),
-                "worst_group_acc": round(grp["worst_group_acc"], 3),
+                "max_bias": round(float(np.mean([p["shortcut/max_bias"] for p in per])), 3),
+                "acc_conflict": round(float(np.mean([p["shortcut/accuracy/conflict"] for p in per])), 3),
+                "acc_iid": round(float(np.mean([p["shortcut/accuracy/iid"] for p in per])), 3),
+                "worst_group_acc": round(grp["shortcut/worst_group_acc"], 3),
                 "loss_rel_change_last10%": f"{res.converged_rel_change.max():.1e}",
             }
         )
@@ -111,8 +111,8 @@ def _dfr_and_opposing(net, ds, res, seeds, dfr_cls, opp_cls, erm_groups) -> dict
     g = group_metrics(iid.y, dfr.predict(feats(iid)), iid.groups)
     opp = opp_cls(top_k=20).fit(res.example_losses, groups=ds.train.groups)
     return {
-        "dfr/worst_group_acc": g["worst_group_acc"],
-        "erm/worst_group_acc": erm_groups["worst_group_acc"],
+        "dfr/worst_group_acc": g["shortcut/worst_group_acc"],
+        "erm/worst_group_acc": erm_groups["shortcut/worst_group_acc"],
         **opp.metrics(),
     }
 

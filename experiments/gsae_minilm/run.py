@@ -153,11 +153,12 @@ def grad_selected_splice(sae, handle, texts, batch_size: int = 16) -> dict[str, 
 
 
 def _evaluate(sae, arch: str, k: int, stores, handle, test_texts) -> dict[str, float]:
+    from hiddenlens import parse_key
     from hiddenlens.sae import evaluate
     from hiddenlens.sae.spliced import spliced_metrics
 
     m = evaluate(sae, stores["test"], HOOK, model=handle, data=test_texts)
-    row = {key.split("/")[0].removeprefix("sae_"): v for key, v in m.items()}
+    row = {parse_key(key)[1]: v for key, v in m.items()}
     row.update(spliced_metrics(sae, handle, HOOK, test_texts, downstream=_downstream))
     out = {"architecture": arch, "k": k, "selection": "plain top-k (encode)"}
     keys = ("l0", "fvu", "cosine", "dead_fraction", "embed_cos_spliced", "embed_cos_score")

@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from hiddenlens import parse_key
 from hiddenlens.sae import SAEConfig, TrainConfig, evaluate, train
 from hiddenlens.sae.inspect import top_activating
 from hiddenlens.viz.sae import plot_density_histogram, plot_l0_fvu, plot_top_activations
@@ -69,7 +70,7 @@ def _train_one(args, store, handle, texts, arch: str, p: dict):
     label = f"{arch}_" + "_".join(f"{k}{v}" for k, v in p.items())
     sae = train(store, args.hook, cfg, tcfg, out_dir=args.out / "saes" / label, progress=True)
     m = evaluate(sae, store, args.hook, model=handle, data=texts)
-    get = {k.split("/")[0].removeprefix("sae_"): v for k, v in m.items()}
+    get = {parse_key(k)[1]: v for k, v in m.items()}
     keys = ("l0", "fvu", "dead_fraction", "embed_cos_spliced", "embed_cos_score")
     return {"label": arch, "name": label, **{k: get[k] for k in keys}}, sae
 

@@ -47,7 +47,7 @@ def _train(arch, datasets, args, curve_idx, steps=None, weight_decay=None):
         full = np.zeros((len(datasets), *xc.shape[1:]), dtype=np.float32)
         full[sub] = xc
         pred = predict_batched(model, full)
-        return [bias_from_predictions(datasets[i], {"conflict": pred[i]})["bias"] for i in sub]
+        return [bias_from_predictions(datasets[i], {"conflict": pred[i]})["shortcut/bias"] for i in sub]
 
     steps = args.steps if steps is None else steps
     wd = args.weight_decay if weight_decay is None else weight_decay
@@ -87,11 +87,11 @@ def _table_row(stat, finals) -> dict:
 
     return {
         "bias": f"{stat[0]:.3f} [{stat[1]:.3f}, {stat[2]:.3f}]",
-        "max_bias": mean("max_bias"),
-        "acc_conflict": mean("accuracy/conflict"),
-        "bayes_acc_conflict": mean("bayes/accuracy/conflict"),
-        "acc_iid": mean("accuracy/iid"),
-        "bayes_acc_iid": mean("bayes/accuracy/iid"),
+        "max_bias": mean("shortcut/max_bias"),
+        "acc_conflict": mean("shortcut/accuracy/conflict"),
+        "bayes_acc_conflict": mean("shortcut/bayes_accuracy/conflict"),
+        "acc_iid": mean("shortcut/accuracy/iid"),
+        "bayes_acc_iid": mean("shortcut/bayes_accuracy/iid"),
         "train_loss": round(float(np.mean([f["final_loss"] for f in finals])), 4),
         "loss_rel_change_last10%": f"{max(f['rel_change'] for f in finals):.1e}",
     }
@@ -117,7 +117,7 @@ def image_sweep(args, sizes, preds) -> dict:
         dsets = [data(*key) for key in keys]
         curve_idx = [i for i, (p, s, _) in enumerate(keys) if p == line_p and s == curve_s]
         finals, curves, res = _train(arch, dsets, args, curve_idx)
-        b = np.array([f["bias"] for f in finals]).reshape(len(grid_ps), len(sizes), len(seeds))
+        b = np.array([f["shortcut/bias"] for f in finals]).reshape(len(grid_ps), len(sizes), len(seeds))
         row = b[grid_ps.index(line_p)]  # [sizes, seeds]
         stats = [ci95(r) for r in row]
         out["line"][arch] = {
@@ -156,7 +156,7 @@ def best_linear_bias(cfg, seeds, n_pop: int = 200_000) -> float:
     for k in seeds:
         ds = make_dataset(cfg, 1, N_TEST, seed=100 + k, splits=("conflict",))
         xc = np.stack(feature_means(cfg, ds.splits["conflict"].x), 1)
-        out.append(bias_from_predictions(ds, {"conflict": clf.predict(xc)})["bias"])
+        out.append(bias_from_predictions(ds, {"conflict": clf.predict(xc)})["shortcut/bias"])
     return float(np.mean(out))
 
 

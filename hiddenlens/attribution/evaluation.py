@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hiddenlens._keys import metric_key
 from hiddenlens.attribution._core import (
     Target,
     check_baseline,
@@ -50,11 +51,13 @@ class PerturbationCurves:
     deletion: np.ndarray
     insertion: np.ndarray
 
-    def metrics(self) -> dict[str, float]:
-        return {
-            "deletion_auc": float(np.trapezoid(self.deletion.mean(0), self.fractions)),
-            "insertion_auc": float(np.trapezoid(self.insertion.mean(0), self.fractions)),
+    def to_metrics(self) -> dict[str, float]:
+        """``attribution/deletion_auc`` and ``attribution/insertion_auc`` (mean curves)."""
+        auc = {
+            name: float(np.trapezoid(curve.mean(0), self.fractions))
+            for name, curve in (("deletion", self.deletion), ("insertion", self.insertion))
         }
+        return {metric_key("attribution", f"{name}_auc"): v for name, v in auc.items()}
 
 
 def _order(attr: Tensor) -> Tensor:
@@ -147,7 +150,8 @@ def diffroar(
     data: (X_train, y_train, X_test, y_test); attributions: (A_train, A_test) of the same
     shapes (A_train may be None when re-evaluating). Either ``fit(X, y) -> predict`` (retrain on
     masked training data: ROAR) or ``predict(X) -> labels`` (re-evaluate the original model on
-    masked test data). Returns {"acc_top/k=0.10", "acc_bottom/k=0.10", "diffroar/k=0.10", ...}.
+    masked test data). Returns {"attribution/acc_top/k=0.10", "attribution/acc_bottom/k=0.10",
+    "attribution/diffroar/k=0.10", ...}.
     """
     if (fit is None) == (predict is None):
         raise ValueError("pass exactly one of fit (retrain) or predict (re-evaluate)")
@@ -166,9 +170,10 @@ def diffroar(
             else:
                 pred = predict(te)
             acc[side] = float(np.mean(np.asarray(pred) == y_te))
-        out[f"acc_top/k={k:.2f}"] = acc["top"]
-        out[f"acc_bottom/k={k:.2f}"] = acc["bottom"]
-        out[f"diffroar/k={k:.2f}"] = acc["top"] - acc["bottom"]
+        where = f"k={k:.2f}"
+        out[metric_key("attribution", "acc_top", where)] = acc["top"]
+        out[metric_key("attribution", "acc_bottom", where)] = acc["bottom"]
+        out[metric_key("attribution", "diffroar", where)] = acc["top"] - acc["bottom"]
     return out
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hiddenlens._keys import metric_key
 from hiddenlens.attribution._core import PERTURBATION_HINT, Inputs, gradient_probes, run_model
 from hiddenlens.attribution.layer import _resolve, capture_activations
 
@@ -175,7 +176,8 @@ def compare_patching(
     reference: PatchingResult, estimate: PatchingResult, k: int = 5
 ) -> dict[str, float]:
     """Agreement of two patching results over all (point, position) effects: Pearson and
-    Spearman correlation, max |difference|, and overlap of the top-k by absolute effect."""
+    Spearman correlation, max |difference|, and overlap of the top-k by absolute effect,
+    as ``attribution/patching_<pearson|spearman|max_abs_diff|top<k>_overlap>``."""
     from scipy.stats import pearsonr, spearmanr
 
     a, b = reference.flat(), estimate.flat()
@@ -185,12 +187,13 @@ def compare_patching(
     top_a = set(np.argsort(-np.abs(a))[:k])
     top_b = set(np.argsort(-np.abs(b))[:k])
     const = a.std() == 0 or b.std() == 0
-    return {
+    out = {
         "pearson": float("nan") if const else float(pearsonr(a, b)[0]),
         "spearman": float("nan") if const else float(spearmanr(a, b)[0]),
         "max_abs_diff": float(np.max(np.abs(a - b))),
         f"top{k}_overlap": len(top_a & top_b) / k,
     }
+    return {metric_key("attribution", f"patching_{name}"): v for name, v in out.items()}
 
 
 @dataclass

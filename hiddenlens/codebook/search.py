@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from hiddenlens._keys import metric_key
 from hiddenlens.codebook.stats import code_usage
 
 
@@ -155,15 +156,16 @@ def _update(best: dict, values: np.ndarray, tf: np.ndarray, n_pos, neuron: int, 
 def compare_with_neurons(
     codes: np.ndarray, acts: np.ndarray, mask: np.ndarray, n_codes: int, *, name: str = ""
 ) -> dict[str, float]:
-    """F1 / precision / recall of the best code and the best single neuron for a property."""
+    """F1 / precision / recall of the best code and the best single neuron for a property,
+    as ``codebook/<code|neuron>_<f1|precision|recall>[/<name>]``."""
     m = search_codes(codes, mask, n_codes, top=1)[0]
     nb = best_neuron_f1(acts, mask)
-    suffix = f"/{name}" if name else ""
-    return {
-        f"code_f1{suffix}": m.f1,
-        f"code_precision{suffix}": m.precision,
-        f"code_recall{suffix}": m.recall,
-        f"neuron_f1{suffix}": float(nb["f1"][0]),
-        f"neuron_precision{suffix}": float(nb["precision"][0]),
-        f"neuron_recall{suffix}": float(nb["recall"][0]),
+    out = {
+        "code_f1": m.f1,
+        "code_precision": m.precision,
+        "code_recall": m.recall,
+        "neuron_f1": float(nb["f1"][0]),
+        "neuron_precision": float(nb["precision"][0]),
+        "neuron_recall": float(nb["recall"][0]),
     }
+    return {metric_key("codebook", k, name or None): v for k, v in out.items()}

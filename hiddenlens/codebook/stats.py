@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
+from hiddenlens._keys import metric_key
 from hiddenlens.codebook.attach import CodebookModel
 from hiddenlens.codebook.finetune import default_forward
 
@@ -67,25 +68,25 @@ def code_usage(codes: np.ndarray, n_codes: int) -> np.ndarray:
 def layer_stats(codes: np.ndarray, n_codes: int, *, name: str = "") -> dict[str, float]:
     """Usage statistics of one codebook: entropy (nats) of the code-usage distribution,
     perplexity exp(entropy), fraction and number of dead (never used) codes, share of the
-    most used code. Keys are suffixed with ``/name`` when a name is given."""
+    most used code. Keys are ``codebook/<metric>[/<name>]``, e.g. ``codebook/code_entropy``."""
     counts = code_usage(codes, n_codes).astype(np.float64)
     total = counts.sum()
     if total == 0:
         raise ValueError("no code activations given")
     p = counts[counts > 0] / total
     entropy = float(-(p * np.log(p)).sum())
-    suffix = f"/{name}" if name else ""
-    return {
-        f"code_entropy{suffix}": entropy,
-        f"code_perplexity{suffix}": float(np.exp(entropy)),
-        f"dead_fraction{suffix}": float((counts == 0).mean()),
-        f"n_dead{suffix}": float((counts == 0).sum()),
-        f"max_usage_share{suffix}": float(counts.max() / total),
+    out = {
+        "code_entropy": entropy,
+        "code_perplexity": float(np.exp(entropy)),
+        "dead_fraction": float((counts == 0).mean()),
+        "n_dead": float((counts == 0).sum()),
+        "max_usage_share": float(counts.max() / total),
     }
+    return {metric_key("codebook", k, name or None): v for k, v in out.items()}
 
 
 def all_layer_stats(codes_by_hook: dict[str, np.ndarray], n_codes: int) -> dict[str, float]:
-    """:func:`layer_stats` for every hook point, keys like ``code_perplexity/<hook>``."""
+    """:func:`layer_stats` for every hook point, keys like ``codebook/code_perplexity/<hook>``."""
     out: dict[str, float] = {}
     for hook, codes in codes_by_hook.items():
         out.update(layer_stats(codes, n_codes, name=hook))

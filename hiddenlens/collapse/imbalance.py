@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from hiddenlens._keys import metric_key
 from hiddenlens.collapse.metrics import parse_classifier
 from hiddenlens.collapse.stats import ClassStats
 
@@ -54,7 +55,8 @@ def imbalance_metrics(
     centre: subtract the global mean from the class means first (the deep-linear analysis
         uses raw means; centred means are what NC2 uses).
 
-    Keys: count/<c>, mean_norm/<c>, [classifier_norm/<c>]; corr_mean_norm_count and
+    Keys (each ``collapse/<metric>[/<class>]``): count/<c>, mean_norm/<c>,
+    [classifier_norm/<c>]; corr_mean_norm_count and
     corr_classifier_norm_count (Spearman over classes); cos_means_{head,tail,head_tail} and
     cos_classifier_{head,tail,head_tail} (mean pairwise cosines); mean_norm_tail_over_head
     and classifier_norm_tail_over_head; n_tail. NaN where a group is too small.
@@ -66,7 +68,7 @@ def imbalance_metrics(
     else:
         tail_mask = np.isin(stats.classes, np.asarray(minority))
     tail, head = np.flatnonzero(tail_mask), np.flatnonzero(~tail_mask)
-    out: dict[str, float] = {"n_tail": float(tail.size)}
+    out: dict[str, float] = {metric_key("collapse", "n_tail"): float(tail.size)}
     vecs = {"mean": means}
     if classifier is not None:
         w, _ = parse_classifier(classifier)
@@ -74,16 +76,16 @@ def imbalance_metrics(
     for key, v in vecs.items():
         norms = np.linalg.norm(v, axis=1)
         for c, nrm in zip(stats.classes.tolist(), norms):
-            out[f"{key}_norm/{c}"] = float(nrm)
-        out[f"corr_{key}_norm_count"] = _spearman(norms, counts)
+            out[metric_key("collapse", f"{key}_norm", str(c))] = float(nrm)
+        out[metric_key("collapse", f"corr_{key}_norm_count")] = _spearman(norms, counts)
         ratio = norms[tail].mean() / norms[head].mean() if tail.size and head.size else np.nan
-        out[f"{key}_norm_tail_over_head"] = float(ratio)
+        out[metric_key("collapse", f"{key}_norm_tail_over_head")] = float(ratio)
         plural = "means" if key == "mean" else key
-        out[f"cos_{plural}_head"] = _mean_cos(v, head)
-        out[f"cos_{plural}_tail"] = _mean_cos(v, tail)
-        out[f"cos_{plural}_head_tail"] = _mean_cos(v, head, tail)
+        out[metric_key("collapse", f"cos_{plural}_head")] = _mean_cos(v, head)
+        out[metric_key("collapse", f"cos_{plural}_tail")] = _mean_cos(v, tail)
+        out[metric_key("collapse", f"cos_{plural}_head_tail")] = _mean_cos(v, head, tail)
     for c, n in zip(stats.classes.tolist(), counts):
-        out[f"count/{c}"] = float(n)
+        out[metric_key("collapse", "count", str(c))] = float(n)
     return out
 
 

@@ -44,8 +44,8 @@ def layer_metrics(
     order: Sequence[str] | None = None,
     classifiers: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
-    """NC metrics per layer ("nc1/<layer>") and the variability ratio of each layer
-    relative to the previous one in ``order`` ("var_ratio/<layer>", "nc1_ratio/<layer>")."""
+    """NC metrics per layer ("collapse/nc1/<layer>") and the variability ratio of each layer
+    relative to the previous one in ``order`` ("collapse/var_ratio/<layer>", ...)."""
     order = list(order or stats_by_layer)
     classifiers = classifiers or {}
     out: dict[str, float] = {}

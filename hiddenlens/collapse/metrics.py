@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from hiddenlens._keys import metric_key
 from hiddenlens.collapse.stats import (
     DEFAULT_CHUNK_ROWS,
     ClassStats,
@@ -212,9 +213,9 @@ def metrics(
     predictions: the network's predicted class per row [n] (array sources only); used for
         NC4 instead of the classifier's argmax.
     num_classes: when given, every class 0..num_classes−1 must be present.
-    name: suffix for keys, e.g. ``"nc1/encoder.layer.3"``.
+    name: the hook point (or split) the keys end with, e.g. ``"collapse/nc1/encoder.layer.3"``.
 
-    Keys: nc1, nc1_rank, cdnv, means_{equinorm,equiangular,etf_dist,maxangle},
+    Keys (each ``collapse/<metric>[/<name>]``): nc1, nc1_rank, cdnv, means_{equinorm,equiangular,etf_dist,maxangle},
     [classifier_{...}, nc3], [nc4, ncc_acc], n_rows, n_classes. NC4 needs a second pass; it
     is skipped with a warning for a one-shot iterator.
     """
@@ -235,7 +236,8 @@ def metrics(
 
 
 def with_suffix(out: dict[str, float], name: str | None) -> dict[str, float]:
-    return out if name is None else {f"{k}/{name}": v for k, v in out.items()}
+    """Metric keys ``collapse/<metric>[/<name>]`` for a dict of named values."""
+    return {metric_key("collapse", k, name): v for k, v in out.items()}
 
 
 def check_stats(stats: ClassStats, *, num_classes: int | None = None) -> None:

@@ -124,7 +124,7 @@ class CollapseTracker:
         return w, b
 
     def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """(epochs, values) for one history key, e.g. ``"nc1/net.2"``."""
+        """(epochs, values) for one history key, e.g. ``"collapse/nc1/net.2"``."""
         epochs = np.array([r["epoch"] for r in self.history])
         return epochs, np.array([r.get(key, np.nan) for r in self.history])
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hiddenlens._keys import metric_key
 from hiddenlens.info.binning import plane_binning
 from hiddenlens.info.kde import plane_kde
 
@@ -58,13 +59,14 @@ class PlaneHistory:
         }
 
     def to_metrics(self, estimator: str = "binning") -> dict[str, float]:
-        """Final-epoch values, flat: {"info/binning/ixt/<layer>": bits, ...}."""
+        """Final-epoch values, flat: {"info/binning_ixt/<layer>": bits, ...}."""
         ixt, ity = self.array("ixt", estimator), self.array("ity", estimator)
         out = {}
         for j, layer in enumerate(self.layers):
-            out[f"info/{estimator}/ixt/{layer}"] = float(ixt[-1, j])
-            out[f"info/{estimator}/ity/{layer}"] = float(ity[-1, j])
-            out[f"info/{estimator}/ixt_fall/{layer}"] = float(np.nanmax(ixt[:, j]) - ixt[-1, j])
+            out[metric_key("info", f"{estimator}_ixt", layer)] = float(ixt[-1, j])
+            out[metric_key("info", f"{estimator}_ity", layer)] = float(ity[-1, j])
+            fall = float(np.nanmax(ixt[:, j]) - ixt[-1, j])
+            out[metric_key("info", f"{estimator}_ixt_fall", layer)] = fall
         return out
 
 

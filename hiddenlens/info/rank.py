@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hiddenlens._keys import metric_key
 from hiddenlens._threads import torch_threads
 
 
@@ -80,7 +81,7 @@ def local_rank(
             for name in names:
                 sv = torch.linalg.svdvals(_jacobians(module, xb, name).double())  # [n, r]
                 thr = atol if atol is not None else rtol * sv[:, :1].clamp_min(1e-300)
-                out[f"local_rank/{name}"] = float((sv > thr).sum(dim=1).double().mean())
+                out[metric_key("info", "local_rank", name)] = float((sv > thr).sum(dim=1).double().mean())
     finally:
         module.train(was_training)
     return out

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from hiddenlens._keys import ci_names, metric_key
+
 
 @dataclass(frozen=True)
 class MIEstimate:
@@ -46,16 +48,26 @@ class MIEstimate:
         """True when the estimate sits within 1% of its cap (it says little then)."""
         return self.cap is not None and self.bits >= 0.99 * self.cap
 
-    def to_dict(self, prefix: str = "") -> dict[str, float]:
-        """Flat JSON-safe dict of floats, e.g. ``{"mi/bits": 1.2, "mi/cap": 12.0}``."""
-        p = f"{prefix}/" if prefix else ""
-        out = {f"{p}bits": float(self.bits), f"{p}n": float(self.n)}
+    def to_metrics(self, where: str | None = None, name: str | None = None) -> dict[str, float]:
+        """Flat metrics ``info/<name>_bits[/<where>]``, ``..._bits_ci_low``, ``_cap``, ``_n``.
+
+        name: the metric stem (default: the estimator, e.g. ``info/binning_bits/layer1``);
+        where: the hook point, layer or split the estimate is about. Extras become
+        ``info/<name>_<extra>[/<where>]``.
+        """
+        stem = name or self.estimator
+
+        def key(metric: str) -> str:
+            return metric_key("info", f"{stem}_{metric}", where)
+
+        out = {key("bits"): float(self.bits), key("n"): float(self.n)}
         if self.cap is not None:
-            out[f"{p}cap"] = float(self.cap)
+            out[key("cap")] = float(self.cap)
         if self.ci is not None:
-            out[f"{p}ci_low"], out[f"{p}ci_high"] = float(self.ci[0]), float(self.ci[1])
+            low, high = ci_names("bits")
+            out[key(low)], out[key(high)] = float(self.ci[0]), float(self.ci[1])
         for k, v in self.extras.items():
-            out[f"{p}{k}"] = float(v)
+            out[key(k)] = float(v)
         return out
 
     def describe(self) -> str:

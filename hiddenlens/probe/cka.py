@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hiddenlens._keys import metric_key, pair
 from hiddenlens.store.source import read_hooks
 
 
@@ -62,8 +63,9 @@ class CKAResult:
     name: str = "cka"
 
     def to_metrics(self) -> dict[str, float]:
+        """``probe/{name}/{row}~{col}`` for every pair."""
         return {
-            f"{self.name}/{r}|{c}": float(self.matrix[i, j])
+            metric_key("probe", self.name, pair(r, c)): float(self.matrix[i, j])
             for i, r in enumerate(self.rows)
             for j, c in enumerate(self.cols)
         }

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hiddenlens._keys import metric_key
+
 
 @dataclass
 class ComplexityResult:
@@ -32,9 +34,10 @@ class ComplexityResult:
     name: str = "complexity"
 
     def to_metrics(self) -> dict[str, float]:
-        out = {f"{self.name}": float(self.complexity)}
+        """``probe/{name}`` and ``probe/{name}_decodability/{hook}``."""
+        out = {metric_key("probe", self.name): float(self.complexity)}
         for i, h in enumerate(self.hook_points):
-            out[f"{self.name}_decodability/{h}"] = float(self.decodability[i])
+            out[metric_key("probe", f"{self.name}_decodability", h)] = float(self.decodability[i])
         return out
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hiddenlens._keys import metric_key
 from hiddenlens.probe._solver import fit_batched
 from hiddenlens.probe.linear import check_labels
 from hiddenlens.store.source import as_source, read_hooks, row_labels, select_hooks
@@ -40,9 +41,10 @@ def control_task(types, labels, *, seed: int = 0) -> np.ndarray:
 
 
 def selectivity(task, control) -> dict[str, float]:
-    """``{"selectivity/<hook>": task score - control score}`` from two ``SweepResult``s."""
+    """``{"probe/{task.name}_selectivity/<hook>": task - control score}`` of two sweeps."""
     sel = task.selectivity(control)
-    return {f"selectivity/{h}": float(s) for h, s in zip(task.hook_points, sel)}
+    name = f"{task.name}_selectivity"
+    return {metric_key("probe", name, h): float(s) for h, s in zip(task.hook_points, sel)}
 
 
 def probe_with_control(store, labels, types, hook_points=None, *, seed: int = 0, **sweep_kw):
@@ -54,8 +56,9 @@ def probe_with_control(store, labels, types, hook_points=None, *, seed: int = 0,
     select_hooks(store, hook_points)  # a bad hook name fails before any fitting
     y = row_labels(store, labels, rows)
     t = row_labels(store, types, rows)
-    name = sweep_kw.pop("name", "probe")
+    name = sweep_kw.pop("name", None)
     task = sweep(store, y, hook_points, seed=seed, name=name, **sweep_kw)
+    name = task.name
     ctrl = sweep(
         store,
         control_task(t, y, seed=seed),
@@ -85,10 +88,13 @@ class MDLResult:
         return self.uniform_bits / self.codelength_bits
 
     def to_metrics(self) -> dict[str, float]:
-        out: dict[str, float] = {f"{self.name}_uniform_bits": float(self.uniform_bits)}
+        """``probe/{name}_uniform_bits``, ``probe/{name}_codelength_bits/{hook}``, ...``"""
+        out = {metric_key("probe", f"{self.name}_uniform_bits"): float(self.uniform_bits)}
         for i, h in enumerate(self.hook_points):
-            out[f"{self.name}_codelength_bits/{h}"] = float(self.codelength_bits[i])
-            out[f"{self.name}_compression/{h}"] = float(self.compression[i])
+            out[metric_key("probe", f"{self.name}_codelength_bits", h)] = float(
+                self.codelength_bits[i]
+            )
+            out[metric_key("probe", f"{self.name}_compression", h)] = float(self.compression[i])
         return out
 
 

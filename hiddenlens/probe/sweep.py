@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from hiddenlens._keys import ci_names, metric_key
 from hiddenlens.probe._folds import fold_assignment, task_of
 from hiddenlens.probe._solver import fit_batched
 from hiddenlens.store.source import as_source, read_hooks, row_labels
@@ -49,12 +50,13 @@ class SweepResult:
     extra: dict = field(default_factory=dict)
 
     def to_metrics(self) -> dict[str, float]:
-        """Flat dict: ``{name}/{hook}``, ``{name}_ci_low/{hook}``, ``{name}_ci_high/{hook}``."""
-        out: dict[str, float] = {f"{self.name}_chance": float(self.chance)}
+        """``probe/{name}/{hook}``, ``probe/{name}_ci_low/{hook}``, ``..._ci_high``, chance."""
+        out = {metric_key("probe", f"{self.name}_chance"): float(self.chance)}
+        low, high = ci_names(self.name)
         for i, h in enumerate(self.hook_points):
-            out[f"{self.name}/{h}"] = float(self.score[i])
-            out[f"{self.name}_ci_low/{h}"] = float(self.ci_low[i])
-            out[f"{self.name}_ci_high/{h}"] = float(self.ci_high[i])
+            out[metric_key("probe", self.name, h)] = float(self.score[i])
+            out[metric_key("probe", low, h)] = float(self.ci_low[i])
+            out[metric_key("probe", high, h)] = float(self.ci_high[i])
         return out
 
     def best(self) -> tuple[str, float]:
@@ -154,7 +156,7 @@ def sweep(
         *result,
         chance=chance,
         n_rows=n,
-        name=name or f"probe_{metric}",
+        name=name or metric,
         log_loss_bits=log_loss,
         prior_bits=prior,
         extra={"alpha": alpha, "n_classes": len(classes), **fit_info},

@@ -155,6 +155,7 @@ def sae_config_from_args(args: argparse.Namespace, store):
 def train_from_args(args: argparse.Namespace) -> int:
     """Train, save to ``--out`` and write ``--out/metrics.json``; returns an exit code."""
     from hiddenlens import _io
+    from hiddenlens._keys import metric_key
     from hiddenlens.sae import TrainConfig, evaluate, train
     from hiddenlens.store import ActivationStore
 
@@ -170,8 +171,8 @@ def train_from_args(args: argparse.Namespace) -> int:
             metrics = evaluate(sae.cpu(), store, args.hook, max_rows=args.eval_rows)
             _io.write_json(Path(args.out) / "metrics.json", metrics)
             sys.stdout.write(
-                f"SAE saved to {args.out}: FVU {metrics[f'sae_fvu/{args.hook}']:.4f}, "
-                f"L0 {metrics[f'sae_l0/{args.hook}']:.1f}\n"
+                f"SAE saved to {args.out}: FVU {metrics[metric_key('sae', 'fvu', args.hook)]:.4f}, "
+                f"L0 {metrics[metric_key('sae', 'l0', args.hook)]:.1f}\n"
             )
     finally:
         if dist:

@@ -21,6 +21,8 @@ import torch
 
 from hiddenlens.store.source import sized_source
 
+from hiddenlens._keys import metric_key
+
 DENSITY_EDGES = np.linspace(-7.0, 0.0, 15)
 
 
@@ -130,7 +132,7 @@ def evaluate(
     text_batch_size: int = 16,
     splice=None,
 ) -> dict[str, float]:
-    """Flat metrics ``{"sae_<metric>/<hook_point>": float}`` of ``sae`` on the store rows.
+    """Flat metrics ``{"sae/<metric>/<hook_point>": float}`` of ``sae`` on the store rows.
 
     With ``model`` (a ModelHandle / nn.Module / spec for ``hiddenlens.hooks.load_model``) and
     ``data`` (texts or a tokenised batch), adds the spliced metrics: for language models CE
@@ -165,4 +167,4 @@ def evaluate(
                 conventions=conv,
             )
         )
-    return {f"sae_{k}/{hook_point}": float(v) for k, v in out.items()}
+    return {metric_key("sae", k, hook_point): float(v) for k, v in out.items()}

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from hiddenlens._keys import metric_key
 from hiddenlens.shortcut.data import ShortcutDataset, TwoFeatureSplit
 
 
@@ -89,9 +90,10 @@ def bias_from_predictions(
     """Bias, reliances and per-split accuracy from 0/1 decisions per split name.
 
     ``decisions`` must hold "conflict"; every other split present in both ``decisions`` and
-    ``dataset.splits`` (or "train") gets an accuracy. Keys: "bias", "max_bias",
-    "reliance/shortcut", "reliance/core", "bayes/reliance/shortcut", "accuracy/<split>",
-    "bayes/accuracy/<split>".
+    ``dataset.splits`` (or "train") gets an accuracy. Keys: "shortcut/bias",
+    "shortcut/max_bias", "shortcut/shortcut_reliance", "shortcut/core_reliance",
+    "shortcut/bayes_shortcut_reliance", "shortcut/bayes_core_reliance",
+    "shortcut/accuracy/<split>", "shortcut/bayes_accuracy/<split>".
     """
     if "conflict" not in decisions or "conflict" not in dataset.splits:
         raise ValueError("the shortcut bias is measured on the 'conflict' split; it is missing")
@@ -99,20 +101,20 @@ def bias_from_predictions(
     conflict = dataset.splits["conflict"]
     model_rel = reliance(conflict, decisions["conflict"])
     bayes_rel = reliance(conflict, dataset.bayes_predict(conflict.x))
-    out["bias"] = model_rel["shortcut"] - bayes_rel["shortcut"]
-    out["max_bias"] = 1.0 - bayes_rel["shortcut"]
-    out["reliance/shortcut"] = model_rel["shortcut"]
-    out["reliance/core"] = model_rel["core"]
-    out["bayes/reliance/shortcut"] = bayes_rel["shortcut"]
-    out["bayes/reliance/core"] = bayes_rel["core"]
+    out[metric_key("shortcut", "bias")] = model_rel["shortcut"] - bayes_rel["shortcut"]
+    out[metric_key("shortcut", "max_bias")] = 1.0 - bayes_rel["shortcut"]
+    for feature in ("shortcut", "core"):
+        out[metric_key("shortcut", f"{feature}_reliance")] = model_rel[feature]
+        out[metric_key("shortcut", f"bayes_{feature}_reliance")] = bayes_rel[feature]
     named = {"train": dataset.train, **dataset.splits}
     for name, dec in decisions.items():
         if name not in named:
             raise ValueError(f"decisions for unknown split {name!r}; accepted {sorted(named)}")
         split = named[name]
         d = _check_decisions(dec, len(split))
-        out[f"accuracy/{name}"] = float((d == split.y).mean())
-        out[f"bayes/accuracy/{name}"] = float((dataset.bayes_predict(split.x) == split.y).mean())
+        out[metric_key("shortcut", "accuracy", name)] = float((d == split.y).mean())
+        bayes = dataset.bayes_predict(split.x)
+        out[metric_key("shortcut", "bayes_accuracy", name)] = float((bayes == split.y).mean())
     return out
 
 

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from hiddenlens._keys import metric_key
+
 
 def check_groups(groups, n: int, name: str = "groups") -> np.ndarray:
     """Validate group labels: 1-D, length n, integer-valued, none missing (NaN / None / < 0)."""
@@ -57,8 +59,9 @@ def group_metrics(y_true, y_pred, groups, *, weights: Mapping[int, float] | None
     y_true, y_pred, groups: [n]. ``weights`` maps group id -> weight for the
     group-weighted average (e.g. the training-set group frequencies); default: the group
     frequencies of this set, which makes it the plain accuracy.
-    Keys: "group_acc/<g>", "worst_group_acc", "best_group_acc", "group_gap" (best - worst),
-    "mean_group_acc" (unweighted mean over groups), "group_weighted_acc", "accuracy".
+    Keys (each ``shortcut/<metric>[/<group>]``): "group_acc/<g>", "worst_group_acc",
+    "best_group_acc", "group_gap" (best - worst), "mean_group_acc" (unweighted mean over
+    groups), "group_weighted_acc", "accuracy".
     """
     y_true = np.asarray(y_true)
     n = len(y_true)
@@ -69,11 +72,11 @@ def group_metrics(y_true, y_pred, groups, *, weights: Mapping[int, float] | None
     correct = (y_true == y_pred).astype(np.float64)
     ids = np.unique(g)
     acc = {int(k): float(correct[g == k].mean()) for k in ids}
-    out = {f"group_acc/{k}": v for k, v in acc.items()}
-    out["worst_group_acc"] = min(acc.values())
-    out["best_group_acc"] = max(acc.values())
-    out["group_gap"] = out["best_group_acc"] - out["worst_group_acc"]
-    out["mean_group_acc"] = float(np.mean(list(acc.values())))
+    out = {metric_key("shortcut", "group_acc", str(k)): v for k, v in acc.items()}
+    out[metric_key("shortcut", "worst_group_acc")] = min(acc.values())
+    out[metric_key("shortcut", "best_group_acc")] = max(acc.values())
+    out[metric_key("shortcut", "group_gap")] = max(acc.values()) - min(acc.values())
+    out[metric_key("shortcut", "mean_group_acc")] = float(np.mean(list(acc.values())))
     if weights is None:
         weights = {int(k): float((g == k).mean()) for k in ids}
     missing = [k for k in acc if k not in weights]
@@ -82,8 +85,9 @@ def group_metrics(y_true, y_pred, groups, *, weights: Mapping[int, float] | None
     total = sum(float(weights[k]) for k in acc)
     if total <= 0:
         raise ValueError("group weights must sum to a positive number")
-    out["group_weighted_acc"] = sum(float(weights[k]) * acc[k] for k in acc) / total
-    out["accuracy"] = float(correct.mean())
+    weighted = sum(float(weights[k]) * acc[k] for k in acc) / total
+    out[metric_key("shortcut", "group_weighted_acc")] = weighted
+    out[metric_key("shortcut", "accuracy")] = float(correct.mean())
     return out
 
 
@@ -149,15 +153,15 @@ def spurious_predictability(
 ) -> dict[str, float]:
     """Held-out linear-probe accuracy of the spurious ``attribute`` from each layer.
 
-    acts: layer name -> [n, d] activations. Keys "spurious_predictability/<layer>" and
-    "spurious_chance" (majority-class rate).
+    acts: layer name -> [n, d] activations. Keys "shortcut/spurious_predictability/<layer>"
+    and "shortcut/spurious_chance" (majority-class rate).
     """
     out: dict[str, float] = {}
     chance = float("nan")
     for name, x in acts.items():
         acc, chance = probe_accuracy(x, attribute, max_rows=max_rows, seed=seed)
-        out[f"spurious_predictability/{name}"] = acc
-    out["spurious_chance"] = chance
+        out[metric_key("shortcut", "spurious_predictability", name)] = acc
+    out[metric_key("shortcut", "spurious_chance")] = chance
     return out
 
 
@@ -174,10 +178,11 @@ def early_decodability(
 
     acts: ordered mapping layer -> [n, d], earliest first. Decodability of a layer is the
     probe's held-out accuracy rescaled so that chance (majority class) is 0 and perfect is 1.
-    ``sieve/early_ratio`` = best decodability among the first ``early_layers`` layers divided
-    by the best over all layers; ``sieve/flag`` = 1.0 when that ratio >= ``threshold``.
-    Keys also "decodability/<layer>", "probe_acc/<layer>", "sieve/first_layer" (index of the
-    first layer reaching ``threshold`` x best).
+    ``shortcut/sieve_early_ratio`` = best decodability among the first ``early_layers``
+    layers divided by the best over all layers; ``shortcut/sieve_flag`` = 1.0 when that
+    ratio >= ``threshold``. Keys also "shortcut/decodability/<layer>",
+    "shortcut/probe_acc/<layer>", "shortcut/sieve_first_layer" (index of the first layer
+    reaching ``threshold`` x best).
     """
     if not acts:
         raise ValueError("acts is empty; give at least one layer")
@@ -191,12 +196,12 @@ def early_decodability(
         acc, chance = probe_accuracy(x, labels, max_rows=max_rows, seed=seed)
         d = (acc - chance) / (1 - chance) if chance < 1 else 0.0
         dec.append(max(d, 0.0))
-        out[f"probe_acc/{name}"] = acc
-        out[f"decodability/{name}"] = dec[-1]
+        out[metric_key("shortcut", "probe_acc", name)] = acc
+        out[metric_key("shortcut", "decodability", name)] = dec[-1]
     best = max(dec)
     ratio = max(dec[:early_layers]) / best if best > 0 else 0.0
-    out["sieve/early_ratio"] = ratio
-    out["sieve/flag"] = float(best > 0 and ratio >= threshold)
+    out[metric_key("shortcut", "sieve_early_ratio")] = ratio
+    out[metric_key("shortcut", "sieve_flag")] = float(best > 0 and ratio >= threshold)
     hits = [i for i, d in enumerate(dec) if best > 0 and d >= threshold * best]
-    out["sieve/first_layer"] = float(hits[0]) if hits else float("nan")
+    out[metric_key("shortcut", "sieve_first_layer")] = float(hits[0]) if hits else float("nan")
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hiddenlens._keys import metric_key
 from hiddenlens.shortcut.groups import check_groups
 
 
@@ -107,16 +108,18 @@ class OpposingSignals:
             self.group_pair_ = max(self.group_opposition_, key=self.group_opposition_.get)
 
     def metrics(self) -> dict[str, float]:
-        """Flat summary: "opposing/opposition", "opposing/n_a", "opposing/n_b", group pair."""
+        """Flat summary: "shortcut/opposition", "shortcut/opposing_n_a", ..., group pair."""
         if not hasattr(self, "delta_"):
             raise RuntimeError("OpposingSignals is not fitted; call fit(loss_history) first")
         out = {
-            "opposing/opposition": float(self.opposition_),
-            "opposing/n_a": float(len(self.side_a_)),
-            "opposing/n_b": float(len(self.side_b_)),
+            metric_key("shortcut", "opposition"): float(self.opposition_),
+            metric_key("shortcut", "opposing_n_a"): float(len(self.side_a_)),
+            metric_key("shortcut", "opposing_n_b"): float(len(self.side_b_)),
         }
         if getattr(self, "group_pair_", None) is not None:
             a, b = self.group_pair_
-            out["opposing/group_a"], out["opposing/group_b"] = float(a), float(b)
-            out["opposing/group_opposition"] = float(self.group_opposition_[self.group_pair_])
+            out[metric_key("shortcut", "opposing_group_a")] = float(a)
+            out[metric_key("shortcut", "opposing_group_b")] = float(b)
+            opp = float(self.group_opposition_[self.group_pair_])
+            out[metric_key("shortcut", "group_opposition")] = opp
         return out

@@ -31,8 +31,9 @@ def test_deletion_insertion_orders():
     out = lin(x)[:, 0].detach().numpy()
     assert np.allclose(c_good.deletion[:, 0], out, atol=1e-6)
     assert np.allclose(c_good.insertion[:, -1], out, atol=1e-6)
-    assert c_good.metrics()["deletion_auc"] < c_bad.metrics()["deletion_auc"]
-    assert c_good.metrics()["insertion_auc"] > c_bad.metrics()["insertion_auc"]
+    good, bad = c_good.to_metrics(), c_bad.to_metrics()
+    assert good["attribution/deletion_auc"] < bad["attribution/deletion_auc"]
+    assert good["attribution/insertion_auc"] > bad["attribution/insertion_auc"]
 
 
 def test_keep_and_diffroar_planted():
@@ -50,9 +51,9 @@ def test_keep_and_diffroar_planted():
 
     data = (x[:300], y[:300], x[300:], y[300:])
     res = diffroar(data, (attr[:300], attr[300:]), fractions=(0.15,), fit=fit)
-    assert res["diffroar/k=0.15"] > 0.3 and res["acc_top/k=0.15"] > 0.9
+    assert res["attribution/diffroar/k=0.15"] > 0.3 and res["attribution/acc_top/k=0.15"] > 0.9
     rev = diffroar(data, (-attr[:300] + 1, -attr[300:] + 1), fractions=(0.15,), fit=fit)
-    assert rev["diffroar/k=0.15"] < 0
+    assert rev["attribution/diffroar/k=0.15"] < 0
     with pytest.raises(ValueError, match="exactly one"):
         diffroar(data, (None, attr[300:]))
 

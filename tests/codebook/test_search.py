@@ -49,7 +49,7 @@ def test_best_neuron_f1_matches_brute_force_and_finds_planted_neuron():
     multi = hc.best_neuron_f1(acts, np.stack([target, ~target], 1))
     assert multi["f1"].shape == (2,)
     cmp = hc.compare_with_neurons(np.where(target, 1, 0)[:, None], acts, target, 2, name="x")
-    assert cmp["code_f1/x"] == 1.0 and cmp["neuron_f1/x"] == pytest.approx(1.0)
+    assert cmp["codebook/code_f1/x"] == 1.0 and cmp["codebook/neuron_f1/x"] == pytest.approx(1.0)
 
 
 def test_masks_and_best_code_per_label():
@@ -69,10 +69,10 @@ def test_masks_and_best_code_per_label():
 def test_layer_stats_and_purity_closed_form():
     uniform = np.arange(8).repeat(3)[:, None]
     stats = hc.layer_stats(uniform, 8, name="h")
-    assert stats["code_perplexity/h"] == pytest.approx(8.0)
-    assert stats["dead_fraction/h"] == 0.0
+    assert stats["codebook/code_perplexity/h"] == pytest.approx(8.0)
+    assert stats["codebook/dead_fraction/h"] == 0.0
     half = hc.layer_stats(np.array([[0], [1]]), 4)
-    assert half["code_entropy"] == pytest.approx(np.log(2)) and half["n_dead"] == 2.0
+    assert half["codebook/code_entropy"] == pytest.approx(np.log(2)) and half["codebook/n_dead"] == 2.0
     labels = np.array([0, 0, 1, 1])
     assert hc.purity_nmi(np.array([5, 5, 7, 7]), labels) == pytest.approx(
         {"purity": 1.0, "nmi": 1.0, "n_clusters_used": 2.0}

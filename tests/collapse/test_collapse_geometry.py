@@ -55,15 +55,15 @@ def test_imbalance_metrics_planted():
     x = means[y] + 0.01 * rng.standard_normal((len(y), 6))
     w = np.eye(4, 6) * np.array([1.0, 1.0, 2.0, 3.0])[:, None]
     m = imbalance_metrics(accumulate(x, y), classifier=w)
-    assert m["n_tail"] == 2
-    assert m["count/2"] == 4 and m["count/0"] == 40
-    assert m["mean_norm/0"] == pytest.approx(4.0, abs=0.01)
-    assert m["corr_mean_norm_count"] > 0.9  # ties among the tail counts
-    assert m["corr_classifier_norm_count"] < -0.9
-    assert m["cos_classifier_tail"] == pytest.approx(0.0)
-    assert m["cos_means_head_tail"] == pytest.approx(0.0, abs=0.01)
-    assert m["classifier_norm_tail_over_head"] == pytest.approx(2.5)
-    assert m["mean_norm_tail_over_head"] == pytest.approx(0.75 / 3.5, abs=0.01)
+    assert m["collapse/n_tail"] == 2
+    assert m["collapse/count/2"] == 4 and m["collapse/count/0"] == 40
+    assert m["collapse/mean_norm/0"] == pytest.approx(4.0, abs=0.01)
+    assert m["collapse/corr_mean_norm_count"] > 0.9  # ties among the tail counts
+    assert m["collapse/corr_classifier_norm_count"] < -0.9
+    assert m["collapse/cos_classifier_tail"] == pytest.approx(0.0)
+    assert m["collapse/cos_means_head_tail"] == pytest.approx(0.0, abs=0.01)
+    assert m["collapse/classifier_norm_tail_over_head"] == pytest.approx(2.5)
+    assert m["collapse/mean_norm_tail_over_head"] == pytest.approx(0.75 / 3.5, abs=0.01)
 
 
 def test_variability_ratio():
@@ -81,5 +81,5 @@ def test_variability_ratio():
     r = variability_ratio(s_in, accumulate(x_out, y))
     assert r["var_ratio"] == pytest.approx(0.25) and r["nc1_ratio"] == pytest.approx(0.25)
     out = layer_metrics({"a": s_in, "b": accumulate(x_out, y)})
-    assert out["var_ratio/b"] == pytest.approx(0.25) and "var_ratio/a" not in out
-    assert "nc1/a" in out and "nc1/b" in out
+    assert out["collapse/var_ratio/b"] == pytest.approx(0.25) and "collapse/var_ratio/a" not in out
+    assert "collapse/nc1/a" in out and "collapse/nc1/b" in out

@@ -22,26 +22,26 @@ def reference(x, y, w, b):
         sw += np.outer(dev, dev)
     sw /= len(x)
     sb = sum(np.outer(m[k], m[k]) for k in range(c)) / c
-    out = {"nc1": np.trace(sw @ np.linalg.pinv(sb, rcond=1e-10, hermitian=True)) / c}
+    out = {"collapse/nc1": np.trace(sw @ np.linalg.pinv(sb, rcond=1e-10, hermitian=True)) / c}
     var = [np.mean(np.sum((x[y == k] - mu[j]) ** 2, 1)) for j, k in enumerate(classes)]
     pairs = [(i, j) for i in range(c) for j in range(i + 1, c)]
-    out["cdnv"] = np.mean(
+    out["collapse/cdnv"] = np.mean(
         [(var[i] + var[j]) / (2 * np.sum((mu[i] - mu[j]) ** 2)) for i, j in pairs]
     )
     for name, v in (("means", m), ("classifier", w)):
         norms = np.array([np.sqrt(np.sum(r**2)) for r in v])
         cos = np.array([v[i] @ v[j] / (norms[i] * norms[j]) for i, j in pairs])
-        out[f"{name}_equinorm"] = norms.std() / norms.mean()
-        out[f"{name}_equiangular"] = cos.std()
-        out[f"{name}_maxangle"] = np.mean(np.abs(cos + 1 / (c - 1)))
+        out[f"collapse/{name}_equinorm"] = norms.std() / norms.mean()
+        out[f"collapse/{name}_equiangular"] = cos.std()
+        out[f"collapse/{name}_maxangle"] = np.mean(np.abs(cos + 1 / (c - 1)))
         g = v @ v.T
         target = (np.eye(c) - 1 / c) / np.sqrt(c - 1)
-        out[f"{name}_etf_dist"] = np.sqrt(np.sum((g / np.sqrt(np.sum(g**2)) - target) ** 2))
-    out["nc3"] = np.sum((w / np.sqrt(np.sum(w**2)) - m / np.sqrt(np.sum(m**2))) ** 2)
+        out[f"collapse/{name}_etf_dist"] = np.sqrt(np.sum((g / np.sqrt(np.sum(g**2)) - target) ** 2))
+    out["collapse/nc3"] = np.sum((w / np.sqrt(np.sum(w**2)) - m / np.sqrt(np.sum(m**2))) ** 2)
     net = np.argmax(x @ w.T + b, 1)
     ncc = np.array([np.argmin(np.sum((mu - r) ** 2, 1)) for r in x])
-    out["nc4"] = np.mean(net != classes[ncc])
-    out["ncc_acc"] = np.mean(classes[ncc] == y)
+    out["collapse/nc4"] = np.mean(net != classes[ncc])
+    out["collapse/ncc_acc"] = np.mean(classes[ncc] == y)
     return out
 
 
@@ -55,7 +55,7 @@ def test_random_data_matches_reference():
     ref = reference(x, y, w, b)
     for k, v in ref.items():
         assert got[k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
-    assert got["nc1_rank"] == c - 1
+    assert got["collapse/nc1_rank"] == c - 1
 
 
 def test_cdnv_matrix_symmetric_with_nan_diagonal():
@@ -77,13 +77,13 @@ def test_simplex_etf_configuration_is_exact_collapse(c, d):
     w = etf.copy()  # W = M
     b = -w @ offset
     m = metrics(x, y, classifier=(w, b))
-    assert m["nc1"] == pytest.approx(0, abs=1e-20)
-    assert m["cdnv"] == pytest.approx(0, abs=1e-20)
+    assert m["collapse/nc1"] == pytest.approx(0, abs=1e-20)
+    assert m["collapse/cdnv"] == pytest.approx(0, abs=1e-20)
     for pre in ("means", "classifier"):
         for k in ("equinorm", "equiangular", "etf_dist", "maxangle"):
-            assert m[f"{pre}_{k}"] == pytest.approx(0, abs=1e-12), f"{pre}_{k}"
-    assert m["nc3"] == pytest.approx(0, abs=1e-20)
-    assert m["nc4"] == 0 and m["ncc_acc"] == 1
+            assert m[f"collapse/{pre}_{k}"] == pytest.approx(0, abs=1e-12), f"{pre}_{k}"
+    assert m["collapse/nc3"] == pytest.approx(0, abs=1e-20)
+    assert m["collapse/nc4"] == 0 and m["collapse/ncc_acc"] == 1
 
 
 def test_etf_pairwise_cosines():
@@ -99,9 +99,9 @@ def test_two_class_closed_form():
     x = np.array([[-1 - a], [-1 + a], [1 - a], [1 + a]])
     y = np.array([0, 0, 1, 1])
     m = metrics(x, y)
-    assert m["nc1"] == pytest.approx(a**2 / 2)
-    assert m["cdnv"] == pytest.approx((a**2 + a**2) / (2 * 4))
-    assert m["means_equinorm"] == pytest.approx(0)
+    assert m["collapse/nc1"] == pytest.approx(a**2 / 2)
+    assert m["collapse/cdnv"] == pytest.approx((a**2 + a**2) / (2 * 4))
+    assert m["collapse/means_equinorm"] == pytest.approx(0)
 
 
 def test_collinear_means_warn_and_fall_back():
@@ -114,8 +114,8 @@ def test_collinear_means_warn_and_fall_back():
     x = noise + np.array([-1, 0, 1])[y][:, None] * direction
     with pytest.warns(SigmaBWarning, match="singular or ill-conditioned"):
         m = metrics(x, y)
-    assert np.isfinite(m["nc1"]) and m["nc1_rank"] == 1
-    assert np.isfinite(m["cdnv"])
+    assert np.isfinite(m["collapse/nc1"]) and m["collapse/nc1_rank"] == 1
+    assert np.isfinite(m["collapse/cdnv"])
 
 
 def test_identical_means_warn_not_silent():
@@ -123,7 +123,7 @@ def test_identical_means_warn_not_silent():
     y = np.array([0, 0, 1, 1])
     with pytest.warns(SigmaBWarning):
         m = metrics(x, y)
-    assert np.isnan(m["nc1"])
+    assert np.isnan(m["collapse/nc1"])
 
 
 def test_well_conditioned_input_does_not_warn():
@@ -140,5 +140,5 @@ def test_name_suffix_and_predictions():
     y = np.repeat(np.arange(3), 10)
     x = rng.standard_normal((30, 4)) + 4 * np.eye(3, 4)[y]
     m = metrics(x, y, predictions=y, name="net.2")
-    assert set(m) >= {"nc1/net.2", "nc4/net.2", "cdnv/net.2"}
-    assert m["nc4/net.2"] == pytest.approx(1 - m["ncc_acc/net.2"])
+    assert set(m) >= {"collapse/nc1/net.2", "collapse/nc4/net.2", "collapse/cdnv/net.2"}
+    assert m["collapse/nc4/net.2"] == pytest.approx(1 - m["collapse/ncc_acc/net.2"])

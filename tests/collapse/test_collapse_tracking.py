@@ -37,12 +37,12 @@ def test_tracker_matches_direct_metrics():
     lin = model[1]
     ref1 = metrics(h1, y, predictions=preds)
     ref2 = metrics(h2, y, classifier=lin)
-    assert rec["nc1/0.1"] == pytest.approx(ref1["nc1"], rel=1e-5)
-    assert rec["nc4/0.1"] == pytest.approx(ref1["nc4"])
-    assert rec["nc3/1:input"] == pytest.approx(ref2["nc3"], rel=1e-5)
-    assert rec["nc4/1:input"] == pytest.approx(ref2["nc4"])
-    assert "var_ratio/0.3" in rec and "var_ratio/0.1" not in rec
-    epochs, vals = tracker.series("nc1/0.3")
+    assert rec["collapse/nc1/0.1"] == pytest.approx(ref1["collapse/nc1"], rel=1e-5)
+    assert rec["collapse/nc4/0.1"] == pytest.approx(ref1["collapse/nc4"])
+    assert rec["collapse/nc3/1:input"] == pytest.approx(ref2["collapse/nc3"], rel=1e-5)
+    assert rec["collapse/nc4/1:input"] == pytest.approx(ref2["collapse/nc4"])
+    assert "collapse/var_ratio/0.3" in rec and "collapse/var_ratio/0.1" not in rec
+    epochs, vals = tracker.series("collapse/nc1/0.3")
     assert list(epochs) == [0, 1, 2] and np.all(np.isfinite(vals))
     assert model.training  # training mode restored
 

@@ -15,4 +15,4 @@ def test_demo_runs_end_to_end(tmp_path):
         assert f"demo/seconds/{name}" in metrics
     assert len(metrics) > 100
     headline = page.split("<h2>Summary</h2>")[1].split("</section>")[0]
-    assert "sae_fvu/encoder.layer.3" in headline and (out / "sae_dashboard.html").exists()
+    assert "sae/fvu/encoder.layer.3" in headline and (out / "sae_dashboard.html").exists()

@@ -139,8 +139,8 @@ def test_bootstrap_ci_and_flat_dict():
     est = mutual_information(x, (x + rng.integers(0, 2, 400)) % 4, bootstrap=30, seed=1)
     lo, hi = est.ci
     assert lo <= hi and est.params["bootstrap"] == 30
-    d = est.to_dict("mi/layer1")
-    assert d["mi/layer1/bits"] == est.bits and "mi/layer1/ci_low" in d
+    d = est.to_metrics("layer1")
+    assert d["info/binning_bits/layer1"] == est.bits and "info/binning_bits_ci_low/layer1" in d
     assert all(isinstance(v, float) for v in d.values())
     assert isinstance(est, MIEstimate) and "binning" in est.describe()
 

@@ -68,7 +68,7 @@ def test_information_plane_callback_matches_direct_estimates():
     assert np.all(h.array("ixt", "binning") <= np.log2(len(ys)) + 1e-9)
     assert np.all(h.array("ity", "kde") >= -1e-9)
     m = h.to_metrics("binning")
-    assert set(m) >= {"info/binning/ixt/1", "info/binning/ity/3"}
+    assert set(m) >= {"info/binning_ixt/1", "info/binning_ity/3"}
     assert all(r["gen_gap"] in (0.0, 0.1) for r in h.records)
     assert net.training  # the callback restores the training mode
 
@@ -90,11 +90,11 @@ def test_local_rank_of_known_maps():
     net = torch.nn.Sequential(lin, torch.nn.Tanh())
     x = torch.randn(16, 6)
     r = local_rank(net, x, ["0", "1"])
-    assert r == {"local_rank/0": 2.0, "local_rank/1": 2.0}
+    assert r == {"info/local_rank/0": 2.0, "info/local_rank/1": 2.0}
     # saturated tanh: derivative ~ 0 in every unit -> rank 0 with an absolute threshold
     with torch.no_grad():
         lin.weight.mul_(1e4)
-    assert local_rank(net, x, ["1"], atol=1e-3)["local_rank/1"] < 1.0
+    assert local_rank(net, x, ["1"], atol=1e-3)["info/local_rank/1"] < 1.0
 
 
 def test_lossy_compression_recovers_embedded_gaussian_mi():

@@ -63,7 +63,7 @@ def test_cka_matrix_symmetric_with_unit_diagonal():
     assert r.matrix[0, 1] > r.matrix[0, 2]
     assert r.matrix[0, 2] == pytest.approx(linear_cka(layers["a"], layers["c"]), abs=1e-5)
     other = cka_matrix(layers, ["a"], other={"x": layers["b"]})
-    assert other.matrix.shape == (1, 1) and "cka/a|x" in other.to_metrics()
+    assert other.matrix.shape == (1, 1) and "probe/cka/a~x" in other.to_metrics()
     with pytest.raises(ValueError, match="rows"):
         linear_cka(a, a[:-1])
     with pytest.raises(ValueError, match="NaN"):

@@ -47,7 +47,7 @@ def test_memorising_probe_has_low_selectivity():
     assert sel["memo"] < 0.1
     # a representation of the property alone cannot fit random per-type labels
     assert sel["prop"] > 0.3
-    assert selectivity(task, ctrl)["selectivity/memo"] == pytest.approx(sel["memo"])
+    assert selectivity(task, ctrl)["probe/accuracy_selectivity/memo"] == pytest.approx(sel["memo"])
 
 
 def test_block_ends_follow_voita_titov():
@@ -69,7 +69,7 @@ def test_mdl_shorter_for_learnable_label_than_random(planted):
     # the codelength is the sum of its blocks, the first sent uniformly
     np.testing.assert_allclose(learn.block_bits.sum(1), learn.codelength_bits)
     assert learn.block_bits[0, 0] == pytest.approx(learn.block_ends[0] * 1.0)
-    assert "mdl_compression/clean" in learn.to_metrics()
+    assert "probe/mdl_compression/clean" in learn.to_metrics()
 
 
 def test_complexity_simple_feature_lower_than_late_feature(planted):

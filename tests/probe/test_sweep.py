@@ -18,8 +18,8 @@ def test_planted_label_recovered_and_noise_at_chance(planted):
     assert r.ci_low[0] <= 0.5 + 0.01 and r.score[0] < 0.56
     assert r.score[0] < r.score[1] < r.score[2]
     m = r.to_metrics()
-    assert m["probe_accuracy/clean"] == pytest.approx(r.score[2])
-    assert set(m) >= {"probe_accuracy_ci_low/noise", "probe_accuracy_ci_high/noisy"}
+    assert m["probe/accuracy/clean"] == pytest.approx(r.score[2])
+    assert set(m) >= {"probe/accuracy_ci_low/noise", "probe/accuracy_ci_high/noisy"}
 
 
 def test_shuffled_labels_at_chance(planted):

@@ -45,7 +45,7 @@ def test_train_sae_command_on_a_real_store(tmp_path):
     sae = load(out)
     assert sae.cfg.d_in == 12 and sae.cfg.hook_point == "1"
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 0 <= metrics["sae_fvu/1"] < 1 and metrics["sae_l0/1"] <= 3
+    assert 0 <= metrics["sae/fvu/1"] < 1 and metrics["sae/l0/1"] <= 3
     assert (out / "checkpoints" / "step_00000010" / "state.json").exists()
 
 

@@ -26,33 +26,33 @@ def test_fvu_matches_hand_computation_with_nonzero_mean():
     x64 = x.astype(np.float64)
     err = ((x64 - xh) ** 2).sum()
     fvu = err / ((x64 - x64.mean(0)) ** 2).sum()
-    assert m["sae_fvu/h"] == pytest.approx(fvu, rel=1e-6)
-    assert m["sae_explained_variance/h"] == pytest.approx(1 - fvu, rel=1e-6)
-    assert m["sae_mse/h"] == pytest.approx(err / len(x), rel=1e-6)
+    assert m["sae/fvu/h"] == pytest.approx(fvu, rel=1e-6)
+    assert m["sae/explained_variance/h"] == pytest.approx(1 - fvu, rel=1e-6)
+    assert m["sae/mse/h"] == pytest.approx(err / len(x), rel=1e-6)
     # the old (uncentred) SAEBench denominator would have given a very different answer
     wrong = err / ((x64**2).sum(1).mean() - ((x64**2).mean(0).mean()) ** 2) / len(x)
     assert abs(wrong - fvu) > 0.1 * fvu
     cos = (x64 * xh).sum(1) / np.linalg.norm(x64, axis=1) / np.linalg.norm(xh, axis=1)
-    assert m["sae_cosine/h"] == pytest.approx(cos.mean(), rel=1e-6)
+    assert m["sae/cosine/h"] == pytest.approx(cos.mean(), rel=1e-6)
     ratio = np.linalg.norm(xh, axis=1) / np.linalg.norm(x64, axis=1)
-    assert m["sae_l2_ratio/h"] == pytest.approx(ratio.mean(), rel=1e-6)
+    assert m["sae/l2_ratio/h"] == pytest.approx(ratio.mean(), rel=1e-6)
     bias = (xh**2).sum(1).mean() / (x64 * xh).sum(1).mean()
-    assert m["sae_relative_reconstruction_bias/h"] == pytest.approx(bias, rel=1e-6)
+    assert m["sae/relative_reconstruction_bias/h"] == pytest.approx(bias, rel=1e-6)
     with torch.no_grad():
         z = sae.encode(torch.from_numpy(x)).numpy()
-    assert m["sae_l0/h"] == pytest.approx((z != 0).sum(1).mean())
-    assert m["sae_l1/h"] == pytest.approx(np.abs(z).sum(1).mean(), rel=1e-5)
+    assert m["sae/l0/h"] == pytest.approx((z != 0).sum(1).mean())
+    assert m["sae/l1/h"] == pytest.approx(np.abs(z).sum(1).mean(), rel=1e-5)
 
 
 def test_sparsity_metrics_and_density_histogram():
     sae, store, x = _sae_and_store()
     m = evaluate(sae, store, "h", max_rows=300)
-    assert m["sae_n_rows/h"] == 300
+    assert m["sae/n_rows/h"] == 300
     dens = feature_density(sae, store, "h", max_rows=300)
-    assert dens.shape == (10,) and dens.sum() == pytest.approx(m["sae_l0/h"])
-    hist = sum(v for k, v in m.items() if k.startswith("sae_density_hist"))
+    assert dens.shape == (10,) and dens.sum() == pytest.approx(m["sae/l0/h"])
+    hist = sum(v for k, v in m.items() if k.startswith("sae/density_hist"))
     assert hist == 10  # every latent is counted once (dead or in a bin)
-    assert m["sae_dead_fraction/h"] == pytest.approx((dens == 0).mean())
+    assert m["sae/dead_fraction/h"] == pytest.approx((dens == 0).mean())
     assert all(isinstance(v, float) for v in m.values())
 
 
@@ -86,8 +86,8 @@ def test_spliced_metrics_on_tiny_model_with_pluggable_downstream():
         return float(((out - target[: len(out)]) ** 2).mean())
 
     m = evaluate(sae, store, "1", model=model, data=inputs, downstream=loss)
-    assert m["sae_downstream_score/1"] == pytest.approx(1.0)
-    assert m["sae_downstream_spliced/1"] == pytest.approx(m["sae_downstream_clean/1"])
+    assert m["sae/downstream_score/1"] == pytest.approx(1.0)
+    assert m["sae/downstream_spliced/1"] == pytest.approx(m["sae/downstream_clean/1"])
     with pytest.raises(ValueError, match="need data"):
         evaluate(sae, store, "1", model=model)
 
@@ -123,8 +123,8 @@ def test_spliced_ce_and_kl_for_a_language_model():
         ce = F.cross_entropy(logits[:, :-1][keep], ids[:, 1:][keep])
         zero_logits = model.out(torch.zeros(4, 7, 6))
         ce_zero = F.cross_entropy(zero_logits[:, :-1][keep], ids[:, 1:][keep])
-    assert m["sae_ce_clean/mid"] == pytest.approx(float(ce), rel=1e-5)
-    assert m["sae_ce_zero/mid"] == pytest.approx(float(ce_zero), rel=1e-5)
-    assert m["sae_ce_loss_score/mid"] == pytest.approx(1.0)
-    assert m["sae_kl_spliced/mid"] == pytest.approx(0.0, abs=1e-9)
-    assert m["sae_kl_score/mid"] == pytest.approx(1.0)
+    assert m["sae/ce_clean/mid"] == pytest.approx(float(ce), rel=1e-5)
+    assert m["sae/ce_zero/mid"] == pytest.approx(float(ce_zero), rel=1e-5)
+    assert m["sae/ce_loss_score/mid"] == pytest.approx(1.0)
+    assert m["sae/kl_spliced/mid"] == pytest.approx(0.0, abs=1e-9)
+    assert m["sae/kl_score/mid"] == pytest.approx(1.0)

@@ -94,10 +94,10 @@ def test_core_reader_zero_bias_shortcut_reader_max_bias_noise_free():
     ds = make_dataset(cfg, 200, 400)
     core = bias(PatchReader(cfg, "core"), ds)
     short = bias(PatchReader(cfg, "shortcut"), ds)
-    assert core["bias"] == 0.0 and core["reliance/core"] == 1.0
-    assert short["bias"] == 1.0 == short["max_bias"]
-    assert core["accuracy/conflict"] == 1.0 and short["accuracy/conflict"] == 0.0
-    assert short["accuracy/agree"] == 1.0
+    assert core["shortcut/bias"] == 0.0 and core["shortcut/core_reliance"] == 1.0
+    assert short["shortcut/bias"] == 1.0 == short["shortcut/max_bias"]
+    assert core["shortcut/accuracy/conflict"] == 1.0 and short["shortcut/accuracy/conflict"] == 0.0
+    assert short["shortcut/accuracy/agree"] == 1.0
 
 
 def test_core_reader_zero_bias_with_noise_when_shortcut_uninformative():
@@ -106,12 +106,12 @@ def test_core_reader_zero_bias_with_noise_when_shortcut_uninformative():
     ds = make_dataset(cfg, 200, 3000)
     core = bias(PatchReader(cfg, "core"), ds)
     short = bias(PatchReader(cfg, "shortcut"), ds)
-    assert core["bias"] == 0.0
+    assert core["shortcut/bias"] == 0.0
     # reliance is on the latent classes; a 2x2 patch read through noise 1 keeps its sign
     # with probability Phi(amplitude / (noise / 2)) = Phi(2), for both readers
     keep = 0.5 * (1 + erf(2 / np.sqrt(2)))
-    assert core["bayes/reliance/shortcut"] == pytest.approx(1 - keep, abs=0.01)
-    assert short["bias"] == pytest.approx(keep - (1 - keep), abs=0.015)
+    assert core["shortcut/bayes_shortcut_reliance"] == pytest.approx(1 - keep, abs=0.01)
+    assert short["shortcut/bias"] == pytest.approx(keep - (1 - keep), abs=0.015)
 
 
 def test_bayes_model_has_zero_bias_and_two_logit_output_is_accepted():
@@ -123,10 +123,10 @@ def test_bayes_model_has_zero_bias_and_two_logit_output_is_accepted():
         return np.stack([np.zeros_like(lo), lo], axis=1)
 
     out = bias(two_logits, ds)
-    assert out["bias"] == 0.0
-    assert 0 < out["bayes/reliance/shortcut"] < 1
+    assert out["shortcut/bias"] == 0.0
+    assert 0 < out["shortcut/bayes_shortcut_reliance"] < 1
     for split in ("iid", "agree", "conflict", "shortcut_random", "train"):
-        assert out[f"accuracy/{split}"] == out[f"bayes/accuracy/{split}"]
+        assert out[f"shortcut/accuracy/{split}"] == out[f"shortcut/bayes_accuracy/{split}"]
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "0.5"])

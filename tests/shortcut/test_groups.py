@@ -21,13 +21,13 @@ def test_worst_group_accuracy_hand_case():
     pred = np.array([0, 0, 0, 1, 1, 0, 1, 1, 0, 1])
     g = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
     m = group_metrics(y, pred, g)
-    assert m["group_acc/0"] == 0.75 and m["group_acc/1"] == 0.5 and m["group_acc/2"] == 1.0
-    assert m["worst_group_acc"] == 0.5
-    assert m["group_gap"] == 0.5
-    assert m["mean_group_acc"] == pytest.approx(0.75)
-    assert m["group_weighted_acc"] == pytest.approx(0.8) == m["accuracy"]
+    assert m["shortcut/group_acc/0"] == 0.75 and m["shortcut/group_acc/1"] == 0.5 and m["shortcut/group_acc/2"] == 1.0
+    assert m["shortcut/worst_group_acc"] == 0.5
+    assert m["shortcut/group_gap"] == 0.5
+    assert m["shortcut/mean_group_acc"] == pytest.approx(0.75)
+    assert m["shortcut/group_weighted_acc"] == pytest.approx(0.8) == m["shortcut/accuracy"]
     w = group_metrics(y, pred, g, weights={0: 1, 1: 1, 2: 2})
-    assert w["group_weighted_acc"] == pytest.approx((0.75 + 0.5 + 2.0) / 4)
+    assert w["shortcut/group_weighted_acc"] == pytest.approx((0.75 + 0.5 + 2.0) / 4)
 
 
 def test_equal_opportunity_difference_hand_case():
@@ -79,17 +79,17 @@ def _layers(n=1500, seed=0):
 def test_early_decodability_flags_a_label_present_at_layer0_only():
     label, simple, deep = _layers()
     flagged = early_decodability(simple, label)
-    assert flagged["sieve/flag"] == 1.0 and flagged["sieve/first_layer"] == 0.0
-    assert flagged["decodability/l0"] > 0.9 and flagged["decodability/l1"] < 0.15
+    assert flagged["shortcut/sieve_flag"] == 1.0 and flagged["shortcut/sieve_first_layer"] == 0.0
+    assert flagged["shortcut/decodability/l0"] > 0.9 and flagged["shortcut/decodability/l1"] < 0.15
     late = early_decodability(deep, label)
-    assert late["sieve/flag"] == 0.0 and late["sieve/first_layer"] == 2.0
+    assert late["shortcut/sieve_flag"] == 0.0 and late["shortcut/sieve_first_layer"] == 2.0
 
 
 def test_spurious_predictability_per_layer():
     label, simple, _ = _layers()
     out = spurious_predictability(simple, label)
-    assert out["spurious_predictability/l0"] > 0.95
-    assert abs(out["spurious_predictability/l1"] - 0.5) < 0.1
+    assert out["shortcut/spurious_predictability/l0"] > 0.95
+    assert abs(out["shortcut/spurious_predictability/l1"] - 0.5) < 0.1
 
 
 def test_opposing_signals_recovers_planted_pair():
@@ -111,7 +111,7 @@ def test_opposing_signals_recovers_planted_pair():
     assert sides == {frozenset(a.tolist()), frozenset(b.tolist())}
     assert det.opposition_ > 0.95
     assert set(det.group_pair_) == {0, 6}
-    assert det.metrics()["opposing/opposition"] > 0.95
+    assert det.metrics()["shortcut/opposition"] > 0.95
     with pytest.raises(RuntimeError):
         OpposingSignals().metrics()
 
@@ -133,8 +133,8 @@ def test_dfr_improves_worst_group_over_erm():
     xte, yte, gte = sample(4000, 0.5)
     erm = LogisticRegression().fit(xtr, ytr)
     dfr = DFR(n_repeats=5).fit(xtr, ytr, gtr)
-    worst_erm = group_metrics(yte, erm.predict(xte), gte)["worst_group_acc"]
-    worst_dfr = group_metrics(yte, dfr.predict(xte), gte)["worst_group_acc"]
+    worst_erm = group_metrics(yte, erm.predict(xte), gte)["shortcut/worst_group_acc"]
+    worst_dfr = group_metrics(yte, dfr.predict(xte), gte)["shortcut/worst_group_acc"]
     assert worst_dfr > worst_erm + 0.2
     with pytest.raises(RuntimeError):
         DFR().predict(xte)
