@@ -9,8 +9,11 @@ hooks is joined by ``~``; confidence bounds are the metric name with ``_ci_low``
 
 from __future__ import annotations
 
+#: The namespaces a key may start with: one per analyzer, "activations" for statistics of the
+#: cached activations themselves, and "run" for a run's own bookkeeping (timings per stage).
 ANALYZERS = (
     "sae", "codebook", "probe", "info", "collapse", "shortcut", "attribution", "activations",
+    "run",
 )
 PAIR_SEP = "~"
 

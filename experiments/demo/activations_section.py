@@ -29,7 +29,9 @@ def run(ctx) -> None:
         "report 3.0% for T5-Base's ReLU MLPs; GELU lets small negative values through, so "
         "'positive' is the closest analogue here)."
     )
-    section.add_metrics({f"percent_positive/{h}": p for h, p in zip(mlp_hooks, percent)})
+    section.add_metrics(
+        {f"activations/percent_positive/{h}": p for h, p in zip(mlp_hooks, percent)}
+    )
     section.add_figure(plot_percent_nonzero(dict(zip(mlp_hooks, percent))), "percent_positive")
     norms = [ctx.store.stats(h)["mean_norm"] for h in ctx.hooks]
     section.add_figure(plot_layer_norms(dict(zip(ctx.hooks, norms))), "layer_norms")

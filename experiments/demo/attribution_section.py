@@ -52,8 +52,8 @@ def run(ctx) -> None:
     )
     ig = token_attributions(handle, texts, target, n_steps=n_steps, seq_len=SEQ_LEN)
     metrics = {
-        "ig_completeness_max_abs_delta": float(np.abs(ig.delta).max()),
-        "ig_mean_target": float(ig.target_values.mean()),
+        "attribution/ig_completeness_max_abs_delta": float(np.abs(ig.delta).max()),
+        "attribution/ig_mean_target": float(ig.target_values.mean()),
     }
     sec.add_figure(
         plot_token_attributions(ig.scores, tokens=ig.tokens), "token_ig", caption="IG per token"
@@ -97,7 +97,7 @@ def _layers(ctx, sec, texts, target, n_steps) -> dict[str, float]:
     totals = {
         name: float(a.attributions.sum(-1)[mask].sum()) / len(texts) for name, a in gxa.items()
     }
-    out = {f"grad_x_act_total/{k}": v for k, v in totals.items()}
+    out = {f"attribution/grad_x_act_total/{k}": v for k, v in totals.items()}
     last = list(totals)[-1]
     scale = max(abs(v) for v in totals.values()) or 1.0
     notes = {}
@@ -119,8 +119,8 @@ def _layers(ctx, sec, texts, target, n_steps) -> dict[str, float]:
         lig = layer_integrated_gradients(
             ctx.handle, batch, name, target=tgt, n_steps=max(4, n_steps // 2), baseline_inputs=base
         )
-        out[f"layer_ig_max_abs_delta/{name}"] = float(lig.delta.abs().max())
-        out[f"layer_ig_total/{name}"] = float(lig.attributions.sum()) / len(texts)
+        out[f"attribution/layer_ig_max_abs_delta/{name}"] = float(lig.delta.abs().max())
+        out[f"attribution/layer_ig_total/{name}"] = float(lig.attributions.sum()) / len(texts)
     return out
 
 
@@ -148,7 +148,7 @@ def _patching(ctx, sec, target) -> dict[str, float]:
         "attr_patching",
         caption="the gradient (first-order) estimate of the same map",
     )
-    return {f"patching/{k}": v for k, v in compare_patching(act, att).items()}
+    return compare_patching(act, att)
 
 
 def _sae(ctx, sec, texts, target) -> dict[str, float]:
@@ -170,6 +170,6 @@ def _sae(ctx, sec, texts, target) -> dict[str, float]:
         caption=f"SAE latents at {hook} with the largest total latent x gradient",
     )
     return {
-        "sae_latent_attr_top1": float(per_latent[top[0]]),
-        "sae_n_latents_attributed": float((per_latent != 0).sum()),
+        "attribution/sae_latent_attr_top1": float(per_latent[top[0]]),
+        "attribution/sae_n_latents_attributed": float((per_latent != 0).sum()),
     }

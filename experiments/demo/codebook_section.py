@@ -133,10 +133,10 @@ def _search_and_report(ctx, hook, s, codes, rows, metrics, history) -> None:
         if not mask.any() or mask.all():
             continue
         cmp = compare_with_neurons(codes, rows, mask, n_codes, name=prop)
-        metrics.update({f"codebook/{k}": v for k, v in cmp.items()})
+        metrics.update(cmp)
         names.append(prop)
-        code_f1.append(cmp[f"code_f1/{prop}"])
-        neuron_f1.append(cmp[f"neuron_f1/{prop}"])
+        code_f1.append(cmp[f"codebook/code_f1/{prop}"])
+        neuron_f1.append(cmp[f"codebook/neuron_f1/{prop}"])
         for m in search_codes(codes, mask, n_codes, top=3):
             table.append({"property": prop, **m.to_dict()})
     sec = ctx.report.add_section("Codebook features")

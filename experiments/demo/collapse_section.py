@@ -50,7 +50,7 @@ def run(ctx) -> None:
         caption="Token kinds (class sizes are imbalanced; NC1 averages Σ_W over rows)",
     )
     series = {
-        key: [per_layer[f"{key}/{h}"] for h in ctx.hooks]
+        key: [per_layer[f"collapse/{key}/{h}"] for h in ctx.hooks]
         for key in ("nc1", "cdnv", "within_over_between")
     }
     sec.add_figure(
@@ -66,13 +66,13 @@ def run(ctx) -> None:
         "collapse_ufm",
     )
     final = ufm.history[-1][1]
-    sec.add_metrics({f"collapse/{k}": v for k, v in per_layer.items()})
+    sec.add_metrics(per_layer)
     sec.add_metrics({f"collapse/ufm_{k}": final[k] for k in ("nc1", "means_etf_dist", "nc3")})
     ctx.artifacts["collapse"] = per_layer
 
 
 def _text(per_layer, hooks, ufm, n, caught) -> str:
-    nc1 = [per_layer[f"nc1/{h}"] for h in hooks]
+    nc1 = [per_layer[f"collapse/nc1/{h}"] for h in hooks]
     best = hooks[int(np.nanargmin(nc1))]
     first, last = ufm.history[0][1], ufm.history[-1][1]
     warn = f" {len(caught)} Σ_B conditioning warning(s) were raised; see CDNV." if caught else ""

@@ -36,7 +36,7 @@ def _layer_rows(ctx, idx, sub, labels):
             )
             row[f"I(T;{name})"] = round(est.bits, 3)
             row["PCA var kept"] = round(est.extras["fidelity_t"], 3)
-            metrics[f"info/lossy_ity/{name}/{hook}"] = est.bits
+            metrics[f"info/lossy_ity_{name}/{hook}"] = est.bits
         b = mutual_information(t[sub], None, estimator="binning", bins=30)
         z = _pca(t[sub])
         up, lo = kde_mi(z, None, noise_var=0.1 * float(z.var(axis=0).mean()))

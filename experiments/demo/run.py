@@ -37,17 +37,17 @@ HEADLINE = (
     "codebook/embedding_cosine_finetuned",
     "codebook/code_f1/is_digit",
     "codebook/neuron_f1/is_digit",
-    "cka/encoder.layer.0|encoder.layer.5",
+    "probe/cka/encoder.layer.0~encoder.layer.5",
     "collapse/nc1/encoder.layer.0",
     "collapse/nc1/encoder.layer.5",
     "collapse/ufm_nc1",
     "info/ixt_binning/encoder.layer.5",
-    "bias/linear",
-    "bias/relu",
-    "erm/worst_group_acc",
-    "dfr/worst_group_acc",
-    "ig_completeness_max_abs_delta",
-    "patching/pearson",
+    "shortcut/bias/linear",
+    "shortcut/bias/relu",
+    "shortcut/erm_worst_group_acc",
+    "shortcut/dfr_worst_group_acc",
+    "attribution/ig_completeness_max_abs_delta",
+    "attribution/patching_pearson",
 )
 logger = logging.getLogger("hiddenlens.demo")
 
@@ -87,7 +87,9 @@ def build_context(out: Path, *, fast: bool, seed: int = 0) -> DemoContext:
         f"documents of the bundled corpus (Python documentation prose) at "
         f"{len(store.hook_points)} hook points in {cache_s:.1f} s."
     )
-    section.add_metrics({f"mean_norm/{h}": store.stats(h)["mean_norm"] for h in store.hook_points})
+    section.add_metrics(
+        {f"activations/mean_norm/{h}": store.stats(h)["mean_norm"] for h in store.hook_points}
+    )
     return DemoContext(
         handle, store, list(store.hook_points), texts, labels, report, out, seed=seed, fast=fast
     )
@@ -114,7 +116,7 @@ def run_sections(ctx: DemoContext, names=SECTIONS) -> list[str]:
         timings[name] = time.perf_counter() - t0
         logger.info("section %s done in %.1f s", name, time.perf_counter() - t0)
     ctx.report.add_section("Run time").add_metrics(
-        {f"demo/seconds/{k}": v for k, v in timings.items()},
+        {f"run/seconds/{k}": v for k, v in timings.items()},
         caption="Wall-clock seconds per section on this machine.",
     )
     found = ctx.report.all_metrics()
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     ctx = build_context(args.out, fast=args.fast)
     failed = run_sections(ctx, args.sections)
-    ctx.report.add_metrics({"demo/seconds/total": time.perf_counter() - t0})
+    ctx.report.add_metrics({"run/seconds/total": time.perf_counter() - t0})
     path = ctx.report.write(args.out)
     sys.stdout.write(f"report: {path}\n")
     if failed:

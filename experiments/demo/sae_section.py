@@ -173,9 +173,8 @@ def _report(ctx, hook, sae, metrics, density, tops, f1_rows, train_s, tokens) ->
         "embed_cos_zero",
         "embed_cos_score",
     )
-    headline = {
-        f"sae_{k}/{hook}": metrics[f"sae_{k}/{hook}"] for k in keys if f"sae_{k}/{hook}" in metrics
-    }
+    wanted = [f"sae/{k}/{hook}" for k in keys]
+    headline = {k: metrics[k] for k in wanted if k in metrics}
     sec.add_metrics(headline)
     ctx.report.add_metrics(
         {k: v for k, v in headline.items() if "fvu" in k or "embed_cos_spliced" in k}

@@ -33,8 +33,8 @@ def _sieve(ctx, rows: int) -> tuple[dict, dict]:
             continue
         res = early_decodability(acts, lab, max_rows=rows, seed=ctx.seed)
         profiles[name] = [res[f"shortcut/decodability/{h}"] for h in ctx.hooks]
-        out[f"sieve_flag/{name}"] = res["shortcut/sieve_flag"]
-        out[f"sieve_early_ratio/{name}"] = res["shortcut/sieve_early_ratio"]
+        out[f"shortcut/sieve_flag/{name}"] = res["shortcut/sieve_flag"]
+        out[f"shortcut/sieve_early_ratio/{name}"] = res["shortcut/sieve_early_ratio"]
     return out, profiles
 
 
@@ -75,12 +75,12 @@ def _synthetic(ctx, steps: int, seeds: int) -> tuple[dict, list[dict]]:
         ]
         iid = dsets[0].splits["iid"]
         grp = group_metrics(iid.y, pred["iid"][0], iid.groups)
-        metrics[f"bias/{arch}"] = float(np.mean([p["shortcut/bias"] for p in per]))
-        metrics[f"worst_group_acc/{arch}"] = grp["shortcut/worst_group_acc"]
+        metrics[f"shortcut/bias/{arch}"] = float(np.mean([p["shortcut/bias"] for p in per]))
+        metrics[f"shortcut/worst_group_acc/{arch}"] = grp["shortcut/worst_group_acc"]
         rows.append(
             {
                 "model": arch,
-                "bias": round(metrics[f"bias/{arch}"], 3),
+                "bias": round(metrics[f"shortcut/bias/{arch}"], 3),
                 "max_bias": round(float(np.mean([p["shortcut/max_bias"] for p in per])), 3),
                 "acc_conflict": round(float(np.mean([p["shortcut/accuracy/conflict"] for p in per])), 3),
                 "acc_iid": round(float(np.mean([p["shortcut/accuracy/iid"] for p in per])), 3),
@@ -111,8 +111,8 @@ def _dfr_and_opposing(net, ds, res, seeds, dfr_cls, opp_cls, erm_groups) -> dict
     g = group_metrics(iid.y, dfr.predict(feats(iid)), iid.groups)
     opp = opp_cls(top_k=20).fit(res.example_losses, groups=ds.train.groups)
     return {
-        "dfr/worst_group_acc": g["shortcut/worst_group_acc"],
-        "erm/worst_group_acc": erm_groups["shortcut/worst_group_acc"],
+        "shortcut/dfr_worst_group_acc": g["shortcut/worst_group_acc"],
+        "shortcut/erm_worst_group_acc": erm_groups["shortcut/worst_group_acc"],
         **opp.metrics(),
     }
 
@@ -131,7 +131,7 @@ def run(ctx) -> None:
     finally:
         torch.set_num_threads(threads)
     sec = ctx.report.add_section("Shortcuts: simple features and shortcut bias")
-    flagged = [k.split("/", 1)[1] for k, v in sieve.items() if k.startswith("sieve_flag/") and v]
+    flagged = [k.rsplit("/", 1)[1] for k, v in sieve.items() if "/sieve_flag/" in k and v]
     sec.add_text(
         "Feature Sieve view: a linear probe's held-out accuracy for each token label at every "
         f"MiniLM layer ({rows:,} token rows), rescaled so chance is 0 and perfect is 1. A label "

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hiddenlens.probe import cka_matrix, mdl_probe, probe_with_control
+from hiddenlens import metric_key
+from hiddenlens.probe import cka_matrix, mdl_probe, probe_with_control, selectivity
 from hiddenlens.store.source import read_hooks
 
 # token positions are bucketed on a log scale: 0 (CLS is dropped, so the first word), 1-3, ...
@@ -82,7 +83,7 @@ def run_probes(store, hooks, token_labels, groups, settings: ProbeSettings) -> P
             n_boot=settings.n_boot,
             seed=settings.seed,
             max_iter=settings.max_iter,
-            name=f"probe_{name}",
+            name=name,
         )
         run.tasks[name], run.controls[name] = task, ctrl
         sub = {h: X[mdl_rows] for h, X in arrays.items()}
@@ -139,12 +140,11 @@ def run_metrics(run: ProbeRun) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, task in run.tasks.items():
         out.update(task.to_metrics())
-        for h, s in zip(task.hook_points, task.selectivity(run.controls[name])):
-            out[f"selectivity_{name}/{h}"] = float(s)
+        out.update(selectivity(task, run.controls[name]))
         for res in run.mdl[name]:
             out.update(res.to_metrics())
     out.update(run.cka.to_metrics())
-    out["probe_seconds"] = run.seconds
+    out[metric_key("probe", "seconds")] = run.seconds
     return out
 
 

@@ -3,6 +3,7 @@
 import json
 
 from experiments.demo import run as demo
+from hiddenlens import parse_key
 
 
 def test_demo_runs_end_to_end(tmp_path):
@@ -12,7 +13,9 @@ def test_demo_runs_end_to_end(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert "failed" not in page.split("<nav>")[1].split("</nav>")[0]
     for name in demo.SECTIONS:
-        assert f"demo/seconds/{name}" in metrics
+        assert f"run/seconds/{name}" in metrics
     assert len(metrics) > 100
+    for key in metrics:  # one grammar: <analyzer>/<metric>[/<hook or split>]
+        parse_key(key)
     headline = page.split("<h2>Summary</h2>")[1].split("</section>")[0]
     assert "sae/fvu/encoder.layer.3" in headline and (out / "sae_dashboard.html").exists()
