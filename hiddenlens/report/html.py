@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hiddenlens._io import write_bytes
+from hiddenlens._keys import parse_key
 from hiddenlens.report.markup import markdown
 from hiddenlens.viz.save import is_plotly, save_figure
 
@@ -52,24 +53,38 @@ def _metrics_table(metrics: dict[str, Any], css: str = "") -> str:
     return f"<table class='{css}'>{rows}</table>"
 
 
-def _pivot(metrics: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Split ``{"name/hook": v}`` keys into a name x hook table; the rest stay flat.
+def _split_key(key: str) -> tuple[str, str]:
+    """(metric, hook or split) of a key: ``sae/fvu/h`` -> (``sae/fvu``, ``h``).
 
-    Only suffixes that at least two metric names share become columns, so keys such as
-    ``"nc1/encoder.layer.3"`` line up by layer while one-off keys are left alone.
+    A key in the grammar without a hook/split (``collapse/nc1``) has none (``""``); other
+    keys split at their last ``/``.
+    """
+    try:
+        analyzer, metric, where = parse_key(key)
+    except ValueError:
+        name, _, suffix = key.rpartition("/")
+        return name, suffix
+    return f"{analyzer}/{metric}", where or ""
+
+
+def _pivot(metrics: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Split ``{"analyzer/metric/hook": v}`` keys into a metric x hook table; the rest stay flat.
+
+    Only hooks/splits that at least two metric names share become columns, so keys such as
+    ``"collapse/nc1/encoder.layer.3"`` line up by layer while one-off keys are left alone.
     """
     by_name: dict[str, dict[str, Any]] = {}
     suffix_count: dict[str, int] = {}
     for key in metrics:
-        if "/" in key:
-            suffix = key.rsplit("/", 1)[1]
+        name, suffix = _split_key(key)
+        if name and suffix:
             suffix_count[suffix] = suffix_count.get(suffix, 0) + 1
     columns = [c for c, n in suffix_count.items() if n >= 2]
     if len(columns) < 2:
         return [], metrics
     flat: dict[str, Any] = {}
     for key, value in metrics.items():
-        name, _, suffix = key.rpartition("/")
+        name, suffix = _split_key(key)
         if name and suffix in columns:
             by_name.setdefault(name, {"metric": name})[suffix] = value
         else:
