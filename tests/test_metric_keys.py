@@ -111,7 +111,7 @@ def test_shortcut_keys():
     _check(spurious_predictability(LAYERS, Y, max_rows=120), "shortcut", 3)
     _check(early_decodability(LAYERS, Y, max_rows=120), "shortcut", 7)
     losses = RNG.standard_normal((6, 50)).cumsum(0)
-    _check(OpposingSignals(top_k=5).fit(losses).metrics(), "shortcut", 3)
+    _check(OpposingSignals(top_k=5).fit(losses).to_metrics(), "shortcut", 3)
 
 
 def test_attribution_keys():

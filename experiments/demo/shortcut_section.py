@@ -113,7 +113,7 @@ def _dfr_and_opposing(net, ds, res, seeds, dfr_cls, opp_cls, erm_groups) -> dict
     return {
         "shortcut/dfr_worst_group_acc": g["shortcut/worst_group_acc"],
         "shortcut/erm_worst_group_acc": erm_groups["shortcut/worst_group_acc"],
-        **opp.metrics(),
+        **opp.to_metrics(),
     }
 
 

@@ -12,13 +12,15 @@ error) is reported next to it so a user sees how much was thrown away.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 from hiddenlens._threads import blas_threads, torch_threads
 from hiddenlens.info._validate import as_2d, check_not_constant, check_pair, is_discrete
 from hiddenlens.info.result import MIEstimate
 
 
-class PCACompressor:
+class PCACompressor(TransformerMixin, BaseEstimator):
     """PCA to ``n_components`` (scikit-learn), with the explained variance as fidelity."""
 
     def __init__(self, n_components: int = 4):
@@ -37,13 +39,12 @@ class PCACompressor:
         return self
 
     def transform(self, t: np.ndarray) -> np.ndarray:
-        if not hasattr(self, "pca_"):
-            raise RuntimeError("PCACompressor is not fitted; call fit(t) first")
+        check_is_fitted(self, "pca_")
         with blas_threads(1):
             return self.pca_.transform(t)
 
 
-class AutoencoderCompressor:
+class AutoencoderCompressor(TransformerMixin, BaseEstimator):
     """A small tanh autoencoder d -> hidden -> n_components -> hidden -> d trained with MSE.
 
     ``fidelity_`` is 1 - (reconstruction MSE / total variance), comparable to PCA's explained
@@ -101,8 +102,7 @@ class AutoencoderCompressor:
     def transform(self, t: np.ndarray) -> np.ndarray:
         import torch
 
-        if not hasattr(self, "encoder_"):
-            raise RuntimeError("AutoencoderCompressor is not fitted; call fit(t) first")
+        check_is_fitted(self, "encoder_")
         with torch.no_grad(), torch_threads(1):
             x = (torch.as_tensor(t, dtype=torch.float32) - self.mean_) / self.std_
             return self.encoder_(x).double().numpy()

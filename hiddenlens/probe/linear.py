@@ -179,4 +179,5 @@ class NearestMeanProbe(ClassifierMixin, BaseEstimator):
         return -d2
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.decision_function(X).argmax(1)]
+        scores = self.decision_function(X)  # raises NotFittedError before fit
+        return self.classes_[scores.argmax(1)]

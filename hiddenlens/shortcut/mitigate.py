@@ -11,6 +11,8 @@ Networks", ICLR 2020), so every group carries the same total weight.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
 from hiddenlens.shortcut.groups import check_groups
 
@@ -24,7 +26,7 @@ def group_weights(groups) -> np.ndarray:
     return len(g) / (len(counts) * counts[inv].astype(np.float64))
 
 
-class DFR:
+class DFR(ClassifierMixin, BaseEstimator):
     """Last-layer retraining on group-balanced subsamples (averaged logistic regressions).
 
     Parameters: ``C`` inverse L2/L1 strength, ``penalty`` "l2" or "l1", ``n_repeats``
@@ -88,8 +90,7 @@ class DFR:
         return self
 
     def decision_function(self, features) -> np.ndarray:
-        if not hasattr(self, "coef_"):
-            raise RuntimeError("DFR is not fitted; call fit(features, y, groups) first")
+        check_is_fitted(self, "coef_")
         z = (np.asarray(features, dtype=np.float64) - self.mean_) / self.scale_
         s = z @ self.coef_.T + self.intercept_
         return s[:, 0] if s.shape[1] == 1 else s

@@ -12,6 +12,8 @@ and score the pair by how anti-correlated the two sides' mean loss changes are.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from hiddenlens._keys import metric_key
 from hiddenlens.shortcut.groups import check_groups
@@ -49,7 +51,7 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / den) if den > 0 else 0.0
 
 
-class OpposingSignals:
+class OpposingSignals(BaseEstimator):
     """Find paired groups of examples whose losses move in opposition.
 
     Parameters: ``top_k`` examples with the largest total |loss change| are the candidates;
@@ -107,10 +109,9 @@ class OpposingSignals:
         if self.group_opposition_:
             self.group_pair_ = max(self.group_opposition_, key=self.group_opposition_.get)
 
-    def metrics(self) -> dict[str, float]:
+    def to_metrics(self) -> dict[str, float]:
         """Flat summary: "shortcut/opposition", "shortcut/opposing_n_a", ..., group pair."""
-        if not hasattr(self, "delta_"):
-            raise RuntimeError("OpposingSignals is not fitted; call fit(loss_history) first")
+        check_is_fitted(self, "delta_")
         out = {
             metric_key("shortcut", "opposition"): float(self.opposition_),
             metric_key("shortcut", "opposing_n_a"): float(len(self.side_a_)),

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 
 from hiddenlens.shortcut import (
     DFR,
@@ -111,9 +112,9 @@ def test_opposing_signals_recovers_planted_pair():
     assert sides == {frozenset(a.tolist()), frozenset(b.tolist())}
     assert det.opposition_ > 0.95
     assert set(det.group_pair_) == {0, 6}
-    assert det.metrics()["shortcut/opposition"] > 0.95
-    with pytest.raises(RuntimeError):
-        OpposingSignals().metrics()
+    assert det.to_metrics()["shortcut/opposition"] > 0.95
+    with pytest.raises(NotFittedError):
+        OpposingSignals().to_metrics()
 
 
 def test_dfr_improves_worst_group_over_erm():
@@ -136,5 +137,5 @@ def test_dfr_improves_worst_group_over_erm():
     worst_erm = group_metrics(yte, erm.predict(xte), gte)["shortcut/worst_group_acc"]
     worst_dfr = group_metrics(yte, dfr.predict(xte), gte)["shortcut/worst_group_acc"]
     assert worst_dfr > worst_erm + 0.2
-    with pytest.raises(RuntimeError):
+    with pytest.raises(NotFittedError):
         DFR().predict(xte)
