@@ -29,6 +29,7 @@ _EXPORTS = {
     "metric_key": "hiddenlens._keys",
     "pair": "hiddenlens._keys",
     "parse_key": "hiddenlens._keys",
+    "torch_threads": "hiddenlens._threads",
 }
 _SUBPACKAGES = (
     "data",

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hiddenlens import metric_key, parse_key
 from hiddenlens.attribution import integrated_gradients, saliency
 from hiddenlens.attribution.blocks import make_block_digits, pgd_attack
 from hiddenlens.attribution.evaluation import deletion_insertion, diffroar, region_fraction
@@ -160,8 +161,9 @@ def block_section(report, cfg: BlocksConfig) -> dict[str, float]:
         model = mlp(xtr[0].numel(), cfg.hidden, len(cfg.classes))
         train(model, xtr, ytr, cfg, epochs=cfg.epochs, adversarial=adv, seed=cfg.seed)
         m, arr = _score(model, tr, te, signal, cfg)
-        metrics.update({f"{name}/{k}": v for k, v in m.items()})
-        rows.append({"model": name, **{k: round(v, 3) for k, v in m.items() if "/" not in k}})
+        scoped = {_scoped(k, name): v for k, v in m.items()}
+        metrics.update(scoped)
+        rows.append({"model": name, **_table_row(scoped)})
         maps[f"{name} |grad|"], maps[f"{name} IG"] = arr["grad"], arr["ig"]
         shares[name] = arr["share"]
         roar[name] = [m[f"attribution/diffroar/k={k:.2f}"] for k in cfg.ks]
@@ -293,13 +295,30 @@ def featvis_section(report, cfg: BlocksConfig) -> dict[str, float]:
         f"facet {i}" for i in range(3)
     ]
     sec.add_figure(plot_images(both, titles=titles), "facets", caption=f"facets of class {unit}")
-    return {f"cnn/{k}": v for k, v in m.items()}
+    return {_scoped(k, "cnn"): v for k, v in m.items()}
+
+
+def _scoped(key: str, model: str) -> str:
+    """A model's metric as a report key: ``clean_acc`` -> ``attribution/clean_acc/standard``;
+    ``attribution/diffroar/k=0.10`` -> ``attribution/diffroar/standard/k=0.10``."""
+    analyzer, metric, where = parse_key(key) if "/" in key else ("attribution", key, None)
+    return metric_key(analyzer, metric, "/".join(p for p in (model, where) if p))
+
+
+def _table_row(scoped: dict[str, float]) -> dict[str, float]:
+    """The per-model scalars (no fraction k) of a model's scoped metrics, by metric name."""
+    out = {}
+    for key, v in scoped.items():
+        _, metric, where = parse_key(key)
+        if "/" not in where:
+            out[metric] = round(v, 3)
+    return out
 
 
 def _is_headline(key: str) -> bool:
-    last = key.split("/", 1)[-1]
-    return (
-        last in ("clean_acc", "pgd_acc", "pointing_game", "pointing_fail_rate") or "diffroar" in key
+    metric = parse_key(key)[1]
+    return metric in ("clean_acc", "pgd_acc", "pointing_game", "pointing_fail_rate") or (
+        metric == "diffroar"
     )
 
 
@@ -326,8 +345,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     report.add_metrics(headline)
     path = report.write(args.out)
     for name in ("standard", "robust"):
+        scoped = {parse_key(k): v for k, v in headline.items()}
         parts = [
-            f"{k.split('/', 1)[1]}={v:.3f}" for k, v in headline.items() if k.startswith(name + "/")
+            f"{m}{'/' + w.split('/', 1)[1] if '/' in w else ''}={v:.3f}"
+            for (_, m, w), v in scoped.items()
+            if w.split("/", 1)[0] == name
         ]
         print(f"{name:>8}: " + "  ".join(parts))
     print(f"report: {path}  ({time.perf_counter() - t0:.0f} s)")

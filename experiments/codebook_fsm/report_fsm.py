@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from hiddenlens import metric_key
 from hiddenlens.report import Report
 from hiddenlens.viz.codebook import plot_code_label_matrix, plot_code_vs_neuron, plot_losses
 
@@ -12,11 +13,11 @@ def build_report(cfg, res: dict, assoc: dict, history: dict, train_losses) -> Re
     report = Report("Codebook features on TokFSM", config=asdict(cfg))
     report.add_metrics(
         {
-            "accuracy_drop_points": res["accuracy/drop_points"],
-            "code_state_purity_min": res["state/purity_min"],
-            "code_state_nmi_min": res["state/nmi_min"],
-            "best_neuron_f1": res["state/neuron_f1_max"],
-            "forcing_success_rate": res["forcing/success_rate"],
+            "codebook/accuracy_drop_points": res["accuracy/drop_points"],
+            "codebook/code_state_purity_min": res["state/purity_min"],
+            "codebook/code_state_nmi_min": res["state/nmi_min"],
+            "codebook/best_neuron_f1": res["state/neuron_f1_max"],
+            "codebook/forcing_success_rate": res["forcing/success_rate"],
         }
     )
     sec = report.add_section("Setup")
@@ -35,7 +36,7 @@ def build_report(cfg, res: dict, assoc: dict, history: dict, train_losses) -> Re
     )
     sec = report.add_section("(a) Accuracy")
     sec.add_text("Share of positions where the argmax next token is allowed by the FSM.")
-    sec.add_metrics({k: v for k, v in res.items() if k.startswith("accuracy/")})
+    sec.add_metrics(_keys(res, "accuracy/"))
     sec = report.add_section("(b) Codes vs FSM states")
     sec.add_text(
         "At each state's second digit the state is fully determined. Purity, NMI and the "
@@ -45,7 +46,7 @@ def build_report(cfg, res: dict, assoc: dict, history: dict, train_losses) -> Re
         "initialise the codebook: the state is easy to cluster here, so most of the purity "
         "comes from the activations themselves, not from fine-tuning."
     )
-    sec.add_metrics({k: v for k, v in res.items() if k.startswith("state/")})
+    sec.add_metrics(_keys(res, "state/"))
     hooks = list(assoc["joint"])
     sec.add_figure(
         plot_code_vs_neuron(
@@ -67,9 +68,22 @@ def build_report(cfg, res: dict, assoc: dict, history: dict, train_losses) -> Re
         "same check on the unforced prediction. Mode rate: the prediction is a most likely "
         "next digit of the new state (the digit starting the most of its successors)."
     )
-    sec.add_metrics({k: v for k, v in res.items() if k.startswith("forcing/")})
+    sec.add_metrics(_keys(res, "forcing/"))
     sec = report.add_section("Timings")
-    sec.add_metrics(
-        {k: v for k, v in res.items() if k.startswith(("time/", "train/", "finetune/"))}
-    )
+    sec.add_metrics(_keys(res, ("time/", "train/", "finetune/")))
     return report
+
+
+def _keys(res: dict, groups) -> dict[str, float]:
+    """Results of the given groups as report keys: ``state/nmi/<hook>`` ->
+    ``codebook/state_nmi/<hook>``; timings ``time/<stage>`` -> ``run/seconds/<stage>``."""
+    out = {}
+    for key, value in res.items():
+        if not key.startswith(groups):
+            continue
+        group, metric, *where = key.split("/", 2)
+        if group == "time":
+            out[metric_key("run", "seconds", metric)] = value
+        else:
+            out[metric_key("codebook", f"{group}_{metric}", *where)] = value
+    return out

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train import Recipe, RunResult, load_data, train  # noqa: E402
 
+from hiddenlens import metric_key  # noqa: E402
 from hiddenlens.collapse import (  # noqa: E402
     SigmaBWarning,
     accumulate,
@@ -67,21 +68,21 @@ def summarise(res: RunResult) -> dict[str, float]:
         "seconds": res.seconds,
         "zero_error_first": float("nan") if first is None else float(first),
         "zero_error_stays": float("nan") if stays is None else float(stays),
-        "nc1_at_first_zero": at_epoch(res, f"nc1/{PEN}", first),
-        "nc1_at_stays_zero": at_epoch(res, f"nc1/{PEN}", stays),
-        "nc1_final": last[f"nc1/{PEN}"],
+        "nc1_at_first_zero": at_epoch(res, f"collapse/nc1/{PEN}", first),
+        "nc1_at_stays_zero": at_epoch(res, f"collapse/nc1/{PEN}", stays),
+        "nc1_final": last[f"collapse/nc1/{PEN}"],
     }
     out["nc1_fall_from_first_zero"] = out["nc1_at_first_zero"] / out["nc1_final"]
     out["nc1_fall_from_stays_zero"] = out["nc1_at_stays_zero"] / out["nc1_final"]
     for k in ("cdnv", "means_equinorm", "means_etf_dist", "means_maxangle"):
-        out[k] = last[f"{k}/{PEN}"]
+        out[k] = last[f"collapse/{k}/{PEN}"]
     for k in ("classifier_equinorm", "classifier_etf_dist", "nc3", "nc4"):
-        out[k] = last[f"{k}/{PEN}"]
+        out[k] = last[f"collapse/{k}/{PEN}"]
     for h in res.hooks:
-        out[f"nc1/{h}"] = last[f"nc1/{h}"]
-        out[f"nc4/{h}"] = last[f"nc4/{h}"]
-        if f"var_ratio/{h}" in last:
-            out[f"var_ratio/{h}"] = last[f"var_ratio/{h}"]
+        out[f"nc1/{h}"] = last[f"collapse/nc1/{h}"]
+        out[f"nc4/{h}"] = last[f"collapse/nc4/{h}"]
+        if f"collapse/var_ratio/{h}" in last:
+            out[f"var_ratio/{h}"] = last[f"collapse/var_ratio/{h}"]
     return out
 
 
@@ -92,7 +93,7 @@ def imbalance_summary(res: RunResult, balanced: RunResult) -> dict[str, float]:
         feats, _ = run.tracker.collect()
         stats = accumulate(feats[PEN], run.tracker.y_eval)
         m = imbalance_metrics(stats, classifier=run.model.fc, minority=MINORITY)
-        out.update({f"{tag}/{k}": v for k, v in m.items()})
+        out.update({f"{tag}/{k.removeprefix('collapse/')}": v for k, v in m.items()})
     return out
 
 
@@ -113,12 +114,12 @@ def build_report(runs: dict[str, RunResult], sums: dict, imb: dict, args) -> obj
         {"recipe": n, **{k: _fmt(v) for k, v in s.items() if "/" not in k}} for n, s in sums.items()
     ]
     sec.add_table(rows, caption="Penultimate-layer summary per recipe (final epoch)")
-    curves = {n: r.tracker.series(f"nc1/{PEN}") for n, r in runs.items()}
+    curves = {n: r.tracker.series(f"collapse/nc1/{PEN}") for n, r in runs.items()}
     sec.add_figure(plot_nc_curves(curves, title="NC1 of the penultimate features"), "nc1_recipes")
     for name in ("plain-ce", "bn-ce", "bn-mse", "cnn-bn-ce"):
         res = runs[name]
         s = rep.add_section(f"Recipe {name}", text=_recipe_text(res, sums[name]))
-        per_layer = {h: res.tracker.series(f"nc1/{h}") for h in res.hooks}
+        per_layer = {h: res.tracker.series(f"collapse/nc1/{h}") for h in res.hooks}
         marks = {
             "first zero error": sums[name]["zero_error_first"],
             "stays zero": sums[name]["zero_error_stays"],
@@ -129,7 +130,7 @@ def build_report(runs: dict[str, RunResult], sums: dict, imb: dict, args) -> obj
             f"nc1_layers_{name}",
         )
         nc2 = {
-            k: res.tracker.series(f"{k}/{PEN}")
+            k: res.tracker.series(f"collapse/{k}/{PEN}")
             for k in ("means_etf_dist", "classifier_etf_dist", "means_equinorm", "nc3", "nc4")
         }
         s.add_figure(plot_nc_curves(nc2, ylabel="value", title=f"{name}: NC2–NC4"), f"nc234_{name}")
@@ -145,7 +146,7 @@ def build_report(runs: dict[str, RunResult], sums: dict, imb: dict, args) -> obj
             ),
             f"depth_{name}",
         )
-        s.add_metrics({f"collapse_digits/{name}/{k}": v for k, v in sums[name].items()})
+        s.add_metrics({_key(name, k): v for k, v in sums[name].items()})
     _imbalance_section(rep, runs, imb, plot_norms_vs_counts, plot_cosine_matrix)
     rep.add_metrics(_headline(sums, imb))
     return rep
@@ -180,7 +181,7 @@ def _imbalance_section(rep, runs, imb, plot_norms_vs_counts, plot_cosine_matrix)
         for c in range(10)
     ]
     sec.add_table(rows, caption="Per class, imbalanced run (penultimate, final epoch)")
-    sec.add_metrics({f"collapse_digits/{k}": v for k, v in imb.items() if "/count/" not in k})
+    sec.add_metrics({_key(*k.split("/", 1)): v for k, v in imb.items() if "/count/" not in k})
 
 
 def _fmt(v: float) -> float:
@@ -272,11 +273,17 @@ def _headline(sums: dict, imb: dict) -> dict[str, float]:
             "nc4",
             "test_acc",
         ):
-            out[f"{n}/{k}"] = s[k]
+            out[_key(n, k)] = s[k]
     for k in ("cos_classifier_tail", "classifier_norm_tail_over_head", "mean_norm_tail_over_head"):
-        out[f"imbalanced/{k}"] = imb[f"imbalanced/{k}"]
-        out[f"balanced/{k}"] = imb[f"balanced/{k}"]
+        out[_key("imbalanced", k)] = imb[f"imbalanced/{k}"]
+        out[_key("balanced", k)] = imb[f"balanced/{k}"]
     return out
+
+
+def _key(where: str, name: str) -> str:
+    """Report key of a summary value: ``("bn-ce", "nc1/h")`` -> ``collapse/nc1/bn-ce/h``."""
+    metric, _, rest = name.partition("/")
+    return metric_key("collapse", metric, "/".join(p for p in (where, rest) if p))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         sums = {n: summarise(r) for n, r in runs.items()}
         imb = imbalance_summary(runs["bn-ce-imbalanced"], runs["bn-ce"])
     rep = build_report(runs, sums, imb, args)
-    rep.add_metrics({"sigma_b_warnings": float(n_warn), "wall_seconds": time.perf_counter() - t0})
+    rep.add_metrics(
+        {"collapse/sigma_b_warnings": float(n_warn), "run/seconds/total": time.perf_counter() - t0}
+    )
     path = rep.write(args.out)
     _print_headline(sums, imb, path, time.perf_counter() - t0)
     return 0

@@ -235,8 +235,8 @@ def _headline(res: dict) -> dict[str, float]:
         for r in rows:
             tag = "gsae_oracle" if r["selection"].startswith("gradient") else r["architecture"]
             for key in ("l0", "fvu", "embed_cos_spliced", "downstream_abs_delta"):
-                out[f"{key}/{tag}/k{k}"] = float(r[key])
-        out[f"downstream_clean/k{k}"] = float(rows[0]["downstream_clean"])
+                out[f"sae/{key}/{tag}_k{k}"] = float(r[key])
+        out[f"sae/downstream_clean/k{k}"] = float(rows[0]["downstream_clean"])
     return out
 
 
@@ -257,7 +257,7 @@ def _report(args, res: dict, headline: dict) -> Path:
         "'gradient (oracle g)' selects with the true held-out gradient (FVU, spliced cosine "
         "and spliced InfoNCE), which a deployed SAE could not do without a backward pass."
     )
-    setup.add_metrics({f"train_seconds/{k}": v for k, v in res["train_seconds"].items()})
+    setup.add_metrics({f"run/seconds/train_{k}": v for k, v in res["train_seconds"].items()})
     for k, rows in res["rows"].items():
         sec = report.add_section(f"k = {k}", text=_verdict(rows, k))
         sec.add_table(rows, caption="embed_cos_spliced: cosine of spliced vs clean sentence "

@@ -104,7 +104,8 @@ def add_task_section(report, title, rec, specs, rows, args, *, epochs):
     g, groups = _gap_record(rec, specs)
     try:
         corr = g.correlation("bottleneck")
-        sec.add_metrics({f"{title[:6]}/gap_vs_bottleneck/{k}": v for k, v in corr.items()})
+        where = title[:6].strip().replace(" ", "_")
+        sec.add_metrics({f"info/gap_vs_bottleneck_{k}/{where}": v for k, v in corr.items()})
     except ValueError:
         corr = None
     fig = plot_gap_vs_mi(

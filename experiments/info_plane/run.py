@@ -191,13 +191,13 @@ def summary(rows) -> dict[str, float]:
         return np.array([r[key] for r in rows if r["model"].startswith(prefix)])
 
     return {
-        "szt/tanh_saxe/mean_fall_bits": float(col("tanh-saxe", "fall_binning").mean()),
-        "szt/tanh_saxe/n_fall_over_0.5": float((col("tanh-saxe", "fall_binning") > 0.5).sum()),
-        "szt/tanh_default/n_fall_over_0.5": float(
+        "info/mean_fall_bits/szt_tanh_saxe": float(col("tanh-saxe", "fall_binning").mean()),
+        "info/n_fall_over_0.5/szt_tanh_saxe": float((col("tanh-saxe", "fall_binning") > 0.5).sum()),
+        "info/n_fall_over_0.5/szt_tanh_default": float(
             (col("tanh-default", "fall_binning") > 0.5).sum()
         ),
-        "szt/relu/mean_fall_fixed_bins": float(col("relu", "fall_fixed_global_bins").mean()),
-        "szt/relu/mean_fall_rescaled_bins": float(col("relu", "fall_rescaled_bins").mean()),
+        "info/mean_fall_fixed_bins/szt_relu": float(col("relu", "fall_fixed_global_bins").mean()),
+        "info/mean_fall_rescaled_bins/szt_relu": float(col("relu", "fall_rescaled_bins").mean()),
     }
 
 

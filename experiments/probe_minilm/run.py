@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         "cka_debiased",
     )
     more.add_metrics(extra["metrics"])
-    report.add_metrics({f"best_accuracy/{n}": float(t.score.max()) for n, t in run.tasks.items()})
+    report.add_metrics(
+        {f"probe/best_accuracy/{n}": float(t.score.max()) for n, t in run.tasks.items()}
+    )
     path = report.write(args.out)
     sys.stdout.write(f"report: {path}\n")
     return 0

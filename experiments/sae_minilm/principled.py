@@ -83,9 +83,14 @@ def _compare(sae, sup, x_tr, lab_tr, x_te, lab_te) -> dict:
         "supervised": sup.edit(x_te, lab_te, "is_capitalised", 1),
         "sae": sae_edit(sae, x_te, lab_te, "is_capitalised", 1),
     }
-    control = {f"control_acc/{k}": control_accuracy(v[src], 1, probe) for k, v in edits.items()}
-    control["control_acc/unedited"] = control_accuracy(x_te[src], 1, probe)
-    approx = {"fvu/sae": _fvu(x_te, x_hat), "fvu/supervised": _fvu(x_te, sup.reconstruct(lab_te))}
+    control = {
+        f"sae/control_acc/{k}": control_accuracy(v[src], 1, probe) for k, v in edits.items()
+    }
+    control["sae/control_acc/unedited"] = control_accuracy(x_te[src], 1, probe)
+    approx = {
+        "sae/fvu/sae": _fvu(x_te, x_hat),
+        "sae/fvu/supervised": _fvu(x_te, sup.reconstruct(lab_te)),
+    }
     return {
         "approx": approx,
         "control": control,

@@ -131,8 +131,8 @@ def _headline(res: dict, hook: str) -> dict[str, float]:
         for r in res[key]:
             k = f"n_{flag}/{r['dictionary']}"
             out[k] = out.get(k, 0) + r[flag]
-    return {
-        f"{k}/{hook}": float(np.mean(v)) if isinstance(v, list) else float(v)
+    return {  # sae/<metric>/<dictionary>/<hook>
+        f"sae/{k}/{hook}": float(np.mean(v)) if isinstance(v, list) else float(v)
         for k, v in out.items()
     }
 
@@ -145,7 +145,8 @@ def _report(args, results: dict, headline, info):
         config={k: str(v) for k, v in vars(args).items()},
     )
     report.add_metrics(headline)
-    report.add_section("Setup", text=__doc__.split("\n\n")[1]).add_metrics(info)
+    setup = report.add_section("Setup", text=__doc__.split("\n\n")[1])
+    setup.add_metrics({f"sae/{k}": v for k, v in info.items()})
     for hook, res in results.items():
         report.add_section(
             f"{hook}: approximation and control",
@@ -186,14 +187,14 @@ def _run(args) -> tuple[dict, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hiddenlens._threads import torch_threads
+    from hiddenlens import torch_threads
 
     args = _args(argv)
     t0 = time.time()
     with torch_threads(1):
         results, info = _run(args)
     info["seconds"] = time.time() - t0
-    headline = {"model_test_acc": info["model_test_acc"]}
+    headline = {"sae/model_test_acc": info["model_test_acc"]}
     for hook, res in results.items():
         headline.update(_headline(res, hook))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -228,7 +228,7 @@ def write_report(args, img, vec, rows, seconds: float) -> Path:
         "vector_bias_over_training",
     )
     b.add_table(vec["table"], caption="final and early-peak bias per model and amplitude")
-    rep.add_metrics(img["metrics"] | vec["metrics"] | {"sweep_seconds": seconds})
+    rep.add_metrics(img["metrics"] | vec["metrics"] | {"run/seconds/sweep": seconds})
     return rep.write(args.out)
 
 
@@ -249,7 +249,7 @@ def main(argv=None) -> int:
         print(f"[{r['reproduced']}] {r['claim']}: {r['measured']}")
     print(
         json.dumps(
-            {k: round(v, 4) for k, v in img["metrics"].items() if k.startswith("bias/")},
+            {k: round(v, 4) for k, v in img["metrics"].items() if k.startswith("shortcut/bias/")},
             indent=None,
         )
     )

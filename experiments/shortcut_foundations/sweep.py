@@ -132,11 +132,11 @@ def image_sweep(args, sizes, preds) -> dict:
         cs = [ci95(c) for c in curves]
         out["curves"][arch] = tuple(np.array([c[j] for c in cs]) for j in range(3))
         conv = max(f["rel_change"] for f in finals)
-        out["metrics"][f"converged_rel_change_max/{arch}"] = conv
-        out["metrics"][f"train_seconds/{arch}"] = res.seconds
+        out["metrics"][f"shortcut/converged_rel_change_max/{arch}"] = conv
+        out["metrics"][f"run/seconds/train_{arch}"] = res.seconds
         for j, s in enumerate(sizes):
             sel = [f for f, key in zip(finals, keys) if key[0] == line_p and key[1] == s]
-            out["metrics"][f"bias/{arch}/s{s}"] = stats[j][0]
+            out["metrics"][f"shortcut/bias/{arch}_s{s}"] = stats[j][0]
             out["table"].append({"model": arch, "s": s, **_table_row(stats[j], sel)})
     return out
 
@@ -201,7 +201,7 @@ def vector_sweep(args, amps) -> dict:
         for j, a in enumerate(amps):
             if a not in best:
                 best[a] = best_linear_bias(dsets[j * len(seeds)].config, seeds, args.pop_items)
-                out["metrics"][f"vector_best_linear_bias/amp{a:g}"] = best[a]
+                out["metrics"][f"shortcut/vector_best_linear_bias/amp{a:g}"] = best[a]
             fin = ci95(curves[-1, j])
             peak = float(curves[early, j].mean(axis=1).max())
             out["final"][arch].append(fin[0])
@@ -217,8 +217,8 @@ def vector_sweep(args, amps) -> dict:
                     "loss_rel_change_last10%": f"{conv:.1e}",
                 }
             )
-            out["metrics"][f"vector_final_bias/{arch}/amp{a:g}"] = fin[0]
-            out["metrics"][f"vector_early_peak_bias/{arch}/amp{a:g}"] = peak
+            out["metrics"][f"shortcut/vector_final_bias/{arch}_amp{a:g}"] = fin[0]
+            out["metrics"][f"shortcut/vector_early_peak_bias/{arch}_amp{a:g}"] = peak
         cs = [ci95(c) for c in curves[:, -1]]
         out["curves"][arch] = tuple(np.array([c[j] for c in cs]) for j in range(3))
     return out

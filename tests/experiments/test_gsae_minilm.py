@@ -38,5 +38,5 @@ def test_gsae_minilm_fast(tmp_path):
         assert gsae["l0"] == pytest.approx(topk["l0"], abs=0.05)
         assert topk["l0"] <= int(k) + 1e-9
         for arch in ("topk", "gradient_topk"):
-            assert f"fvu/{arch}/k{k}" in metrics
-            assert f"embed_cos_spliced/{arch}/k{k}" in metrics
+            assert f"sae/fvu/{arch}_k{k}" in metrics
+            assert f"sae/embed_cos_spliced/{arch}_k{k}" in metrics

@@ -4,6 +4,8 @@ import json
 
 import torch
 
+from hiddenlens import parse_key
+
 
 def test_experiment_tiny_run_writes_report(tmp_path):
     from experiments.shortcut_foundations.run import main
@@ -22,7 +24,15 @@ def test_experiment_tiny_run_writes_report(tmp_path):
     assert rc == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     flat = json.dumps(metrics)
-    for key in ("bias/relu/s2", "bias/cnn/s1", "vector_final_bias/tanh/amp2", "sweep_seconds"):
+    keys = (
+        "shortcut/bias/relu_s2",
+        "shortcut/bias/cnn_s1",
+        "shortcut/vector_final_bias/tanh_amp2",
+        "run/seconds/sweep",
+    )
+    for key in keys:
         assert key in flat
+    for key in metrics["metrics"]:  # one grammar: <analyzer>/<metric>[/<hook or split>]
+        parse_key(key)
     assert (tmp_path / "report.html").stat().st_size > 1000
     assert len(list((tmp_path / "figures").iterdir())) >= 5
