@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 EXIT_INTERRUPTED = 130
@@ -22,6 +23,23 @@ MODEL_HELP = (
     "'minilm', a Hugging Face model directory or cached id, 'tl:<dir or TransformerLens "
     "name>' or 'pkg.module:factory'"
 )
+EXIT_ERROR = 2  # bad input or a failed file operation: a one-line message, no traceback
+
+
+def _int_at_least(low: int):
+    """An argparse ``type`` accepting integers >= ``low`` (checked before any work)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: accepted >= {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
 
 
 def _cmd_hooks(args: argparse.Namespace) -> int:
@@ -103,10 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--hooks", required=True, nargs="+", help="hook points or globs")
     p.add_argument("--out", required=True, type=Path, help="store directory")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-rows", type=int, default=None)
-    p.add_argument("--max-docs", type=int, default=None, help="use only the first N documents")
-    p.add_argument("--seq-len", type=int, default=None, help="truncate sequences to N tokens")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=32)
+    p.add_argument("--max-rows", type=_int_at_least(1), default=None)
+    p.add_argument(
+        "--max-docs", type=_int_at_least(1), default=None, help="use only the first N documents"
+    )
+    p.add_argument(
+        "--seq-len", type=_int_at_least(2), default=None, help="truncate sequences to N tokens"
+    )
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     p.add_argument("--text-column", default="text")
     p.add_argument(
@@ -152,9 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted; re-run the same command to resume\n")
         return EXIT_INTERRUPTED
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
-        sys.stderr.write(f"hiddenlens: error: {err}\n")
-        return 2
+    except (OSError, ValueError, TypeError) as err:
+        return _report_error(err, verbose=args.verbose)
+
+
+def _report_error(err: BaseException, *, verbose: bool) -> int:
+    """One line on stderr (the traceback too with ``-v``); returns the exit code."""
+    if verbose:
+        traceback.print_exception(err, file=sys.stderr)
+    message = " ".join(str(err).split()) or type(err).__name__
+    sys.stderr.write(f"hiddenlens: error: {message}\n")
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -278,7 +278,9 @@ def featvis_section(report, cfg: BlocksConfig) -> dict[str, float]:
         ),
     )
     m = {"cnn_test_acc": acc, "fv_mean_softmax_of_target": float(probs.detach().mean())}
-    m.update({f"facet_size/{i}": float(len(f)) for i, f in enumerate(facets.facets)})
+    m = {_scoped(k, "cnn"): v for k, v in m.items()}
+    for i, f in enumerate(facets.facets):
+        m[metric_key("attribution", "facet_size", f"cnn/{i}")] = float(len(f))
     sec.add_metrics(m)
     sec.add_figure(
         plot_images(np.stack(imgs), titles=[str(c) for c in classes]),
@@ -295,7 +297,7 @@ def featvis_section(report, cfg: BlocksConfig) -> dict[str, float]:
         f"facet {i}" for i in range(3)
     ]
     sec.add_figure(plot_images(both, titles=titles), "facets", caption=f"facets of class {unit}")
-    return {_scoped(k, "cnn"): v for k, v in m.items()}
+    return m
 
 
 def _scoped(key: str, model: str) -> str:

@@ -29,6 +29,15 @@ def check_labels(
         raise ValueError(f"labels must be 1-D, got shape {y.shape}")
     if len(y) != n_rows:
         raise ValueError(f"labels have {len(y)} entries but the features have {n_rows} rows")
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"labels look continuous (row {i} is {y[i]!r}, not a whole number): a "
+                "classification probe needs class labels; use LinearProbeRegressor for a "
+                "continuous target (sweep picks regression for real-valued labels itself)"
+            )
     classes, enc = np.unique(y, return_inverse=True)
     if len(classes) < min_classes:
         raise ValueError(
