@@ -52,8 +52,9 @@ class FinetuneConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.lr == 0 and self.model_lr == 0:
             raise ValueError("lr and model_lr are both 0: nothing would be trained")
-        if self.dead_code_every < 0:
-            raise ValueError(f"dead_code_every must be >= 0, got {self.dead_code_every!r}")
+        d = self.dead_code_every
+        if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+            raise ValueError(f"dead_code_every must be an int >= 0, got {d!r}")
 
 
 def default_forward(model, batch):

@@ -14,6 +14,8 @@ by hand (numpy) because the problem is tiny and this keeps it dependency-free an
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +47,13 @@ class UFMConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for k in ("n_classes", "d", "n_per_class", "steps", "log_every", "seed"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{k} must be an int, got {v!r}")
+        for k in ("lam_h", "lam_w", "lam_b", "lr"):
+            if not math.isfinite(getattr(self, k)):
+                raise ValueError(f"{k} must be a finite number, got {getattr(self, k)!r}")
         if self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
         if self.d < self.n_classes - 1:

@@ -39,3 +39,22 @@ def test_probe_refuses_continuous_labels():
         LinearProbe().fit(x[:4], np.array([0.0, 1.0, np.nan, 1.0]))
     LinearProbe().fit(x, (y > 0).astype(np.float64))  # whole-number floats are classes
     LinearProbeRegressor().fit(x, y)  # the estimator for a continuous target
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("lr", float("nan")), ("lam_h", float("inf")), ("steps", 2.5), ("seed", None), ("d", True)],
+)
+def test_ufm_config_fields(field, value):
+    from hiddenlens.collapse import UFMConfig
+
+    with pytest.raises(ValueError, match=field):
+        UFMConfig(**{field: value})
+
+
+@pytest.mark.parametrize("value", [2.5, -1, True])
+def test_finetune_config_dead_code_every(value):
+    from hiddenlens.codebook import FinetuneConfig
+
+    with pytest.raises(ValueError, match="dead_code_every"):
+        FinetuneConfig(dead_code_every=value)
