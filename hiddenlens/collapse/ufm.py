@@ -15,7 +15,6 @@ by hand (numpy) because the problem is tiny and this keeps it dependency-free an
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 
 import numpy as np
