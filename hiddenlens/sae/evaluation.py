@@ -19,9 +19,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from hiddenlens.store.source import sized_source
-
 from hiddenlens._keys import metric_key
+from hiddenlens.store.source import sized_source
 
 DENSITY_EDGES = np.linspace(-7.0, 0.0, 15)
 

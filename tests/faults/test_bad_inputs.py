@@ -25,7 +25,7 @@ def test_seq_len_out_of_range(tmp_path, seq_len):
     [(["a cat", None, "a dog"], 1, "None"), (["x", "y", 3], 2, "3"), ((None, "z"), 0, "None")],
 )
 def test_texts_mixing_str_and_other_values(tmp_path, texts, index, shown):
-    with pytest.raises(TypeError, match=f"item {index} is {shown}"):
+    with pytest.raises(TypeError, match=rf"data\[{index}\] is {shown}"):
         cache_activations(nn.Sequential(nn.Linear(3, 2)), texts, ["0"], tmp_path / "s")
     assert not (tmp_path / "s").exists()
 

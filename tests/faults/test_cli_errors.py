@@ -1,9 +1,9 @@
 """The CLI: bad arguments are refused before any work, and errors are one line + exit 2.
 
-Each case is a defect of issue 14: ``--max-docs -3570`` cached 7 documents, ``--d-sae 0``
-silently used ``--expansion``, ``--eval-rows 0`` failed only after training, ``--device
-cuda`` without a GPU raised an ``AssertionError`` and an ``OSError`` reached the user as a
-traceback.
+Each case is a defect of issue 14: ``--max-docs -3570`` cached 7 documents, ``--seq-len 1``
+kept every token, bad ``train-sae`` settings surfaced only after the store was read, and an
+``OSError`` reached the user as a traceback. (``--d-sae 0``, ``--eval-rows 0`` and ``--device
+cuda`` without a GPU are in ``test_sae_faults.py``.)
 """
 
 import pytest
@@ -42,32 +42,21 @@ def _train(tmp_path, *extra):
 
 
 @pytest.mark.parametrize(
-    "flag,value",
+    "flag,value,field",
     [
-        ("--d-sae", "0"),
-        ("--eval-rows", "0"),
-        ("--k", "0"),
-        ("--total-tokens", "-1"),
-        ("--batch-size", "0"),
-        ("--threads", "0"),
-        ("--lr", "0"),
-        ("--device", "tpu"),
+        ("--total-tokens", "-1", "total_tokens"),
+        ("--batch-size", "0", "batch_size"),
+        ("--threads", "0", "num_threads"),
+        ("--lr", "0", "lr"),
+        ("--device", "tpu", "device"),
     ],
 )
-def test_train_sae_arguments_checked_before_work(tmp_path, capsys, flag, value):
+def test_train_sae_arguments_checked_before_work(tmp_path, capsys, flag, value, field):
     assert cli.main(_train(tmp_path, flag, value)) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("hiddenlens: error:") and flag in err and "\n" not in err
+    assert err.startswith("hiddenlens: error:") and field in err and "\n" not in err
+    assert "no_store" not in err  # refused before the (missing) store is opened
     assert not (tmp_path / "sae").exists()
-
-
-def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys, monkeypatch):
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert cli.main(_train(tmp_path, "--device", "cuda")) == 2
-    err = capsys.readouterr().err
-    assert "CUDA is not available" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(
