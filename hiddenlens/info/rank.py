@@ -52,7 +52,7 @@ def local_rank(
     atol: float | None = None,
     max_inputs: int = 256,
 ) -> dict[str, float]:
-    """Mean local rank per hook point: {"local_rank/<hook>": mean count of σ_i > threshold}.
+    """Mean local rank per hook point: {"info/local_rank/<hook>": mean count of σ_i > threshold}.
 
     Args:
         model: nn.Module or ModelHandle taking ``x`` (a float tensor [n, ...]) directly.
