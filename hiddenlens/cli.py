@@ -123,9 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="store directory")
     p.add_argument("--batch-size", type=_int_at_least(1), default=32)
     p.add_argument("--max-rows", type=_int_at_least(1), default=None)
-    p.add_argument(
-        "--max-docs", type=_int_at_least(1), default=None, help="use only the first N documents"
-    )
+    p.add_argument("--max-docs", type=int, default=None, help="use only the first N documents")
     p.add_argument(
         "--seq-len", type=_int_at_least(2), default=None, help="truncate sequences to N tokens"
     )

@@ -18,8 +18,6 @@ def _cache(*extra):
 @pytest.mark.parametrize(
     "flag,value,accepted",
     [
-        ("--max-docs", "-3570", ">= 1"),
-        ("--max-docs", "0", ">= 1"),
         ("--max-rows", "0", ">= 1"),
         ("--batch-size", "-1", ">= 1"),
         ("--seq-len", "1", ">= 2"),
@@ -33,6 +31,20 @@ def test_cache_arguments_refused_at_parse_time(capsys, flag, value, accepted):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert flag in err and accepted in err
+
+
+@pytest.mark.parametrize("value", ["-3570", "0"])
+def test_max_docs_refused_before_the_model_loads(capsys, monkeypatch, value):
+    import hiddenlens.hooks
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(hiddenlens.hooks, "load_model", no_model)
+    assert cli.main(_cache("--max-docs", value)) == 2
+    assert f"--max-docs must be a positive number of documents, got {value}" in (
+        capsys.readouterr().err
+    )
 
 
 def _train(tmp_path, *extra):
