@@ -32,10 +32,10 @@ def test_causal_lm_by_path_gets_ce_loss_score(tiny_gpt2_dir, tmp_path):
     store = cache_activations(handle, texts, "transformer.h.0", tmp_path / "s")
     m = evaluate(_exact_sae(16), store, "transformer.h.0", model=handle, data=texts)
     hook = "transformer.h.0"
-    assert m[f"sae_ce_loss_score/{hook}"] == pytest.approx(1.0, abs=1e-6)
-    assert m[f"sae_kl_spliced/{hook}"] == pytest.approx(0.0, abs=1e-9)
-    assert m[f"sae_kl_zero/{hook}"] > 1e-6  # zero-ablation changes the next-token logits
-    assert m[f"sae_ce_zero/{hook}"] != pytest.approx(m[f"sae_ce_clean/{hook}"], abs=1e-6)
+    assert m[f"sae/ce_loss_score/{hook}"] == pytest.approx(1.0, abs=1e-6)
+    assert m[f"sae/kl_spliced/{hook}"] == pytest.approx(0.0, abs=1e-9)
+    assert m[f"sae/kl_zero/{hook}"] > 1e-6  # zero-ablation changes the next-token logits
+    assert m[f"sae/ce_zero/{hook}"] != pytest.approx(m[f"sae/ce_clean/{hook}"], abs=1e-6)
     assert not [k for k in m if "embed_cos" in k]
 
 
@@ -44,5 +44,5 @@ def test_encoder_by_path_gets_embedding_cosine(tiny_bert_dir, tmp_path):
     texts = ["the cat sat on the mat .", "a dog ran fast", "hello world"]
     store = cache_activations(handle, texts, "encoder.layer.0", tmp_path / "s")
     m = evaluate(_exact_sae(16), store, "encoder.layer.0", model=handle, data=texts)
-    assert m["sae_embed_cos_spliced/encoder.layer.0"] == pytest.approx(1.0, abs=1e-5)
+    assert m["sae/embed_cos_spliced/encoder.layer.0"] == pytest.approx(1.0, abs=1e-5)
     assert not [k for k in m if "ce_loss" in k]

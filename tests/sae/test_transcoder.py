@@ -53,7 +53,7 @@ def test_recovers_a_planted_sparse_map_from_input_to_output_rows(arch, tmp_path)
     assert sae.cfg.d_out == D_OUT and sae.W_dec.shape == (48, D_OUT)
     assert _fvu(sae, x, y) < 0.1
     m = evaluate(sae, store, "in")  # reconstruction metrics are about the output rows
-    assert m["sae_fvu/in"] == pytest.approx(_fvu(sae, x, y), rel=1e-3)
+    assert m["sae/fvu/in"] == pytest.approx(_fvu(sae, x, y), rel=1e-3)
     back = load(tmp_path)
     xt = torch.from_numpy(x[:100])
     assert back.cfg.architecture == arch and torch.allclose(back.transcode(xt), sae.transcode(xt))
