@@ -144,8 +144,12 @@ def label_dict(
     for name, values in labels.items():
         col = LabelColumn.from_values(str(name), values)
         if n is not None and len(col.values) != n:
+            hint = ""
+            if columns is None and col.is_string:
+                hint = " (to name columns, use data with columns: a .jsonl file or a dataset)"
             raise ValueError(
-                f"labels[{name!r}] has {len(col.values)} values but the data has {n} samples"
+                f"labels[{name!r}] has {len(col.values)} values but the data has {n} "
+                f"samples{hint}"
             )
         out[str(name)] = col
     return out

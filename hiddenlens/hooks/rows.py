@@ -80,6 +80,13 @@ class RowSettings:
         if self.grads and self.loss_fn is None:
             raise ValueError("grads=True needs loss_fn(model_output, batch) -> scalar loss")
 
+    def mode_for(self, handle: ModelHandle, source: DataSource) -> str:
+        """The row mode for ``source`` on ``handle``; refuses text for a model without a
+        tokenizer and modes that do not fit the data."""
+        if source.kind == "text" and not handle.is_text:
+            raise TypeError(f"data is text but model {handle.model_id!r} has no tokenizer")
+        return self.mode(source.kind)
+
     def mode(self, kind: str) -> str:
         """The row mode for data of ``kind``; refuses modes that do not fit it."""
         default = "token" if kind in ("text", "tokens") else "example"
@@ -178,9 +185,7 @@ def rows_of_batches(
     settings: RowSettings,
 ) -> Iterator[RowBatch]:
     """Run the model on each of ``source``'s ``batches``; yield their rows."""
-    mode = settings.mode(source.kind)
-    if source.kind == "text" and not handle.is_text:
-        raise TypeError(f"data is text but model {handle.model_id!r} has no tokenizer")
+    mode = settings.mode_for(handle, source)
     warned = [False]
     for batch in batches:
         model_input, keep, ids = _model_input(handle, batch, source.kind, settings, warned)

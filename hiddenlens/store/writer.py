@@ -109,7 +109,7 @@ def cache_activations(
         text_column=text_column,
         shard_size_mb=shard_size_mb,
         first_sample=first_sample,
-        rows=row_settings.mode(source.kind),
+        rows=row_settings.mode_for(handle, source),  # refuses misfits before any file
     )
     run = _run_identity(handle, source, hooks, settings)
     out = Path(out_dir).expanduser()

@@ -103,3 +103,6 @@ def test_row_modes_that_do_not_fit_are_refused(bn_cnn, tiny_bert, tmp_path):
     handle.tokenizer = tok
     with pytest.raises(ValueError, match="does not apply to text"):
         cache_activations(handle, ["the cat"], "encoder.layer.0", tmp_path / "e", rows="example")
+    with pytest.raises(TypeError, match="has no tokenizer"):
+        cache_activations(model, ["the cat"], "encoder.layer.0", tmp_path / "f")
+    assert not (tmp_path / "f").exists()  # refused before any directory was made
