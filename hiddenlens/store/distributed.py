@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from hiddenlens import _io
 from hiddenlens.store import format as fmt
 from hiddenlens.store.reader import ActivationStore
 
@@ -132,6 +131,6 @@ def merge_rank_stores(out: Path, parts: list[Path]) -> Path:
         total_sq = np.sum([x[1] for x in sums], axis=0)
         sum_norm = float(sum(s["sum_norm"][hook] for s in shards))
         info.stats = fmt.finalize_stats(row_start, total, total_sq, sum_norm)
-    _io.write_json(out / fmt.MANIFEST, merged.to_dict(), indent=1)
+    fmt.write_manifest(out / fmt.MANIFEST, merged)
     logger.info("merged %d rank stores into %s (%d rows)", len(parts), out, row_start)
     return out / fmt.MANIFEST

@@ -7,7 +7,6 @@ read (``ActivationStore.verify()`` checks them all at once); nothing is unpickle
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from hiddenlens.store import format as fmt
+from hiddenlens.store.verify import AheadVerifier, file_digest
 
 
 class ActivationStore:
@@ -30,6 +30,7 @@ class ActivationStore:
         self._maps: dict[tuple[int, str], np.ndarray] = {}
         self._lock = threading.Lock()
         self._meta: dict[str, np.ndarray] | None = None
+        self._ahead: AheadVerifier | None = None
         self._starts = np.array([s["row_start"] for s in manifest.shards], dtype=np.int64)
 
     @classmethod
@@ -45,8 +46,9 @@ class ActivationStore:
             raise FileNotFoundError(f"no activation store at {path} (missing {fmt.MANIFEST})")
         try:
             manifest = fmt.Manifest.load(path / fmt.MANIFEST)
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ValueError(f"corrupt {path / fmt.MANIFEST}: {err}") from err
+        except (ValueError, KeyError, TypeError, AttributeError) as err:  # JSON / Unicode too
+            raise ValueError(f"corrupt manifest {path / fmt.MANIFEST}: {err}") from err
+        fmt.check_manifest(manifest, path / fmt.MANIFEST)
         if not manifest.complete:
             raise ValueError(f"{path / fmt.MANIFEST} does not mark the store complete")
         return cls(path, manifest, verify=verify)
@@ -101,7 +103,8 @@ class ActivationStore:
         s = self._manifest.shards[shard]
         return s["row_start"], s["row_start"] + s["rows"]
 
-    def _check_file(self, shard: int, name: str) -> None:
+    def _check_file(self, shard: int, name: str, strong: bool = False) -> None:
+        """Size and digest of one file (xxh3 when recorded, else or if ``strong`` sha256)."""
         entry = self._manifest.shards[shard]
         path = self.path / entry["name"] / name
         expected = entry["files"][name]
@@ -113,11 +116,12 @@ class ActivationStore:
                 f"corrupt store file {path}: {size} bytes, the manifest says "
                 f"{expected['bytes']} (truncated or overwritten?)"
             )
-        digest = fmt.sha256_file(path)
-        if digest != expected["sha256"]:
+        kind = "sha256" if strong or "xxh3" not in expected else "xxh3"
+        digest = file_digest(path, kind)
+        if digest != expected[kind]:
             raise ValueError(
-                f"corrupt store file {path}: sha256 {digest} does not match the "
-                f"manifest's {expected['sha256']}"
+                f"corrupt store file {path}: {kind} {digest} does not match the "
+                f"manifest's {expected[kind]}"
             )
 
     def array(self, shard: int, name: str) -> np.ndarray:
@@ -126,21 +130,49 @@ class ActivationStore:
         arr = self._maps.get(key)
         if arr is not None:
             return arr
-        with self._lock:
-            if self._verify and key not in self._verified:
+        if self._verify and key not in self._verified:
+            ahead = self._ahead
+            if ahead is None or not ahead.wait(key):  # not queued: check it here
                 self._check_file(shard, name)
-                self._verified.add(key)
+            self._verified.add(key)
+        with self._lock:
             path = self.path / self._manifest.shards[shard]["name"] / name
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            if len(arr) != self._manifest.shards[shard]["rows"] and not name.startswith("stats."):
+            dtype, shape = self._expected(shard, name)
+            if arr.dtype != dtype or arr.shape != shape:
                 raise ValueError(
-                    f"corrupt store file {path}: {len(arr)} rows, the manifest "
-                    f"says {self._manifest.shards[shard]['rows']}"
+                    f"corrupt store file {path}: its .npy header says {arr.dtype} {arr.shape}, "
+                    f"the manifest {dtype} {shape}"
                 )
             # a plain ndarray view of the map: slicing it skips np.memmap's Python overhead
             arr = arr.view(np.ndarray)
             self._maps[key] = arr
         return arr
+
+    def _expected(self, shard: int, name: str) -> tuple[np.dtype, tuple[int, ...]]:
+        """(dtype, shape) the manifest implies for file ``name`` of ``shard``."""
+        rows = self._manifest.shards[shard]["rows"]
+        for info in self._manifest.hooks.values():
+            if name == info.file:
+                return np.dtype(info.storage_dtype), (rows, info.d)
+            if name == info.stats_file:
+                return np.dtype(np.float64), (2, info.d)
+        for info in self._manifest.meta.values():
+            if name == info["file"]:
+                return np.dtype(info["dtype"]), (rows,)
+        raise ValueError(f"{name!r} is not a file of this store's layout")
+
+    def verify_ahead(self, names: list[str]) -> None:
+        """Start checking files ``names`` of every shard on background threads, in order.
+
+        Called when a pass over the store begins (``batches``, ``meta``); reading still
+        waits for a file's check before using its rows.
+        """
+        if not self._verify:
+            return
+        keys = [(i, n) for i in range(self.n_shards) for n in names if (i, n) not in self._verified]
+        if keys:
+            self._ahead = AheadVerifier(keys, lambda key: self._check_file(*key))
 
     def verify(self) -> None:
         """Check every file's size and sha256 now; raise naming each corrupt file."""
@@ -148,7 +180,7 @@ class ActivationStore:
         for i, shard in enumerate(self._manifest.shards):
             for name in shard["files"]:
                 try:
-                    self._check_file(i, name)
+                    self._check_file(i, name, strong=True)
                     self._verified.add((i, name))
                 except (ValueError, FileNotFoundError) as err:
                     problems.append(str(err))
@@ -188,6 +220,7 @@ class ActivationStore:
     def meta(self) -> dict[str, np.ndarray]:
         """Row metadata aligned with the rows: sample_idx, position, token_id, labels."""
         if self._meta is None:
+            self.verify_ahead([info["file"] for info in self._manifest.meta.values()])
             self._meta = {
                 name: np.concatenate([self.array(i, info["file"]) for i in range(self.n_shards)])
                 for name, info in self._manifest.meta.items()
@@ -229,6 +262,8 @@ class ActivationStore:
         """
         from hiddenlens.store.loader import iter_batches
 
+        names = [hooks] if isinstance(hooks, str) else list(hooks)
+        self.verify_ahead([self._info(h).file for h in names])
         return iter_batches(
             self,
             hooks,

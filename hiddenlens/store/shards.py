@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ import torch
 from hiddenlens import _io
 from hiddenlens.data import ContentHash
 from hiddenlens.store import format as fmt
+from hiddenlens.store import shardlog
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ def _float(value) -> float:
 
 
 class ShardWriter:
-    """Buffers rows until a shard is ~``shard_bytes`` and writes it; updates progress.json.
+    """Buffers rows until a shard is ~``shard_bytes`` and writes it; logs it in the shard log.
 
     Runs in the background thread (``add``); ``flush`` writes the last partial shard.
     """
@@ -108,6 +110,7 @@ class ShardWriter:
         }
         self.totals = {h: [0.0, 0.0, 0.0] for h in acts}
         self._reset()
+        shardlog.write_progress_header(self.out, self.manifest)  # once: the layout is now fixed
 
     def _check_layout(self, batch) -> None:
         hooks = self.manifest.hooks
@@ -178,25 +181,31 @@ class ShardWriter:
                 "kept and no manifest was written: fix the cause (disk full? permissions?) and "
                 "re-run the same call to resume"
             ) from err
-        m.shards.append(
-            {
-                "name": name,
-                "rows": self._rows,
-                "row_start": m.n_rows,
-                "sample_stop": self._sample_stop,
-                "data_sha256": self._data_hash.hexdigest(),
-                "sum_norm": {h: s[2] for h, s in self._stats.items()},
-                "files": files,
-            }
-        )
+        record = self.shard_record(name, files)
+        shardlog.append_shard_record(self.out, record)  # O(1): one fsynced line per shard
+        m.shards.append(record)
         m.n_rows += self._rows
         m.sample_stop = self._sample_stop
         for h, s in self._stats.items():
             t = self.totals[h]
             self.totals[h] = [t[0] + s[0], t[1] + s[1], t[2] + s[2]]
-        _io.write_json(self.out / fmt.PROGRESS, m.to_dict(), indent=1)
         logger.debug("wrote %s (%d rows)", name, self._rows)
         self._reset()
+
+    def shard_record(self, name: str, files: dict[str, dict]) -> dict[str, Any]:
+        """The shard's line in the shard log and its entry in the manifest's shard list.
+
+        A plain dict: callers may add fields (they are kept in the log and the manifest).
+        """
+        return {
+            "name": name,
+            "rows": self._rows,
+            "row_start": self.manifest.n_rows,
+            "sample_stop": self._sample_stop,
+            "data_sha256": self._data_hash.hexdigest(),
+            "sum_norm": {h: s[2] for h, s in self._stats.items()},
+            "files": files,
+        }
 
     def _write_files(self, tmp: Path) -> dict[str, dict]:
         if tmp.exists():
@@ -204,12 +213,9 @@ class ShardWriter:
         tmp.mkdir()
         files = {}
         for hook, info in self.manifest.hooks.items():
-            digest, size = fmt.write_npy(tmp / info.file, self._acts[hook], info.storage_dtype)
-            files[info.file] = {"sha256": digest, "bytes": size}
+            files[info.file] = fmt.write_npy(tmp / info.file, self._acts[hook], info.storage_dtype)
             sums = np.stack([np.broadcast_to(s, (info.d,)) for s in self._stats[hook][:2]])
-            digest, size = fmt.write_npy(tmp / info.stats_file, [sums], np.float64)
-            files[info.stats_file] = {"sha256": digest, "bytes": size}
+            files[info.stats_file] = fmt.write_npy(tmp / info.stats_file, [sums], np.float64)
         for name, info in self.manifest.meta.items():
-            digest, size = fmt.write_npy(tmp / info["file"], self._meta[name], info["dtype"])
-            files[info["file"]] = {"sha256": digest, "bytes": size}
+            files[info["file"]] = fmt.write_npy(tmp / info["file"], self._meta[name], info["dtype"])
         return files

@@ -3,9 +3,11 @@
 The model runs in the calling thread; a background thread converts, checks, summarises and
 writes rows (so disk I/O overlaps the forward passes, the pattern of SAELens' and
 sparsify's activation buffers). Shards end on batch boundaries and are renamed into place
-when complete; ``progress.json`` then records them, so a re-run of the same call after
-Ctrl-C or ``kill -9`` continues from the first sample of the first incomplete shard: no row
-is lost and none is duplicated. ``manifest.json`` is written last.
+when complete; a line appended to the shard log (``shards.jsonl``, fsynced) then records
+each one, so a re-run of the same call after Ctrl-C or ``kill -9`` continues from the first
+sample of the first incomplete shard: no row is lost and none is duplicated. The per-shard
+bookkeeping is that one line, whatever the shard count; ``manifest.json`` is written once,
+last.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import torch
 
 from hiddenlens import _io
 from hiddenlens.store import format as fmt
+from hiddenlens.store import shardlog
 from hiddenlens.store._background import Background
+from hiddenlens.store.lock import LOCK, writer_lock
 from hiddenlens.store.reader import ActivationStore
 from hiddenlens.store.shards import ShardWriter
 
@@ -113,21 +117,22 @@ def cache_activations(
     )
     run = _run_identity(handle, source, hooks, settings)
     out = Path(out_dir).expanduser()
-    state = _prepare_dir(out, run, overwrite)
-    if state.complete:
-        _check_data(source, batch_size, first_sample, state.shards, out, finished=True)
-        logger.info("%s already holds this finished run; opening it", out)
-        return ActivationStore.open(out)
-    if not state.shards:  # a fresh run (or one interrupted before its first shard)
-        state.sample_stop = max(state.sample_stop, first_sample)
-    rest = _check_data(source, batch_size, first_sample, state.shards, out, finished=False)
-    writer = ShardWriter(out, state, dtype, int(shard_size_mb * 2**20), allow_nonfinite)
-    row_batches = rows_of_batches(handle, hooks, source, rest, row_settings)
-    _run_batches(row_batches, writer, max_rows, source.length, progress, queue_size)
-    if writer.manifest.n_rows == 0:
-        shutil.rmtree(out, ignore_errors=True) if _only_store_files(out) else None
-        raise ValueError("data produced no rows (every sample was empty after tokenisation)")
-    return _finalize(out, writer)
+    with writer_lock(out):  # one writer per directory, from before anything is deleted
+        state = _prepare_dir(out, run, overwrite)
+        if state.complete:
+            _check_data(source, batch_size, first_sample, state.shards, out, finished=True)
+            logger.info("%s already holds this finished run; opening it", out)
+            return ActivationStore.open(out)
+        if not state.shards:  # a fresh run (or one interrupted before its first shard)
+            state.sample_stop = max(state.sample_stop, first_sample)
+        rest = _check_data(source, batch_size, first_sample, state.shards, out, finished=False)
+        writer = ShardWriter(out, state, dtype, int(shard_size_mb * 2**20), allow_nonfinite)
+        row_batches = rows_of_batches(handle, hooks, source, rest, row_settings)
+        _run_batches(row_batches, writer, max_rows, source.length, progress, queue_size)
+        if writer.manifest.n_rows == 0:
+            shutil.rmtree(out, ignore_errors=True) if _only_store_files(out) else None
+            raise ValueError("data produced no rows (every sample was empty after tokenisation)")
+        return _finalize(out, writer)
 
 
 def _validate(batch_size, max_rows, dtype, shard_size_mb, queue_size, first_sample) -> None:
@@ -172,7 +177,7 @@ def _run_identity(handle, source, hooks, settings) -> dict[str, Any]:
 
 def _only_store_files(out: Path) -> bool:
     """True when every entry of ``out`` is something a store run writes (safe to delete)."""
-    known = (fmt.MANIFEST, fmt.PROGRESS)
+    known = (fmt.MANIFEST, fmt.PROGRESS, fmt.SHARD_LOG, LOCK)
     return all(
         p.name in known or p.name.startswith((fmt.SHARD_PREFIX, fmt.TMP_PREFIX))
         for p in out.iterdir()
@@ -190,14 +195,15 @@ def _describe_difference(old: dict, new: dict) -> str:
 
 def _prepare_dir(out: Path, run: dict, overwrite: bool) -> fmt.Manifest:
     """The state to continue from (``complete`` when the finished store is already there)."""
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"output path {out} exists and is not a directory")
-    entries = list(out.iterdir()) if out.exists() else []
+    entries = [p for p in out.iterdir() if p.name != LOCK] if out.exists() else []
     previous = None
     for name in (fmt.MANIFEST, fmt.PROGRESS):
         if (out / name).exists():
             try:
-                previous = fmt.Manifest.load(out / name)
+                is_manifest = name == fmt.MANIFEST
+                previous = (
+                    fmt.Manifest.load(out / name) if is_manifest else shardlog.load_progress(out)
+                )
             except (ValueError, TypeError, KeyError) as err:
                 logger.warning("unreadable %s in %s (%s)", name, out, err)
             break
@@ -219,9 +225,11 @@ def _prepare_dir(out: Path, run: dict, overwrite: bool) -> fmt.Manifest:
                 "of a hiddenlens store; refusing to delete them"
             )
         logger.info("overwrite=True: removing the store in %s", out)
-        shutil.rmtree(out)
+        for p in entries:  # all but our own lock
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
         previous = None
     if previous is not None and previous.complete and (out / fmt.MANIFEST).exists():
+        _drop_progress(out)  # left by a crash between writing the manifest and cleaning up
         return previous
     return _start_or_resume(out, run, previous)
 
@@ -236,7 +244,10 @@ def _start_or_resume(out: Path, run: dict, previous: fmt.Manifest | None) -> fmt
             ):
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
         state = previous or fmt.Manifest(run=run, hooks={}, meta={}, n_rows=0, shards=[])
-        _io.write_json(out / fmt.PROGRESS, state.to_dict(), indent=1)
+        if not (out / fmt.SHARD_LOG).exists():  # a fresh run, or a pre-shard-log progress.json
+            for record in state.shards:
+                shardlog.append_shard_record(out, record)
+        shardlog.write_progress_header(out, state)
     except OSError as err:
         raise OSError(f"cannot write the activation store to {out}: {err}") from err
     if previous is not None:
@@ -248,6 +259,13 @@ def _start_or_resume(out: Path, run: dict, previous: fmt.Manifest | None) -> fmt
             previous.sample_stop,
         )
     return state
+
+
+def _drop_progress(out: Path) -> None:
+    """Remove the unfinished-run files once ``manifest.json`` is in place."""
+    (out / fmt.PROGRESS).unlink(missing_ok=True)
+    (out / fmt.SHARD_LOG).unlink(missing_ok=True)
+    _io.fsync_dir(out)
 
 
 def _check_data(source, batch_size: int, first: int, shards: list[dict], out: Path, finished: bool):
@@ -340,8 +358,8 @@ def _finalize(out: Path, writer: ShardWriter) -> ActivationStore:
         info.stats = fmt.finalize_stats(manifest.n_rows, *writer.totals[hook])
     manifest.complete = True
     try:
-        _io.write_json(out / fmt.MANIFEST, manifest.to_dict(), indent=1)
-        (out / fmt.PROGRESS).unlink(missing_ok=True)
+        fmt.write_manifest(out / fmt.MANIFEST, manifest)
+        _drop_progress(out)
     except OSError as err:
         (out / fmt.MANIFEST).unlink(missing_ok=True)
         raise OSError(f"cannot write {fmt.MANIFEST} to {out}: {err}") from err

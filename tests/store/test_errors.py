@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import torch
 from torch import nn
 
 from hiddenlens import _io
-from hiddenlens.store import ActivationStore, cache_activations
+from hiddenlens.store import ActivationStore, cache_activations, shardlog
 from hiddenlens.store import format as fmt
 
 
@@ -129,7 +128,7 @@ def test_disk_full_leaves_no_manifest_and_resumes(tmp_path, mlp_model, tensor_da
         cache_activations(mlp_model, tensor_data, ["0", "2"], out, **kwargs)
     assert not (out / "manifest.json").exists()
     assert not any(p.name.startswith(".tmp") for p in out.iterdir())
-    assert len(json.loads((out / "progress.json").read_text())["shards"]) == 1
+    assert len(shardlog.load_progress(out).shards) == 1
     monkeypatch.setattr(fmt, "write_npy", real)
     store = cache_activations(mlp_model, tensor_data, ["0", "2"], out, **kwargs)
     with torch.no_grad():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,7 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from hiddenlens.store import ActivationStore, cache_activations
+from hiddenlens.store import ActivationStore, cache_activations, shardlog
+from hiddenlens.store import format as fmt
 
 WORKER = Path(__file__).with_name("_resume_worker.py")
 
@@ -31,9 +31,10 @@ def _assert_same_store(a: ActivationStore, b: ActivationStore) -> None:
 
 
 def _shards_done(out: Path) -> int:
+    """Complete lines of the shard log (the worker may be appending the next one)."""
     try:
-        return len(json.loads((out / "progress.json").read_text())["shards"])
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return (out / fmt.SHARD_LOG).read_bytes().count(b"\n")
+    except FileNotFoundError:
         return 0
 
 
@@ -52,8 +53,8 @@ def test_sigkill_mid_cache_then_rerun_equals_uninterrupted(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert not (out / "manifest.json").exists()
-    done = json.loads((out / "progress.json").read_text())
-    assert 0 < done["n_rows"] < 400
+    done = shardlog.load_progress(out)
+    assert 0 < done.n_rows < 400
     # re-run the same command (a new process, as a user would), and a clean run to compare
     for target in (out, tmp_path / "reference"):
         subprocess.run([sys.executable, str(WORKER), str(target), "0"], env=env, check=True)
@@ -84,7 +85,7 @@ def test_ctrl_c_then_rerun_equals_uninterrupted(tmp_path, tensor_data, dtype):
     with pytest.raises(KeyboardInterrupt):
         cache_activations(model, tensor_data, ["0", "2"], tmp_path / "a", **kwargs)
     assert not (tmp_path / "a" / "manifest.json").exists()
-    assert 0 < json.loads((tmp_path / "a" / "progress.json").read_text())["n_rows"] < 300
+    assert 0 < shardlog.load_progress(tmp_path / "a").n_rows < 300
     resumed = cache_activations(model, tensor_data, ["0", "2"], tmp_path / "a", **kwargs)
     reference = cache_activations(model, tensor_data, ["0", "2"], tmp_path / "b", **kwargs)
     _assert_same_store(resumed, reference)
@@ -120,13 +121,15 @@ def _interrupted(tmp_path, data, **kwargs):
     model = nn.Sequential(nn.Linear(8, 16), _InterruptAfter(7), nn.Linear(16, 16))
     with pytest.raises(KeyboardInterrupt):
         cache_activations(model, data, ["0", "2"], tmp_path / "a", **kwargs)
-    shards = json.loads((tmp_path / "a" / "progress.json").read_text())["shards"]
+    shards = shardlog.load_progress(tmp_path / "a").shards
     assert [s["sample_stop"] for s in shards] == [32, 64, 96]  # 2 batches of 16 per shard
     return model
 
 
 @pytest.mark.parametrize("as_loader", [False, True])
-def test_resume_over_data_changed_after_the_first_shard_is_refused(tmp_path, tensor_data, as_loader):
+def test_resume_over_data_changed_after_the_first_shard_is_refused(
+    tmp_path, tensor_data, as_loader
+):
     """Reliability defect 3: a DataLoader differing after batch 1 used to resume and mix."""
 
     def wrap(x):

@@ -1,0 +1,80 @@
+"""Checksums ahead of the reader: xxh3 recorded beside sha256, checked on background
+threads when a pass starts; a corrupt file is still named before any of its rows are used."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+import xxhash
+from torch import nn
+
+from hiddenlens.store import ActivationStore, cache_activations
+
+
+@pytest.fixture
+def store_dir(tmp_path):
+    data = torch.randn(600, 16, generator=torch.Generator().manual_seed(2))
+    out = tmp_path / "s"
+    cache_activations(nn.Sequential(nn.Identity()), data, ["0"], out, shard_size_mb=0.005)
+    return out
+
+
+def test_both_digests_recorded(store_dir):
+    store = ActivationStore.open(store_dir)
+    assert store.n_shards >= 5
+    for shard in store.manifest["shards"]:
+        for name, entry in shard["files"].items():
+            raw = (store_dir / shard["name"] / name).read_bytes()
+            assert entry["sha256"] == hashlib.sha256(raw).hexdigest()
+            assert entry["xxh3"] == xxhash.xxh3_128(raw).hexdigest()
+            assert entry["bytes"] == len(raw)
+
+
+def test_first_pass_verifies_ahead_and_later_passes_equal(store_dir):
+    store = ActivationStore.open(store_dir)
+    first = torch.cat(list(store.batches("0", 64, seed=3)))
+    assert store._verified >= {(i, "act.0.npy") for i in range(store.n_shards)}
+    again = torch.cat(list(store.batches("0", 64, seed=3)))
+    assert torch.equal(first, again) and store._ahead is not None
+    ref = torch.cat(list(ActivationStore.open(store_dir, verify=False).batches("0", 64, seed=3)))
+    assert torch.equal(first, ref)
+
+
+@pytest.mark.parametrize("shard", [0, 3])
+def test_corrupt_file_named_before_its_rows_are_used(store_dir, shard):
+    target = store_dir / f"shard_{shard:05d}" / "act.0.npy"
+    raw = bytearray(target.read_bytes())
+    raw[200] ^= 0x01  # one bit: the sizes agree, only a digest can tell
+    target.write_bytes(bytes(raw))
+    store = ActivationStore.open(store_dir)
+    got = []
+    with pytest.raises(
+        ValueError, match=rf"corrupt store file .*shard_{shard:05d}/act\.0\.npy: xxh3"
+    ):
+        for batch in store.batches("0", 64, shuffle=False):
+            got.append(batch)
+    lo, _ = store.shard_rows(shard)
+    assert sum(len(b) for b in got) <= lo  # no batch holding the corrupt shard's rows came out
+    with pytest.raises(ValueError, match=rf"shard_{shard:05d}/act\.0\.npy: sha256"):
+        ActivationStore.open(store_dir).verify()  # the strong check says sha256
+
+
+def test_stores_without_xxh3_fall_back_to_sha256(store_dir):
+    import json
+
+    m = json.loads((store_dir / "manifest.json").read_text())
+    for shard in m["shards"]:
+        for entry in shard["files"].values():
+            del entry["xxh3"]
+    (store_dir / "manifest.json").write_text(json.dumps(m))
+    target = store_dir / "shard_00001" / "act.0.npy"
+    raw = bytearray(target.read_bytes())
+    raw[-1] ^= 0x01
+    target.write_bytes(bytes(raw))
+    store = ActivationStore.open(store_dir)
+    assert np.array_equal(store.rows("0", 0, 10), store.rows("0", 0, 10))
+    with pytest.raises(ValueError, match=r"shard_00001/act\.0\.npy: sha256"):
+        list(store.batches("0", 64))
