@@ -57,3 +57,17 @@ def id_store(tmp_path_factory):
     model = nn.Sequential(nn.Identity(), _Double())
     out = tmp_path_factory.mktemp("ids") / "s"
     return cache_activations(model, data, ["0", "1"], out, batch_size=64, shard_size_mb=0.01)
+
+
+class InterruptAfter(nn.Module):
+    """Raises KeyboardInterrupt (a Ctrl-C) on the n-th forward call, once."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.calls, self.n = 0, n
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return x

@@ -16,6 +16,7 @@ from torch import nn
 
 from hiddenlens.store import ActivationStore, cache_activations, shardlog
 from hiddenlens.store import format as fmt
+from tests.store.conftest import InterruptAfter as _InterruptAfter
 
 WORKER = Path(__file__).with_name("_resume_worker.py")
 
@@ -61,20 +62,6 @@ def test_sigkill_mid_cache_then_rerun_equals_uninterrupted(tmp_path):
     resumed, reference = ActivationStore.open(out), ActivationStore.open(tmp_path / "reference")
     _assert_same_store(resumed, reference)
     assert np.array_equal(resumed.meta["sample_idx"], np.arange(400))
-
-
-class _InterruptAfter(nn.Module):
-    """Raises KeyboardInterrupt (a Ctrl-C) on the n-th forward call, once."""
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.calls, self.n = 0, n
-
-    def forward(self, x):
-        self.calls += 1
-        if self.calls == self.n:
-            raise KeyboardInterrupt
-        return x
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

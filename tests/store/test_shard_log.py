@@ -13,21 +13,7 @@ from torch import nn
 from hiddenlens import _io
 from hiddenlens.store import ActivationStore, cache_activations, shardlog
 from hiddenlens.store import format as fmt
-
-
-class _StopAfter(nn.Module):
-    """Identity that raises KeyboardInterrupt (a Ctrl-C) on the n-th forward call."""
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.calls, self.n = 0, n
-
-    def forward(self, x):
-        self.calls += 1
-        if self.calls == self.n:
-            raise KeyboardInterrupt
-        return x
-
+from tests.store.conftest import InterruptAfter
 
 DATA = torch.randn(600, 8, generator=torch.Generator().manual_seed(5))
 KW = dict(batch_size=25, shard_size_mb=0.002)  # ~2 batches per shard
@@ -35,7 +21,7 @@ KW = dict(batch_size=25, shard_size_mb=0.002)  # ~2 batches per shard
 
 def _interrupted(out, n_calls):
     with pytest.raises(KeyboardInterrupt):
-        cache_activations(nn.Sequential(_StopAfter(n_calls)), DATA, ["0"], out, **KW)
+        cache_activations(nn.Sequential(InterruptAfter(n_calls)), DATA, ["0"], out, **KW)
 
 
 def test_log_has_one_line_per_shard_and_the_header_no_shards(tmp_path):
