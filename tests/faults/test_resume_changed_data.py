@@ -7,14 +7,12 @@ old and new rows. Each shard now records the hash of the examples it was written
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
 from hiddenlens.hooks import ModelHandle
-from hiddenlens.store import ActivationStore, cache_activations
+from hiddenlens.store import ActivationStore, cache_activations, shardlog
 
 TEXTS = [f"the cat sat on mat {w}" for w in "a dog ran fast and big small red world hello".split()]
 
@@ -50,7 +48,7 @@ def test_dataset_changed_after_the_first_shard_is_refused(tiny_bert, tmp_path, s
             cache_activations(handle, _dataset(TEXTS, streamed), "encoder.layer.0", out, **kw)
     finally:
         hook.remove()
-    shards = json.loads((out / "progress.json").read_text())["shards"]
+    shards = shardlog.load_progress(out).shards
     assert [s["sample_stop"] for s in shards] == [2, 4, 6]
     changed = list(TEXTS)
     changed[3] = "a dog sat fast"  # same topic; sample 3: shard_00001 holds samples 2..3
