@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hiddenlens import _io
+
 logger = logging.getLogger(__name__)
 
 LOCK = "writer.lock"
@@ -51,8 +53,8 @@ def _try_create(path: Path) -> bool:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(me, fh)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:  # O_EXCL: created, not renamed, once
+        fh.write(_io.dumps_json(me, indent=None))
         fh.flush()
         os.fsync(fh.fileno())
     return True
