@@ -35,6 +35,7 @@ _EXPORTS = {
     "spliced_approximation": "hiddenlens.sae.principled",
     "control": "hiddenlens.sae.principled",
     "train": "hiddenlens.sae.trainer",
+    "train_many": "hiddenlens.sae.many",
 }
 
 __all__ = sorted(_EXPORTS)

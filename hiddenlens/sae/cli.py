@@ -25,6 +25,8 @@ from hiddenlens.sae import registry
 _NOT_FLAGS = {"d_in", "d_out", "hook_point", "model_id", "extra"}
 #: Older spellings kept working.
 _ALIASES = {"l1_coefficient": ["--l1"], "num_threads": ["--threads"]}
+#: Flags that take several values: the command trains the grid of all combinations.
+_GRID = {"architecture", "k", "d_sae"}
 #: The library has no default for k (TopK needs it); the command's is this.
 CLI_K = 32
 #: What an unset flag means where the field's default is None.
@@ -86,6 +88,8 @@ def _add_field(p: argparse.ArgumentParser, cls, f: dataclasses.Field, doc: str) 
         kw["type"] = positive_int if f.name in ("d_sae", "k") else int
     elif kind.startswith("float"):
         kw["type"] = float
+    if f.name in _GRID:
+        kw["nargs"] = "+"
     choices = _choices(cls, f.name)
     if choices:
         kw["choices"] = choices
@@ -106,10 +110,19 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     from hiddenlens.sae.config import SAEConfig, TrainConfig
 
     p.add_argument("--store", type=Path, required=True, help="activation store directory")
-    p.add_argument("--hook", required=True, help="hook point cached in the store")
-    p.add_argument("--out", type=Path, required=True, help="output directory (SAELens format)")
+    p.add_argument("--hook", required=True, nargs="+", help="hook point(s) cached in the store")
     p.add_argument(
-        "--expansion", type=positive_int, default=8, help="d_sae = expansion * d without --d-sae"
+        "--out",
+        type=Path,
+        required=True,
+        help="output directory (SAELens format); with several SAEs one sub-directory each",
+    )
+    p.add_argument(
+        "--expansion",
+        type=positive_int,
+        nargs="+",
+        default=8,
+        help="d_sae = expansion * d without --d-sae",
     )
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out")
     p.add_argument(
@@ -136,44 +149,77 @@ def _values(args: argparse.Namespace, cls) -> dict[str, Any]:
     }
 
 
-def sae_config_from_args(args: argparse.Namespace, store):
-    """The SAEConfig of parsed flags and the store (``d``; ``model_id`` from the manifest)."""
+def _listed(v) -> list:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def sae_configs_from_args(args: argparse.Namespace, store) -> list:
+    """(hook, SAEConfig) for every combination of the grid flags; ``d`` and ``model_id``
+    from the store (its manifest's ``run.model``)."""
+    import itertools
+
     from hiddenlens.sae.config import SAEConfig
 
-    d = store.d(args.hook)
-    sae_kw = _values(args, SAEConfig)
-    if sae_kw.get("k") is None and registry.facts(sae_kw["architecture"])["topk_family"]:
-        sae_kw["k"] = CLI_K
-    sae_kw["d_sae"] = sae_kw.get("d_sae") or args.expansion * d
-    if sae_kw.get("output_hook"):  # a transcoder reconstructs another hook of the store
-        sae_kw["d_out"] = store.d(sae_kw["output_hook"])
-    run = store.manifest.get("run") or {}
-    model_id = (run.get("model") or {}).get("model_id")
-    return SAEConfig(d_in=d, hook_point=args.hook, model_id=model_id, **sae_kw)
+    base = _values(args, SAEConfig)
+    model_id = ((store.manifest.get("run") or {}).get("model") or {}).get("model_id")
+    sizes = [("d_sae", v) for v in _listed(base["d_sae"])] if base.get("d_sae") else [
+        ("expansion", v) for v in _listed(args.expansion)
+    ]  # fmt: skip
+    out, seen = [], set()
+    combos = itertools.product(
+        _listed(args.hook), _listed(base["architecture"]), _listed(base["k"]), sizes
+    )
+    for hook, arch, k, (kind, size) in combos:
+        d = store.d(hook)
+        topk = registry.facts(arch)["topk_family"]
+        kw = {**base, "architecture": arch, "k": (k or CLI_K) if topk else None}
+        kw["d_sae"] = size if kind == "d_sae" else size * d
+        if kw.get("output_hook"):  # a transcoder reconstructs another hook of the store
+            kw["d_out"] = store.d(kw["output_hook"])
+        cfg = SAEConfig(d_in=d, hook_point=hook, model_id=model_id, **kw)
+        key = (hook, arch, cfg.k, cfg.d_sae)
+        if key not in seen:
+            seen.add(key)
+            out.append((hook, cfg))
+    return out
+
+
+def _evaluate_and_write(sae, store, hook: str, out: Path, eval_rows: int) -> None:
+    from hiddenlens import _io
+    from hiddenlens._keys import metric_key
+    from hiddenlens.sae import evaluate
+
+    metrics = evaluate(sae.cpu(), store, hook, max_rows=eval_rows)
+    _io.write_json(Path(out) / "metrics.json", metrics)
+    sys.stdout.write(
+        f"SAE saved to {out}: FVU {metrics[metric_key('sae', 'fvu', hook)]:.4f}, "
+        f"L0 {metrics[metric_key('sae', 'l0', hook)]:.1f}\n"
+    )
 
 
 def train_from_args(args: argparse.Namespace) -> int:
-    """Train, save to ``--out`` and write ``--out/metrics.json``; returns an exit code."""
-    from hiddenlens import _io
-    from hiddenlens._keys import metric_key
-    from hiddenlens.sae import TrainConfig, evaluate, train
+    """Train, save to ``--out`` and write ``metrics.json`` beside each SAE; several hooks or
+    grid values train every combination in one pass over the data (``train_many``)."""
+    from hiddenlens.sae import TrainConfig, train
+    from hiddenlens.sae.many import run_name, train_many
     from hiddenlens.store import ActivationStore
 
     tcfg = TrainConfig(**_values(args, TrainConfig))  # validated before the store is read
     store = ActivationStore.open(args.store)
-    cfg = sae_config_from_args(args, store)
+    specs = sae_configs_from_args(args, store)
     dist = _init_distributed(args.device)
     try:
-        sae = train(
-            store, args.hook, cfg, tcfg, out_dir=args.out, progress=True, resume=not args.no_resume
-        )
+        resume = not args.no_resume
+        if len(specs) == 1:
+            (hook, cfg), out = specs[0], [Path(args.out)]
+            saes = [train(store, hook, cfg, tcfg, out_dir=args.out, progress=True, resume=resume)]
+        else:
+            saes = train_many(store, [(h, c, tcfg) for h, c in specs], out_dir=args.out,
+                              progress=True, resume=resume)  # fmt: skip
+            out = [Path(args.out) / run_name(h, c) for h, c in specs]
         if not dist or int(os.environ.get("RANK", "0")) == 0:
-            metrics = evaluate(sae.cpu(), store, args.hook, max_rows=args.eval_rows)
-            _io.write_json(Path(args.out) / "metrics.json", metrics)
-            sys.stdout.write(
-                f"SAE saved to {args.out}: FVU {metrics[metric_key('sae', 'fvu', args.hook)]:.4f}, "
-                f"L0 {metrics[metric_key('sae', 'l0', args.hook)]:.1f}\n"
-            )
+            for sae, (hook, _), o in zip(saes, specs, out):
+                _evaluate_and_write(sae, store, hook, o, args.eval_rows)
     finally:
         if dist:
             import torch.distributed as tdist

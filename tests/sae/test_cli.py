@@ -70,3 +70,25 @@ def test_train_sae_flags_are_the_config_fields_with_their_defaults(tmp_path):
                         "1", "--no-normalize"])  # fmt: skip
     assert old.l1_coefficient == 2.0 and old.num_threads == 1
     assert old.normalize_activations is False
+
+
+def test_train_sae_with_several_hooks_and_a_grid_trains_each_in_one_pass(tmp_path):
+    from hiddenlens.cli import main
+    from hiddenlens.store import cache_activations
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 2))
+    cache_activations(model, torch.randn(600, 8), ["0", "1"], tmp_path / "store", batch_size=100)
+    out = tmp_path / "saes"
+    rc = main(["train-sae", "--store", str(tmp_path / "store"), "--hook", "0", "1", "--out",
+               str(out), "--d-sae", "24", "--k", "2", "3", "--total-tokens", "640",
+               "--batch-size", "64", "--eval-rows", "300"])  # fmt: skip
+    assert rc == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["0__topk_24_k2", "0__topk_24_k3", "1__topk_24_k2", "1__topk_24_k3"]
+    for n in names:
+        hook = n.split("__")[0]
+        sae = load(out / n)
+        assert sae.cfg.hook_point == hook and sae.cfg.k == int(n[-1])
+        m = json.loads((out / n / "metrics.json").read_text())
+        assert m[f"sae/l0/{hook}"] <= sae.cfg.k
