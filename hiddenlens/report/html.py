@@ -20,37 +20,52 @@ from hiddenlens.viz.save import is_plotly, save_figure
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;
-background:#fafafa}main{max-width:1100px;margin:0 auto;padding:1.5rem 2rem 4rem}
+background:#fafafa}main{max-width:1100px;margin:0 auto;padding:1.5rem 2rem 4rem;box-sizing:border-box}
 h1{font-size:1.8rem;margin:.5rem 0 1rem}h2{border-bottom:2px solid #4477AA;padding-bottom:.2rem;
-margin-top:2.5rem}nav a{margin-right:1rem;color:#4477AA}section{background:#fff;padding:.5rem 1.5rem
-1.5rem;border-radius:6px;box-shadow:0 1px 3px rgba(0,0,0,.08);margin-bottom:1.5rem}
+margin-top:2.5rem}nav{display:flex;flex-wrap:wrap;gap:.3rem 1rem}nav a{color:#4477AA}
+section{background:#fff;padding:.5rem 1.5rem 1.5rem;border-radius:6px;
+box-shadow:0 1px 3px rgba(0,0,0,.08);margin-bottom:1.5rem;overflow-wrap:anywhere}
 table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0}td,th{border:1px solid #ddd;
-padding:.25rem .6rem;text-align:left}th{background:#f0f3f8}td.num{text-align:right;
-font-variant-numeric:tabular-nums}.missing{color:#999}figure{margin:1rem 0}figcaption{color:#555;
-font-size:.9rem}figure{overflow-x:auto}summary{cursor:pointer;color:#4477AA;margin:.4rem 0}img{max-width:100%}pre.untrusted{white-space:pre-wrap;word-break:break-all;background:#fff4f4;padding:.5rem}.summary td.num{font-weight:600}
+padding:.25rem .6rem;text-align:left;vertical-align:top}th{background:#f0f3f8}td.num{text-align:right;
+font-variant-numeric:tabular-nums;white-space:nowrap}.missing{color:#999}figure{margin:1rem 0;
+max-width:100%;overflow-x:auto}figcaption{color:#555;font-size:.9rem}.scroll{overflow-x:auto;
+max-width:100%}summary{cursor:pointer;color:#4477AA;margin:.4rem 0}img{max-width:100%}
+.summary td.num{font-weight:600}.summary .where{font-weight:400;color:#666;font-size:.8rem}
+.summary .dir{white-space:nowrap;color:#555}.caveat{color:#a0522d;font-size:.85rem;margin-top:.2rem}
+code{background:#f3f3f3;padding:0 .2rem;border-radius:3px}.print-only{display:none}
+pre.untrusted{white-space:pre-wrap;word-break:break-all;background:#fff4f4;padding:.5rem}
+@media print{.print-only{display:block}.screen-only{display:none}}
 """
+
+
+def format_value(value: Any) -> str:
+    """A metric value as plain text: 4 significant digits, thousands separators, '—' if missing."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+    return str(value)
 
 
 def _fmt(value: Any) -> tuple[str, str]:
     """(cell html, css class) for a metric value; NaN/None are shown as missing."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return '<span class="missing">—</span>', "num"
-    if isinstance(value, bool):
-        return html.escape(str(value)), ""
-    if isinstance(value, int):
-        return f"{value:,}", "num"
-    if isinstance(value, float):
-        text = f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
-        return text, "num"
-    return html.escape(str(value)), ""
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return html.escape(format_value(value)), "num" if numeric else ""
 
 
-def _metrics_table(metrics: dict[str, Any], css: str = "") -> str:
+def metrics_table(metrics: dict[str, Any], css: str = "") -> str:
+    """A two-column key/value table (escaped), scrolling sideways when it is wide."""
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td class='{c}'>{v}</td></tr>"
         for k, (v, c) in ((k, _fmt(val)) for k, val in metrics.items())
     )
-    return f"<table class='{css}'>{rows}</table>"
+    return f"<div class='scroll'><table class='{css}'>{rows}</table></div>"
 
 
 def _split_key(key: str) -> tuple[str, str]:
@@ -97,7 +112,7 @@ def _metrics_block(metrics: dict[str, Any]) -> str:
     grid, flat = _pivot(metrics)
     parts = [_table(grid)] if grid else []
     if flat:
-        parts.append(_metrics_table(flat))
+        parts.append(metrics_table(flat))
     body = "".join(parts)
     if len(grid) + len(flat) > 16:
         return f"<details><summary>All {len(metrics)} metrics</summary>{body}</details>"
@@ -111,7 +126,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         cells = (_fmt(row.get(c)) for c in columns)
         body += "<tr>" + "".join(f"<td class='{cls}'>{v}</td>" for v, cls in cells) + "</tr>"
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
 
 def _figure(fig: Any, name: str, fig_dir: Path) -> tuple[str, str]:
@@ -131,6 +146,15 @@ def _figure(fig: Any, name: str, fig_dir: Path) -> tuple[str, str]:
     return f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>", path.name
 
 
+def _figure_block(block, name: str, fig_dir: Path) -> str:
+    """A figure; with an interactive twin, the plotly div on screen and the PNG for print."""
+    fig_html, block.file = _figure(block.payload, name, fig_dir)
+    if block.twin is None:
+        return fig_html
+    twin_html, block.twin_file = _figure(block.twin, f"{name}.interactive", fig_dir)
+    return f"<div class='screen-only'>{twin_html}</div><div class='print-only'>{fig_html}</div>"
+
+
 class SavedFigure:
     """A figure file written by an earlier run (PNG bytes or plotly JSON), for rebuilds."""
 
@@ -145,7 +169,10 @@ class SavedFigure:
         if self.is_plotly:
             import plotly.io
 
-            return plotly.io.from_json(self.path.read_text(encoding="utf-8"))
+            try:
+                return plotly.io.from_json(self.path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{self.path} is not a plotly figure: {exc}") from exc
         return self.path.read_bytes()
 
 
@@ -178,11 +205,10 @@ def _section_html(section, index: int, fig_dir: Path, used: set[str]) -> tuple[s
         elif block.kind == "html":
             parts.append(f"<figure>{block.payload}{caption}</figure>")
         else:
-            payload = block.payload
-            has_plotly |= is_plotly(payload) or getattr(payload, "is_plotly", False)
+            for fig in (block.payload, block.twin):
+                has_plotly |= is_plotly(fig) or getattr(fig, "is_plotly", False)
             name = _unique(block.name, used)
-            fig_html, block.file = _figure(payload, name, fig_dir)
-            parts.append(f"<figure>{fig_html}{caption}</figure>")
+            parts.append(f"<figure>{_figure_block(block, name, fig_dir)}{caption}</figure>")
     body = "".join(parts)
     return (
         f"<section id='s{index}'><h2>{html.escape(section.title)}</h2>{body}</section>",
@@ -192,6 +218,8 @@ def _section_html(section, index: int, fig_dir: Path, used: set[str]) -> tuple[s
 
 def render_html(report, fig_dir: Path) -> str:
     """The full page for ``report``; figures are also written into ``fig_dir``."""
+    from hiddenlens.report.summary import render_summary
+
     used: set[str] = set()
     rendered = [_section_html(s, i, fig_dir, used) for i, s in enumerate(report.sections)]
     needs_plotly = any(flag for _, flag in rendered)
@@ -203,9 +231,7 @@ def render_html(report, fig_dir: Path) -> str:
     nav = "".join(
         f"<a href='#s{i}'>{html.escape(s.title)}</a>" for i, s in enumerate(report.sections)
     )
-    summary = ""
-    if report.headline:
-        summary = f"<section><h2>Summary</h2>{_metrics_table(report.headline, 'summary')}</section>"
+    summary = render_summary(report.headline, report.all_metrics())
     title = html.escape(report.title)
     return (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"

@@ -36,11 +36,16 @@ class Block:
     caption: str | None = None
     name: str | None = None
     file: str | None = None  # figure file under figures/, set when the report is written
+    twin: Any = None  # a figure's interactive (plotly) twin, shown on screen; PNG for print
+    twin_file: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         payload = self.file if self.kind == "figure" else self.payload
         kind = "html" if self.kind == "untrusted" else self.kind
-        return {"kind": kind, "payload": payload, "caption": self.caption, "name": self.name}
+        out = {"kind": kind, "payload": payload, "caption": self.caption, "name": self.name}
+        if self.twin_file is not None:
+            out["twin"] = self.twin_file
+        return out
 
 
 @dataclass
@@ -65,12 +70,19 @@ class Section:
         self.blocks.append(Block("table", rows, caption))
         return self
 
-    def add_figure(self, fig: Any, name: str, caption: str | None = None) -> Section:
+    def add_figure(
+        self, fig: Any, name: str, caption: str | None = None, *, interactive: Any = None
+    ) -> Section:
+        """A figure; ``interactive``: its plotly twin, shown on screen (``fig`` is kept as
+        the static PNG for print and PDF)."""
         if not (hasattr(fig, "savefig") or type(fig).__module__.startswith("plotly")):
             raise TypeError(
                 f"add_figure takes a matplotlib or plotly figure, got {type(fig).__name__}"
             )
-        self.blocks.append(Block("figure", fig, caption, figure_name(name)))
+        if interactive is not None and not type(interactive).__module__.startswith("plotly"):
+            raise TypeError(f"interactive= takes a plotly figure, got {type(interactive).__name__}")
+        block = Block("figure", fig, caption, figure_name(name), twin=interactive)
+        self.blocks.append(block)
         return self
 
     def add_html(self, html: str, caption: str | None = None) -> Section:

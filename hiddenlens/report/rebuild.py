@@ -92,7 +92,14 @@ def _block(raw: Any, run_dir: Path, where: str) -> Block:
     if kind == "figure":
         path = figure_path(run_dir, payload, f"{where}.payload")
         name = figure_name(_text(raw.get("name") or path.stem, f"{where}.name"))
-        return Block("figure", SavedFigure(path), caption, name)
+        twin = raw.get("twin")
+        if twin is not None:
+            twin = SavedFigure(figure_path(run_dir, twin, f"{where}.twin"))
+            if not twin.is_plotly:
+                raise _bad(
+                    f"{where}.twin", f"an interactive twin must be plotly JSON, got {raw['twin']!r}"
+                )
+        return Block("figure", SavedFigure(path), caption, name, twin=twin)
     raise _bad(
         f"{where}.kind",
         f"unknown block kind {kind!r}; expected text, html, metrics, table or figure",

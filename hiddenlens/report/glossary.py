@@ -1,0 +1,332 @@
+"""Plain words for metric keys: name, unit, direction and a one-line reading of each value.
+
+A metric key is ``<analyzer>/<metric>[/<hook or split>]`` (:mod:`hiddenlens._keys`); its
+description is looked up by ``(analyzer, metric)``, where the metric may carry a stem (the
+probed property, the MI estimator): ``("probe", "*_compression")`` matches
+``probe/digit_compression/encoder.layer.3`` with ``{stem}`` = ``digit``. Where an estimate
+sits at its estimator's cap — a binning I(X;T) at log2 of the number of rows, when every row
+has its own bin (Saxe et al. 2018) — the reading says so: the number then measures the
+sample, not the network. The cap is read from the companion ``<metric>_cap`` key that
+:class:`hiddenlens.info.MIEstimate` writes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from hiddenlens._keys import parse_key
+
+HIGHER, LOWER, NEAR_ONE, NEUTRAL = "higher is better", "lower is better", "1 is ideal", ""
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How to say one metric in words; ``reading`` is formatted with value, pct, stem, where."""
+
+    name: str
+    unit: str
+    direction: str
+    reading: str
+
+
+_SAE = {
+    "fvu": MetricInfo(
+        "fraction of variance unexplained (FVU)",
+        "fraction",
+        LOWER,
+        "the SAE leaves {pct} of the activations' variance unexplained",
+    ),
+    "explained_variance": MetricInfo(
+        "explained variance", "fraction", HIGHER, "the SAE reconstructs {pct} of the variance"
+    ),
+    "l0": MetricInfo(
+        "active latents per row (L0)",
+        "latents",
+        NEUTRAL,
+        "on average {value:.3g} latents fire per row (fewer = sparser)",
+    ),
+    "cosine": MetricInfo(
+        "cosine(reconstruction, input)",
+        "cosine",
+        HIGHER,
+        "reconstructions point in nearly the input's direction (cos {value:.3f})",
+    ),
+    "l2_ratio": MetricInfo(
+        "reconstruction norm / input norm",
+        "ratio",
+        NEAR_ONE,
+        "reconstructions have {pct} of the input's norm",
+    ),
+    "relative_reconstruction_bias": MetricInfo(
+        "relative reconstruction bias",
+        "ratio",
+        NEAR_ONE,
+        "{value:.3f}: below 1 means the SAE shrinks its outputs",
+    ),
+    "dead_fraction": MetricInfo(
+        "dead latents",
+        "fraction of latents",
+        LOWER,
+        "{pct} of the latents never fired on the evaluation rows",
+    ),
+    "dense_fraction": MetricInfo(
+        "dense latents",
+        "fraction of latents",
+        LOWER,
+        "{pct} of the latents fire on more than 10% of rows",
+    ),
+    "embed_cos_spliced": MetricInfo(
+        "embedding cosine with the SAE spliced in",
+        "cosine",
+        HIGHER,
+        "with the reconstruction in place of the layer, sentence embeddings keep cosine "
+        "{value:.3f} with the clean ones",
+    ),
+    "embed_cos_zero": MetricInfo(
+        "embedding cosine with the layer zeroed",
+        "cosine",
+        NEUTRAL,
+        "the zero-ablation baseline: cosine {value:.3f}",
+    ),
+    "embed_cos_score": MetricInfo(
+        "spliced score (embedding)",
+        "fraction recovered",
+        HIGHER,
+        "splicing the SAE in recovers {pct} of what zero-ablating the layer loses",
+    ),
+    "ce_loss_score": MetricInfo(
+        "spliced score (CE loss recovered)",
+        "fraction recovered",
+        HIGHER,
+        "splicing the SAE in recovers {pct} of the next-token loss that zero-ablation costs",
+    ),
+    "kl_div": MetricInfo(
+        "KL(clean || spliced)",
+        "nats",
+        LOWER,
+        "the spliced model's next-token distribution is {value:.3g} nats away",
+    ),
+}
+_PROBE = {
+    "cka": MetricInfo(
+        "linear CKA",
+        "similarity 0-1",
+        NEUTRAL,
+        "the two layers' representations have CKA {value:.2f} (1 = same geometry)",
+    ),
+    "*_compression": MetricInfo(
+        "MDL compression for {stem}",
+        "x (uniform / online codelength)",
+        HIGHER,
+        "the online code for {stem} is {value:.2f}x shorter than the uniform code",
+    ),
+    "*_decodability": MetricInfo(
+        "decodability of {stem}",
+        "0 = chance, 1 = perfect",
+        HIGHER,
+        "{stem} is {pct} of the way from chance to perfect",
+    ),
+    "*_chance": MetricInfo(
+        "majority-class accuracy for {stem}",
+        "accuracy",
+        NEUTRAL,
+        "always guessing the commonest class scores {pct}",
+    ),
+    "*_selectivity": MetricInfo(
+        "selectivity for {stem}",
+        "accuracy difference",
+        HIGHER,
+        "the probe beats its control task by {value:.3f}",
+    ),
+    "*": MetricInfo(
+        "linear-probe accuracy for {metric}",
+        "held-out accuracy",
+        HIGHER,
+        "a linear probe recovers {metric} on {pct} of held-out rows",
+    ),
+}
+_INFO = {
+    "*ixt*": MetricInfo(
+        "I(X;T) ({stem})", "bits", NEUTRAL, "the layer keeps {value:.3g} bits about its input"
+    ),
+    "*ity*": MetricInfo(
+        "I(T;Y) ({stem})", "bits", HIGHER, "the layer carries {value:.3g} bits about the label"
+    ),
+    "*_cap": MetricInfo(
+        "estimator cap ({stem})",
+        "bits",
+        NEUTRAL,
+        "no estimate of this kind can exceed {value:.3g} bits here",
+    ),
+    "*_bits": MetricInfo(
+        "mutual information ({stem})", "bits", NEUTRAL, "{value:.3g} bits of shared information"
+    ),
+    "local_rank": MetricInfo(
+        "local rank",
+        "dimensions",
+        NEUTRAL,
+        "the representation locally spans {value:.3g} dimensions",
+    ),
+}
+_COLLAPSE = {
+    "*nc1": MetricInfo(
+        "NC1: within- / between-class variability",
+        "ratio",
+        NEUTRAL,
+        "{value:.3g}: classes are {tight} (0 = fully collapsed)",
+    ),
+    "*cdnv": MetricInfo(
+        "class-distance normalised variance (CDNV)",
+        "ratio",
+        NEUTRAL,
+        "{value:.3g} (0 = classes collapsed to points)",
+    ),
+    "*etf_dist": MetricInfo(
+        "distance to a simplex ETF",
+        "norm",
+        NEUTRAL,
+        "{value:.3g} (0 = an exact equiangular tight frame)",
+    ),
+    "*nc3": MetricInfo(
+        "NC3: classifier / class-mean mismatch",
+        "norm",
+        NEUTRAL,
+        "{value:.3g} (0 = classifier rows align with class means)",
+    ),
+}
+_SHORTCUT = {
+    "bias": MetricInfo(
+        "shortcut bias",
+        "reliance, ideal observer = 0",
+        LOWER,
+        "{value:+.3f} beyond the ideal observer's reliance on the shortcut",
+    ),
+    "*worst_group*": MetricInfo(
+        "worst-group accuracy",
+        "accuracy",
+        HIGHER,
+        "the worst (label x shortcut) group scores {pct}",
+    ),
+}
+_CODEBOOK = {
+    "*code_f1": MetricInfo(
+        "best code's F1", "F1", HIGHER, "the best single code detects it with F1 {value:.2f}"
+    ),
+    "*neuron_f1": MetricInfo(
+        "best neuron's F1", "F1", NEUTRAL, "the best single neuron detects it with F1 {value:.2f}"
+    ),
+    "*cosine*": MetricInfo(
+        "embedding cosine with codebooks in",
+        "cosine",
+        HIGHER,
+        "outputs keep cosine {value:.3f} with the original model's",
+    ),
+}
+_ATTRIBUTION = {
+    "*completeness*": MetricInfo(
+        "IG completeness error",
+        "|sum - (f(x) - f(x'))|",
+        LOWER,
+        "attributions miss the output change by {value:.2g}",
+    ),
+    "*pearson*": MetricInfo(
+        "correlation with activation patching",
+        "Pearson r",
+        HIGHER,
+        "the cheap estimate tracks real patching with r = {value:.2f}",
+    ),
+}
+GLOSSARY: dict[str, dict[str, MetricInfo]] = {
+    "sae": _SAE,
+    "probe": _PROBE,
+    "info": _INFO,
+    "collapse": _COLLAPSE,
+    "shortcut": _SHORTCUT,
+    "codebook": _CODEBOOK,
+    "attribution": _ATTRIBUTION,
+}
+
+
+@dataclass(frozen=True)
+class Described:
+    """One metric said in words (what the summary shows)."""
+
+    key: str
+    name: str
+    where: str | None
+    value: Any
+    unit: str
+    direction: str
+    reading: str
+    caveat: str | None = None
+
+
+def lookup(analyzer: str, metric: str) -> tuple[MetricInfo, str] | None:
+    """(description, stem) for a metric name, or None if the glossary has no entry."""
+    table = GLOSSARY.get(analyzer, {})
+    if metric in table:
+        return table[metric], metric
+    for pattern, info in table.items():
+        if "*" in pattern and fnmatch.fnmatchcase(metric, pattern):
+            fixed = [p for p in pattern.split("*") if p]
+            stem = metric
+            for part in fixed:
+                stem = stem.replace(part, "", 1)
+            return info, stem.strip("_") or metric
+    return None
+
+
+def _cap(key: str, metrics: dict[str, Any]) -> float | None:
+    analyzer, metric, where = parse_key(key)
+    names = {f"{metric}_cap", metric.rsplit("_", 1)[0] + "_cap"}
+    for name in names:
+        cap = metrics.get("/".join(p for p in (analyzer, name, where) if p))
+        if isinstance(cap, (int, float)) and math.isfinite(cap):
+            return float(cap)
+    return None
+
+
+def describe(key: str, value: Any, metrics: dict[str, Any] | None = None) -> Described | None:
+    """Words for one metric (None for keys outside the grammar or the glossary)."""
+    try:
+        analyzer, metric, where = parse_key(key)
+    except ValueError:
+        return None
+    found = lookup(analyzer, metric)
+    if found is None:
+        return None
+    info, stem = found
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value):
+        reading = "not computed (missing)"
+    else:
+        tight = "tight" if value < 0.1 else "spread" if value > 1 else "partly collapsed"
+        fields = {
+            "value": value,
+            "pct": f"{100 * value:.1f}%",
+            "stem": stem,
+            "metric": metric,
+            "where": where or "",
+            "tight": tight,
+        }
+        reading = info.reading.format(**fields)
+    caveat = None
+    cap = _cap(key, metrics or {})
+    if number and cap is not None and math.isfinite(value) and value >= 0.99 * cap:
+        caveat = (
+            f"at the estimator's cap ({cap:.3g} {info.unit}): every row is "
+            "distinguishable, so the value measures the sample size, not the layer"
+        )
+    return Described(
+        key,
+        info.name.format(stem=stem, metric=metric),
+        where,
+        value,
+        info.unit,
+        info.direction,
+        reading,
+        caveat,
+    )
