@@ -4,6 +4,7 @@
     hiddenlens cache --model minilm --data demo --hooks 'encoder.layer.*' --out runs/minilm
     hiddenlens train-sae --store runs/minilm --hook encoder.layer.3 --out runs/sae
     hiddenlens report RUN_DIR
+    hiddenlens report --compare RUN_A RUN_B ... [--out DIR]
     hiddenlens run EXPERIMENT [--out DIR]
 
 Every long job shows a progress bar and can be interrupted with Ctrl-C; re-running the
@@ -88,8 +89,18 @@ def _cmd_train_sae(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    if args.compare:
+        from hiddenlens.report.compare import compare_runs
+
+        if args.run_dir is not None:
+            raise SystemExit("hiddenlens report: give RUN_DIR or --compare RUN ..., not both")
+        path = compare_runs(args.compare, args.out or Path("comparison"))
+        sys.stdout.write(f"comparison written to {path}\n")
+        return 0
     from hiddenlens.report.rebuild import rebuild_report
 
+    if args.run_dir is None:
+        raise SystemExit("hiddenlens report: give RUN_DIR (or --compare RUN_A RUN_B ...)")
     path = rebuild_report(args.run_dir)
     sys.stdout.write(f"report written to {path}\n")
     return 0
@@ -140,8 +151,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_sae_args(p)
     p.set_defaults(func=_cmd_train_sae)
 
-    p = sub.add_parser("report", help="rebuild report.html from a run directory's saved results")
-    p.add_argument("run_dir", type=Path)
+    p = sub.add_parser(
+        "report", help="rebuild report.html from a run's saved results, or compare runs"
+    )
+    p.add_argument("run_dir", type=Path, nargs="?", default=None)
+    p.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        metavar="RUN",
+        help="write one page comparing these runs (metrics side by side, SAE frontier)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where --compare writes its page (default: ./comparison)",
+    )
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("run", help="run an experiment from experiments/ and write its report")
