@@ -137,7 +137,9 @@ def _dashboard(ctx, sae, hook: str, n_rows: int) -> None:
         acts, meta["token_id"][:n], meta["sample_idx"][:n], ctx.handle.tokenizer, n_top=8
     )
     title = f"TopK SAE on MiniLM {hook}: {len(cards)} latents over {n:,} token rows"
-    write_dashboard(cards, ctx.out_dir / "sae_dashboard.html", title=title)
+    write_dashboard(
+        cards, ctx.out_dir / "sae_dashboard.html", title=title, tokenizer=ctx.handle.tokenizer
+    )
     write_json(
         ctx.out_dir / "sae_neuronpedia.json",
         to_neuronpedia(cards, model_id="all-MiniLM-L6-v2", layer=hook),
