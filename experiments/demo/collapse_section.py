@@ -21,6 +21,7 @@ from hiddenlens.collapse import (
     simulate_ufm,
 )
 from hiddenlens.viz.collapse import LayerCurves, plot_layer_curves, plot_nc_curves
+from hiddenlens.viz.layers import plot_layer_curves_interactive
 
 
 def _chunks(store, hook, labels, n, chunk=8192):
@@ -53,12 +54,12 @@ def run(ctx) -> None:
         key: [per_layer[f"collapse/{key}/{h}"] for h in ctx.hooks]
         for key in ("nc1", "cdnv", "within_over_between")
     }
+    curves = LayerCurves(ctx.hooks, series, ylabel="value", logy=True)
+    title = "Token-kind collapse by layer"
     sec.add_figure(
-        plot_layer_curves(
-            LayerCurves(ctx.hooks, series, ylabel="value", logy=True),
-            title="Token-kind collapse by layer",
-        ),
+        plot_layer_curves(curves, title=title),
         "collapse_layers",
+        interactive=plot_layer_curves_interactive(curves, title=title),
     )
     curves = {k: ufm.curve(k) for k in ("nc1", "means_etf_dist", "classifier_etf_dist", "nc3")}
     sec.add_figure(

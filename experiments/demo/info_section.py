@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from hiddenlens.info import kde_mi, lossy_mutual_information, mutual_information
-from hiddenlens.viz.layers import LayerCurves, plot_layer_curves
+from hiddenlens.viz.layers import LayerCurves, plot_layer_curves, plot_layer_curves_interactive
 
 NOISE_STD, N_COMPONENTS, K = 0.1, 4, 5
 
@@ -99,10 +99,13 @@ def run(ctx) -> None:
     )
     sec.add_table(rows, caption="per layer; bits")
     series = {f"I(T;{k})": [r[f"I(T;{k})"] for r in rows] for k in labels}
+    curves, title = (
+        LayerCurves(ctx.hooks, series, ylabel="bits"),
+        "Lossy-compression I(T;Y) by layer",
+    )
     sec.add_figure(
-        plot_layer_curves(
-            LayerCurves(ctx.hooks, series, ylabel="bits"), title="Lossy-compression I(T;Y) by layer"
-        ),
+        plot_layer_curves(curves, title=title),
         "info_ity_layers",
+        interactive=plot_layer_curves_interactive(curves, title=title),
     )
     sec.add_metrics(metrics)

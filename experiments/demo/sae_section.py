@@ -19,6 +19,7 @@ from hiddenlens.sae.inspect import top_activating
 from hiddenlens.viz.sae import (
     plot_decoder_cosines,
     plot_density_histogram,
+    plot_density_histogram_interactive,
     plot_top_activations,
 )
 
@@ -184,6 +185,7 @@ def _report(ctx, hook, sae, metrics, density, tops, f1_rows, train_s, tokens) ->
     sec.add_figure(
         plot_density_histogram(density, title=f"Feature density, {hook}"),
         "sae_density",
+        interactive=plot_density_histogram_interactive(density, title=f"Feature density, {hook}"),
         caption="Firing frequency of each latent during training.",
     )
     sec.add_figure(

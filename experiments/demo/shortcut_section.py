@@ -120,7 +120,7 @@ def _dfr_and_opposing(net, ds, res, seeds, dfr_cls, opp_cls, erm_groups) -> dict
 def run(ctx) -> None:
     import torch
 
-    from hiddenlens.viz.layers import LayerCurves, plot_layer_curves
+    from hiddenlens.viz.layers import LayerCurves, plot_layer_curves, plot_layer_curves_interactive
 
     rows = 600 if ctx.fast else 2500
     sieve, profiles = _sieve(ctx, rows)
@@ -139,14 +139,14 @@ def run(ctx) -> None:
         "a simple feature that a model trained on it could use as a shortcut. Flagged: "
         f"{', '.join(flagged) if flagged else 'none'}."
     )
+    curves = LayerCurves(
+        ctx.hooks, profiles, ylabel="decodability above chance", ylim=(-0.02, 1.02)
+    )
+    title = "label decodability by layer"
     sec.add_figure(
-        plot_layer_curves(
-            LayerCurves(
-                ctx.hooks, profiles, ylabel="decodability above chance", ylim=(-0.02, 1.02)
-            ),
-            title="label decodability by layer",
-        ),
+        plot_layer_curves(curves, title=title),
         "shortcut_sieve",
+        interactive=plot_layer_curves_interactive(curves, title=title),
     )
     sec.add_text(
         "Controlled run (Hermann et al. 2024): 12x12 images, core = 2x2 patch (predictivity "

@@ -150,12 +150,16 @@ def run_metrics(run: ProbeRun) -> dict[str, float]:
 
 def add_to_section(section, run: ProbeRun) -> None:
     """Figures, table and metrics of a run, in a report section."""
+    from hiddenlens.viz.interactive import plot_heatmap_interactive
+    from hiddenlens.viz.layers import plot_layer_curves_interactive
     from hiddenlens.viz.probe import LayerCurves, plot_cka_matrix, plot_layer_curves
 
     chance = {k: t.chance for k, t in run.tasks.items()}
+    curves = LayerCurves.from_results(run.tasks, reference=chance)
     section.add_figure(
-        plot_layer_curves(LayerCurves.from_results(run.tasks, reference=chance)),
+        plot_layer_curves(curves),
         "probe_layer_curves",
+        interactive=plot_layer_curves_interactive(curves),
         caption="Held-out accuracy of a linear probe per layer (grouped folds "
         "by document; band: 95% bootstrap CI over documents; dotted: majority class).",
     )
@@ -187,6 +191,9 @@ def add_to_section(section, run: ProbeRun) -> None:
     section.add_figure(
         plot_cka_matrix(run.cka.matrix, rows=run.cka.rows),
         "probe_cka",
+        interactive=plot_heatmap_interactive(
+            run.cka.matrix, rows=run.cka.rows, zlabel="linear CKA", xlabel="layer", ylabel="layer"
+        ),
         caption="Linear CKA between layers on the same token rows.",
     )
     section.add_table(summary_rows(run), caption="Per property, at the layer with the best probe.")

@@ -46,7 +46,9 @@ const $ = (t, cls, text) => { const e = document.createElement(t); if (cls) e.cl
 function context(ex, max) {
   const line = $('div', 'ctx');
   ex.text.forEach((piece, i) => {
-    const s = $('span', 'tok' + (i === ex.focus ? ' focus' : ''), piece);
+    const lead = piece.length - piece.trimStart().length;  // the space stays outside the mark
+    if (lead) line.appendChild(document.createTextNode(piece.slice(0, lead)));
+    const s = $('span', 'tok' + (i === ex.focus ? ' focus' : ''), piece.slice(lead));
     const a = max > 0 ? Math.max(0, ex.acts[i]) / max : 0;
     s.style.background = 'rgba(238,102,119,' + (0.85 * a).toFixed(3) + ')';
     s.title = ex.tokens[i] + ': ' + ex.acts[i].toFixed(3); line.appendChild(s); });

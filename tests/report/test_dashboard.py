@@ -73,7 +73,7 @@ def test_dashboard_shows_decoded_text_axes_and_opens_a_permalink(tmp_path):
     assert '<span class="tok focus" title="##p1502: 5.000"' in card  # marked, value on hover
     assert ">activation</text>" in card and "rows</title>" in card  # histogram axes and counts
     assert ">p1502</span>" in card and ">##p" not in card  # decoded text, not raw wordpieces
-    assert "> w1501</span>" in card  # a new word carries its space
+    assert "w1500</span> <span" in card and ">w1501</span>" in card  # space outside the mark
 
 
 def test_search_runs_over_the_decoded_text(tmp_path):
