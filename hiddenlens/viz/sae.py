@@ -77,7 +77,7 @@ def plot_l0_fvu(points: list[dict], *, ax=None, title: str | None = None) -> Fig
 
 _Y_LABELS = {
     "fvu": "FVU (fraction of variance unexplained; lower is better)",
-    "spliced_score": "spliced score (loss recovered; higher is better)",
+    "spliced_score": "spliced score (fraction recovered; higher is better)",
 }
 
 
