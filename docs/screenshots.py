@@ -30,19 +30,6 @@ SWEEP = [
 ]
 
 
-def _grammar(metrics: dict) -> dict:
-    """``sae/<metric>/<hook>`` keys (older evaluate() output spells them ``sae_<metric>/<hook>``)."""
-    from hiddenlens._keys import metric_key
-
-    out = {}
-    for key, value in metrics.items():
-        head, _, hook = key.partition("/")
-        out[
-            metric_key("sae", head.removeprefix("sae_"), hook) if head.startswith("sae_") else key
-        ] = value
-    return out
-
-
 def train_sweep(demo: Path, out: Path, texts: int = 48) -> Path:
     """Train and evaluate the sweep on the demo store; one sub-directory per SAE."""
     import hiddenlens
@@ -69,8 +56,8 @@ def train_sweep(demo: Path, out: Path, texts: int = 48) -> Path:
         sae = train(store, HOOK, cfg, tcfg, out_dir=out / name / "train")
         metrics = evaluate(sae, store, HOOK, model=handle, data=data, max_rows=len(store))
         save_sae(sae, out / name)
-        (out / name / "metrics.json").write_text(json.dumps(_grammar(metrics), indent=2))
-        logging.info("%s: FVU %.3f", name, metrics.get(f"sae_fvu/{HOOK}", float("nan")))
+        (out / name / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        logging.info("%s: FVU %.3f", name, metrics.get(f"sae/fvu/{HOOK}", float("nan")))
     return out
 
 
