@@ -13,6 +13,7 @@ import torch
 
 from hiddenlens.hooks import ModelHandle
 from hiddenlens.store import ActivationStore, cache_activations, shardlog
+from tests.store.conftest import InterruptAfter as _CtrlCAfter
 
 TEXTS = [f"the cat sat on mat {w}" for w in "a dog ran fast and big small red world hello".split()]
 
@@ -69,20 +70,6 @@ def test_dataset_changed_after_the_first_shard_is_refused(tiny_bert, tmp_path, s
     names = ActivationStore.open(out).label_names["topic"]
     topics = [TEXTS[s].split()[-1] for s in resumed.meta["sample_idx"]]
     assert [names[c] for c in resumed.meta["topic"]] == topics
-
-
-class _CtrlCAfter(torch.nn.Module):
-    """Identity that raises KeyboardInterrupt on its n-th call, once."""
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.calls, self.n = 0, n
-
-    def forward(self, x):
-        self.calls += 1
-        if self.calls == self.n:
-            raise KeyboardInterrupt
-        return x
 
 
 def test_dataloader_changed_after_batch_one_is_refused(tmp_path):
