@@ -18,7 +18,7 @@ from hiddenlens.viz.style import (
     PALETTE,
     SEQUENTIAL_CMAP,
     contrast_text,
-    legend_outside,
+    finish_axes,
     new_figure,
     short_names,
 )
@@ -205,10 +205,7 @@ def plot_layer_scores(
             color="0.3",
         )
     ax.set_xticks(range(len(names)), short_names(names), rotation=30, fontsize=8, ha="right")
-    ax.set_xlabel("layer")
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
+    finish_axes(ax, xlabel="layer", ylabel=ylabel, title=title)
     return fig
 
 
@@ -232,11 +229,7 @@ def plot_curves(
             color=PALETTE[i % len(PALETTE)],
             linestyle="--" if "insertion" in name else "-",
         )
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    legend_outside(ax)
-    if title:
-        ax.set_title(title)
+    finish_axes(ax, xlabel=xlabel, ylabel=ylabel, title=title, legend=True)
     return fig
 
 
@@ -253,11 +246,7 @@ def plot_metric_by_k(
     for i, (name, vals) in enumerate(series.items()):
         ax.plot(ks, vals, marker="o", label=name, color=PALETTE[i % len(PALETTE)])
     ax.axhline(0.0, color="#888888", linewidth=0.8)
-    ax.set_xlabel("fraction of features kept (k)")
-    ax.set_ylabel(ylabel)
-    legend_outside(ax)
-    if title:
-        ax.set_title(title)
+    finish_axes(ax, xlabel="fraction of features kept (k)", ylabel=ylabel, title=title, legend=True)
     return fig
 
 
@@ -321,9 +310,5 @@ def plot_distributions(
         )
     if vline is not None:
         ax.axvline(vline, color="#555555", linestyle=":", linewidth=1)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("count")
-    legend_outside(ax)
-    if title:
-        ax.set_title(title)
+    finish_axes(ax, xlabel=xlabel, ylabel="count", title=title, legend=True)
     return fig

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from hiddenlens.viz.layers import LayerCurves, plot_layer_curves
-from hiddenlens.viz.style import DIVERGING_CMAP, PALETTE, legend_outside, new_figure
+from hiddenlens.viz.style import DIVERGING_CMAP, PALETTE, finish_axes, new_figure
 
 __all__ = [
     "LayerCurves",
@@ -47,11 +47,7 @@ def plot_nc_curves(
             ax.axvline(at, color="0.3", linestyle=("--", ":")[j % 2], linewidth=1, label=label)
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    legend_outside(ax)
-    if title:
-        ax.set_title(title)
+    finish_axes(ax, xlabel=xlabel, ylabel=ylabel, title=title, legend=True)
     return fig
 
 
@@ -98,9 +94,5 @@ def plot_norms_vs_counts(
         first = np.asarray(next(iter(norms.values())), dtype=float)
         for c, n, t in zip(counts, first / first.mean(), labels):
             ax.annotate(str(t), (c, n), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("rows in class")
-    ax.set_ylabel("norm / mean norm")
-    legend_outside(ax)
-    if title:
-        ax.set_title(title)
+    finish_axes(ax, xlabel="rows in class", ylabel="norm / mean norm", title=title, legend=True)
     return fig

@@ -14,7 +14,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from hiddenlens.viz.style import DIVERGING_CMAP, PALETTE, annotate_cells, legend_outside, new_figure
+from hiddenlens.viz.style import (
+    DIVERGING_CMAP,
+    PALETTE,
+    annotate_cells,
+    finish_axes,
+    legend_outside,
+    new_figure,
+)
 
 
 def plot_bias_heatmap(
@@ -67,11 +74,7 @@ def plot_bias_lines(
         ax.fill_between(xs, lo, hi, color=c, alpha=0.2, linewidth=0)
     ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
     ax.set_xticks(xs, [str(v) for v in x])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    legend_outside(ax)
-    if title:
-        ax.set_title(title)
+    finish_axes(ax, xlabel=xlabel, ylabel=ylabel, title=title, legend=True)
     return fig
 
 
@@ -96,11 +99,7 @@ def plot_bias_over_training(
         ax.fill_between(xs, lo, hi, color=c, alpha=0.2, linewidth=0)
     ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
     ax.set_xscale("log")
-    ax.set_xlabel("training step (full batch)")
-    ax.set_ylabel("shortcut bias")
-    legend_outside(ax)
-    if title:
-        ax.set_title(title)
+    finish_axes(ax, xlabel="training step (full batch)", ylabel="shortcut bias", title=title, legend=True)
     return fig
 
 

@@ -61,6 +61,21 @@ def legend_outside(ax: Axes, **kwargs) -> None:
         )
 
 
+def finish_axes(
+    ax: Axes, *, xlabel: str | None = None, ylabel: str | None = None,
+    title: str | None = None, legend: bool = False,
+) -> None:
+    """Label the axes, put the legend outside the data (if asked) and set the title."""
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    if legend:
+        legend_outside(ax)
+    if title:
+        ax.set_title(title)
+
+
 def field_of(data, key: str, default=None):
     """``data[key]`` for mappings, ``data.key`` for result objects (``default`` if absent)."""
     from collections.abc import Mapping
