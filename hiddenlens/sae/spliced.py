@@ -114,8 +114,11 @@ def _batches(handle, data, batch_size: int):
         yield data
         return
     if isinstance(data, torch.Tensor):
+        ids = handle.has_lm_head and data.dim() == 2 and not data.is_floating_point()
         for i in range(0, data.shape[0], batch_size):
-            yield data[i : i + batch_size]
+            chunk = data[i : i + batch_size]
+            # token ids [b, s] for a language model: every position is a real token
+            yield {"input_ids": chunk, "attention_mask": torch.ones_like(chunk)} if ids else chunk
         return
     texts = list(data)
     if not texts or not all(isinstance(t, str) for t in texts):
@@ -225,6 +228,12 @@ def spliced_metrics(
             ):
                 add(k, v)
         else:
+            if handle.kind != "hf-encoder" or not isinstance(batch, dict):
+                raise ValueError(
+                    f"spliced metrics need a model with an LM head (CE-loss score) or a Hugging "
+                    f"Face sentence encoder (embedding cosine); {handle.model_id!r} is a "
+                    f"{handle.kind!r} model: pass downstream=fn(outputs, batch) -> loss"
+                )
             mode = "embedding"
             from hiddenlens.hooks import pool_embeddings
 

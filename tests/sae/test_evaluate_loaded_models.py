@@ -46,3 +46,20 @@ def test_encoder_by_path_gets_embedding_cosine(tiny_bert_dir, tmp_path):
     m = evaluate(_exact_sae(16), store, "encoder.layer.0", model=handle, data=texts)
     assert m["sae/embed_cos_spliced/encoder.layer.0"] == pytest.approx(1.0, abs=1e-5)
     assert not [k for k in m if "ce_loss" in k]
+
+
+def test_hooked_transformer_on_token_ids_gets_ce_loss_score(tiny_tl, tmp_path):
+    ids = torch.randint(0, 20, (6, 8), generator=torch.Generator().manual_seed(1))
+    hook = "blocks.0.hook_resid_post"
+    store = cache_activations(tiny_tl, ids, hook, tmp_path / "s")
+    m = evaluate(_exact_sae(16), store, hook, model=tiny_tl, data=ids)
+    assert m[f"sae_ce_loss_score/{hook}"] == pytest.approx(1.0, abs=1e-6)
+    assert m[f"sae_kl_zero/{hook}"] > 1e-6
+
+
+def test_module_without_lm_head_says_why(tmp_path):
+    model = _models.mlp()
+    x = torch.randn(10, 8)
+    store = cache_activations(model, x, "2", tmp_path / "s")
+    with pytest.raises(ValueError, match="need a model with an LM head .* is a 'module' model"):
+        evaluate(_exact_sae(16), store, "2", model=model, data=x)
