@@ -53,8 +53,8 @@ def test_hooked_transformer_on_token_ids_gets_ce_loss_score(tiny_tl, tmp_path):
     hook = "blocks.0.hook_resid_post"
     store = cache_activations(tiny_tl, ids, hook, tmp_path / "s")
     m = evaluate(_exact_sae(16), store, hook, model=tiny_tl, data=ids)
-    assert m[f"sae_ce_loss_score/{hook}"] == pytest.approx(1.0, abs=1e-6)
-    assert m[f"sae_kl_zero/{hook}"] > 1e-6
+    assert m[f"sae/ce_loss_score/{hook}"] == pytest.approx(1.0, abs=1e-6)
+    assert m[f"sae/kl_zero/{hook}"] > 1e-6
 
 
 def test_module_without_lm_head_says_why(tmp_path):
