@@ -55,6 +55,16 @@ class BatchedFit:
         return Z.view(G, -1, P, K).permute(0, 2, 1, 3) + self.b[:, :, None, :]
 
 
+def nll(Z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood in nats [G, P, n] (float64) of class index y [n] under logits
+    Z [G, P, n, K] (K = 1: one binary logit, as ``BatchedFit`` parametrises it)."""
+    if Z.shape[-1] == 1:
+        z = Z[..., 0].double()
+        return torch.nn.functional.softplus(torch.where(y.bool(), -z, z))
+    logp = torch.log_softmax(Z.double(), -1)
+    return -logp.gather(-1, y.view(1, 1, -1, 1).expand(*Z.shape[:3], 1))[..., 0]
+
+
 def _threads(num_threads: int | None):
     """``num_threads`` torch threads for the fit (None: 1 when the machine is oversubscribed,
     where the many small products of an L-BFGS run were ~8x slower with 2 threads)."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from hiddenlens._keys import metric_key
-from hiddenlens.probe._solver import fit_batched
+from hiddenlens.probe._solver import fit_batched, nll
 from hiddenlens.probe.linear import check_labels
 from hiddenlens.store.source import as_source, read_hooks, row_labels, select_hooks
 
@@ -169,10 +169,4 @@ def mdl_probe(
 
 def _nll_bits(Z: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """-log2 p(y | x) per row from logits Z [G, P, n, K]."""
-    if Z.shape[-1] == 1:
-        z = Z[..., 0].double()
-        nll = torch.nn.functional.softplus(torch.where(y.bool(), -z, z))
-    else:
-        logp = torch.log_softmax(Z.double(), -1)
-        nll = -logp.gather(-1, y.view(1, 1, -1, 1).expand(*Z.shape[:3], 1))[..., 0]
-    return nll.numpy() / np.log(2)
+    return nll(Z, y).numpy() / np.log(2)

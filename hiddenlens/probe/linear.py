@@ -5,7 +5,9 @@
 ``_solver``).  They work with ``clone``, ``cross_val_score`` and pipelines.  The objective
 is ``mean_i loss_i + alpha / 2 ||W||^2 + l1 ||W||_1`` on standardised features, so
 ``alpha = 1 / (C * n)`` matches scikit-learn's ``LogisticRegression(C=C)`` on standardised
-data.  ``NearestMeanProbe`` assigns the class whose training mean is closest (the
+data.  By default ``LinearProbe`` chooses alpha by 3-fold inner cross-validation over a
+small grid (as ``LogisticRegressionCV`` does; ``_alpha``), all candidates in one batched
+fit, and keeps it in ``alpha_``; ``alpha=`` fixes it.  ``NearestMeanProbe`` assigns the class whose training mean is closest (the
 continual-learning baseline of Rebuffi et al. 2017, and the NC4 comparison classifier of
 Papyan et al. 2020).
 """
@@ -17,6 +19,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
+from hiddenlens.probe._alpha import alpha_grid, choose_alpha
 from hiddenlens.probe._solver import fit_batched
 
 
@@ -48,8 +51,8 @@ def check_labels(
     return classes, enc.astype(np.int64)
 
 
-def _check_params(alpha: float, l1: float, max_iter: int) -> None:
-    if not alpha >= 0:
+def _check_params(alpha: float | None, l1: float, max_iter: int) -> None:
+    if alpha is not None and not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
     if not l1 >= 0:
         raise ValueError(f"l1 must be >= 0, got {l1!r}")
@@ -60,17 +63,24 @@ def _check_params(alpha: float, l1: float, max_iter: int) -> None:
 class LinearProbe(ClassifierMixin, BaseEstimator):
     """Logistic-regression probe, torch-backed, L2 (+ optional L1) regularised.
 
-    Parameters: alpha (L2 strength, mean-loss scale), l1 (L1 strength), max_iter, tol
-    (gradient tolerance), device ("cpu" or "cuda").  Learned: ``classes_``, ``coef_``
-    [K, d] (K = 1 for binary), ``intercept_`` [K], ``n_iter_``.
+    Parameters: alpha (L2 strength, mean-loss scale; None: chosen by ``cv``-fold inner
+    cross-validation over ``alphas``, by default scikit-learn's C in 0.01 ... 100 (``C_GRID``),
+    by held-out accuracy),
+    l1 (L1 strength), max_iter, tol (gradient tolerance), device ("cpu" or "cuda").
+    Learned: ``classes_``, ``coef_`` [K, d] (K = 1 for binary), ``intercept_`` [K],
+    ``alpha_`` (the L2 strength used), ``n_iter_``.
     """
 
-    def __init__(self, alpha=1e-4, l1=0.0, max_iter=500, tol=1e-4, device="cpu"):
+    def __init__(
+        self, alpha=None, l1=0.0, max_iter=500, tol=1e-4, device="cpu", alphas=None, cv=3
+    ):
         self.alpha = alpha
         self.l1 = l1
         self.max_iter = max_iter
         self.tol = tol
         self.device = device
+        self.alphas = alphas
+        self.cv = cv
 
     def fit(self, X, y, sample_weight=None):
         _check_params(self.alpha, self.l1, self.max_iter)
@@ -79,21 +89,38 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         K = 1 if len(self.classes_) == 2 else len(self.classes_)
         w = np.ones(len(y), np.float32) if sample_weight is None else np.asarray(sample_weight)
-        fit = fit_batched(
-            torch.from_numpy(X)[None].to(self.device),
-            torch.from_numpy(enc).to(self.device),
-            torch.as_tensor(w, dtype=torch.float32, device=self.device)[None],
-            torch.tensor([float(self.alpha)]),
+        Xt = torch.from_numpy(X)[None].to(self.device)
+        yt = torch.from_numpy(enc).to(self.device)
+        kw = dict(
             n_outputs=K,
             loss="logistic",
             l1=float(self.l1),
             max_iter=int(self.max_iter),
             tol=float(self.tol),
         )
+        self.alpha_ = self._alpha(Xt, yt, w.astype(np.float32), kw)
+        fit = fit_batched(
+            Xt,
+            yt,
+            torch.as_tensor(w, dtype=torch.float32, device=self.device)[None],
+            torch.tensor([self.alpha_]),
+            **kw,
+        )
         self.coef_ = fit.W[0, 0].cpu().numpy()
         self.intercept_ = fit.b[0, 0].cpu().numpy()
         self.n_iter_ = fit.n_iter
         return self
+
+    def _alpha(self, X, y, w, kw) -> float:
+        if self.alpha is not None:
+            return float(self.alpha)
+        if not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
+            raise ValueError(f"cv (inner folds choosing alpha) must be an int >= 2, got {self.cv!r}")
+        grid = alpha_grid(self.alphas, w.sum())
+        if len(grid) == 1:
+            return float(grid[0])
+        best = choose_alpha(X, y, w[None], grid, n_inner=int(self.cv), **kw)
+        return float(grid[best[0, 0]])
 
     def decision_function(self, X) -> np.ndarray:
         """Logits [n] (binary) or [n, K]."""

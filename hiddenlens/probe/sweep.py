@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from hiddenlens._keys import ci_names, metric_key
+from hiddenlens.probe._alpha import alpha_grid, choose_alpha
 from hiddenlens.probe._folds import fold_assignment, task_of
-from hiddenlens.probe._solver import fit_batched
+from hiddenlens.probe._solver import fit_batched, nll
 from hiddenlens.store.source import as_source, read_hooks, row_labels
 
 logger = logging.getLogger(__name__)
@@ -50,13 +51,20 @@ class SweepResult:
     extra: dict = field(default_factory=dict)
 
     def to_metrics(self) -> dict[str, float]:
-        """``probe/{name}/{hook}``, ``probe/{name}_ci_low/{hook}``, ``..._ci_high``, chance."""
+        """``probe/{name}/{hook}``, ``probe/{name}_ci_low/{hook}``, ``..._ci_high``, chance,
+        and the linear probe's L2 strength ``probe/alpha/{hook}`` (``{name}_alpha`` when the
+        sweep was given its own name)."""
         out = {metric_key("probe", f"{self.name}_chance"): float(self.chance)}
         low, high = ci_names(self.name)
         for i, h in enumerate(self.hook_points):
             out[metric_key("probe", self.name, h)] = float(self.score[i])
             out[metric_key("probe", low, h)] = float(self.ci_low[i])
             out[metric_key("probe", high, h)] = float(self.ci_high[i])
+        alpha = np.asarray(self.extra.get("alpha", []), float)
+        metric = "alpha" if self.name in ("probe", self.metric) else f"{self.name}_alpha"
+        for h, a in zip(self.hook_points, alpha):
+            if np.isfinite(a):
+                out[metric_key("probe", metric, h)] = float(a)
         return out
 
     def best(self) -> tuple[str, float]:
@@ -78,7 +86,7 @@ def sweep(
     *,
     probe="linear",
     cv=5,
-    alpha: float | None = None,
+    alpha: float | str | None = None,
     l1: float = 0.0,
     groups=None,
     rows=None,
@@ -99,7 +107,10 @@ def sweep(
     None for all; probe: "linear" (batched logistic / ridge), "nearest_mean", or any
     scikit-learn estimator (fitted in a loop on the same folds); cv: number of folds or a
     scikit-learn splitter; alpha: L2 strength (default ``1 / n_train``, i.e. scikit-learn's
-    C = 1); groups: group id per row for grouped folds and a group bootstrap; rows:
+    C = 1), or "cv": chosen per layer and outer fold by 3-fold inner cross-validation over
+    scikit-learn's C in 0.01 ... 100 (as ``LinearProbe()`` does), every layer x fold x
+    candidate in one batched fit (about 20x the work of a fixed alpha); the alpha used per
+    layer (geometric mean over folds) is in ``extra["alpha"]`` and ``to_metrics``; groups: group id per row for grouped folds and a group bootstrap; rows:
     indices of the rows to use (a subsample). tol: gradient tolerance of the joint L-BFGS
     on standardised features; 1e-3 rather than scikit-learn's 1e-4 because one joint run
     otherwise keeps polishing the slowest (near-separable) layer: on 20k MiniLM rows x 6
@@ -124,9 +135,10 @@ def sweep(
     enc, n_out, classes = _encode(y, task)
     strat = enc if task == "classification" else None
     test_fold, train_w = fold_assignment(strat, n, cv, groups, seed)
-    alpha = 1.0 / float(train_w.sum(1).mean()) if alpha is None else float(alpha)
+    alpha = _check_alpha(alpha, train_w)
     oof = np.zeros((len(hooks), n, n_out), np.float32)
     fit_info = {"n_iter": 0, "converged": True}
+    chosen = np.full(len(hooks), np.nan)
     by_d: dict[int, list[int]] = {}
     for i, h in enumerate(hooks):
         by_d.setdefault(arrays[h].shape[1], []).append(i)
@@ -140,8 +152,10 @@ def sweep(
             probe,
             task,
             n_out,
-            dict(alpha=alpha, l1=l1, max_iter=max_iter, tol=tol, device=device),
+            dict(alpha=alpha, l1=l1, max_iter=max_iter, tol=tol, device=device, seed=seed),
+            groups,
         )
+        chosen[idx] = info.pop("alpha")
         fit_info["n_iter"] = max(fit_info["n_iter"], info["n_iter"])
         fit_info["converged"] &= info["converged"]
     metric = "accuracy" if task == "classification" else "r2"
@@ -159,7 +173,7 @@ def sweep(
         name=name or metric,
         log_loss_bits=log_loss,
         prior_bits=prior,
-        extra={"alpha": alpha, "n_classes": len(classes), **fit_info},
+        extra={"alpha": chosen, "n_classes": len(classes), **fit_info},
     )
 
 
@@ -175,12 +189,25 @@ def _encode(y: np.ndarray, task: str):
     return enc, (1 if len(classes) == 2 else len(classes)), classes
 
 
-def _oof(X, enc, train_w, test_fold, probe, task, n_out, kw) -> tuple[np.ndarray, dict]:
-    """Out-of-fold logits (or predictions) for every row [G, n, K], and solver info."""
+def _check_alpha(alpha, train_w) -> float | str:
+    if alpha is None:
+        return 1.0 / float(train_w.sum(1).mean())
+    if isinstance(alpha, str):
+        if alpha != "cv":
+            raise ValueError(f"alpha must be a number >= 0, None or 'cv', got {alpha!r}")
+        return alpha
+    if not float(alpha) >= 0:
+        raise ValueError(f"alpha must be a number >= 0, None or 'cv', got {alpha!r}")
+    return float(alpha)
+
+
+def _oof(X, enc, train_w, test_fold, probe, task, n_out, kw, groups) -> tuple[np.ndarray, dict]:
+    """Out-of-fold logits (or predictions) for every row [G, n, K], and solver info
+    (with the L2 strength used per layer, NaN for probes without one)."""
     G, n, _ = X.shape
     rows = np.arange(n)
     fold = np.where(test_fold >= 0, test_fold, 0)
-    info = {"n_iter": 0, "converged": True}
+    info = {"n_iter": 0, "converged": True, "alpha": np.full(G, np.nan)}
     if isinstance(probe, str):
         W = torch.from_numpy(train_w)
         if probe == "nearest_mean":
@@ -193,21 +220,43 @@ def _oof(X, enc, train_w, test_fold, probe, task, n_out, kw) -> tuple[np.ndarray
                 target = torch.from_numpy((enc / scale).astype(np.float32))[:, None]
             else:
                 scale, target = 1.0, torch.from_numpy(enc)
-            fit = fit_batched(
-                X.to(kw["device"]),
-                target,
-                W,
-                torch.full((W.shape[0],), kw["alpha"]),
-                n_outputs=n_out,
-                loss="mse" if task == "regression" else "logistic",
-                l1=kw["l1"],
-                max_iter=kw["max_iter"],
-                tol=kw["tol"],
-            )
-            Z = fit.logits(X.to(kw["device"])).cpu() * scale
-            info = {"n_iter": fit.n_iter, "converged": fit.converged}
+            Z, info = _linear_logits(X.to(kw["device"]), target, W, task, n_out, kw, groups)
+            Z = Z.cpu() * scale
         return Z[:, fold, rows].numpy(), info  # each row from the fold that held it out
     return _oof_estimator(X.numpy(), enc, train_w, test_fold, probe, task, n_out), info
+
+
+def _linear_logits(X, target, W, task, n_out, kw, groups) -> tuple[torch.Tensor, dict]:
+    """Logits [G, P, n, K] of every fold's linear probe; alpha fixed or chosen per layer
+    and fold by inner CV (then every candidate is fitted and each (layer, fold) keeps its
+    own)."""
+    fit_kw = dict(
+        n_outputs=n_out,
+        loss="mse" if task == "regression" else "logistic",
+        l1=kw["l1"],
+        max_iter=kw["max_iter"],
+        tol=kw["tol"],
+    )
+    P = W.shape[0]
+    if kw["alpha"] != "cv":
+        fit = fit_batched(X, target, W, torch.full((P,), kw["alpha"]), **fit_kw)
+        alpha = np.full(X.shape[0], kw["alpha"])
+        return fit.logits(X), {"n_iter": fit.n_iter, "converged": fit.converged, "alpha": alpha}
+    grid = alpha_grid(None, float(W.sum(1).mean()))
+    A = len(grid)
+    best = choose_alpha(X, target, W.numpy(), grid, groups=groups, seed=kw["seed"], **fit_kw)
+    fit = fit_batched(
+        X,
+        target,
+        W.repeat_interleave(A, 0),
+        torch.tensor(np.tile(grid, P), dtype=torch.float32),
+        **fit_kw,
+    )
+    Z = fit.logits(X).unflatten(1, (P, A))  # [G, P, A, n, K]
+    pick = torch.from_numpy(best)[:, :, None, None, None].expand(-1, -1, 1, *Z.shape[3:])
+    alpha = np.exp(np.log(grid[best]).mean(1))  # geometric mean over folds, per layer
+    info = {"n_iter": fit.n_iter, "converged": fit.converged, "alpha": alpha}
+    return Z.gather(2, pick)[:, :, 0], info
 
 
 def _nearest_mean_logits(X, enc, W, K) -> torch.Tensor:
@@ -290,17 +339,9 @@ def _summarise(oof, y, test_fold, task, groups, n_boot, ci, seed):
 def _cross_entropy_bits(oof, y, test_fold, train_w, K):
     """Out-of-fold cross-entropy (bits/row) per layer, and that of the training-fold prior."""
     held = test_fold >= 0
-    t = torch.from_numpy(oof[:, held])
-    yt = torch.from_numpy(y[held])
-    if t.shape[-1] == 1:
-        logp1 = torch.nn.functional.logsigmoid(t[..., 0])
-        logp0 = torch.nn.functional.logsigmoid(-t[..., 0])
-        nll = -torch.where(yt.bool(), logp1, logp0)
-    else:
-        nll = -torch.log_softmax(t, -1).gather(-1, yt.view(1, -1, 1).expand(t.shape[0], -1, 1))[
-            ..., 0
-        ]
-    ll = nll.double().mean(1).numpy() / np.log(2)
+    t = torch.from_numpy(oof[:, held])[:, None]  # [G, 1, rows, K]
+    per_row = nll(t, torch.from_numpy(y[held]))[:, 0]
+    ll = per_row.mean(1).numpy() / np.log(2)
     onehot = np.eye(K)[y]
     prior_counts = train_w @ onehot + 0.5  # [F, K], add-half smoothing keeps it finite
     prior = prior_counts / prior_counts.sum(1, keepdims=True)
