@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from hiddenlens._keys import metric_key
+from hiddenlens.probe._folds import resolve_groups
 from hiddenlens.probe._solver import fit_batched, nll
 from hiddenlens.probe.linear import check_labels
 from hiddenlens.store.source import as_source, read_hooks, row_labels, select_hooks
@@ -82,6 +83,7 @@ class MDLResult:
     n_rows: int
     n_classes: int
     name: str = "mdl"
+    grouping: str = "rows"  # how the transmission order was drawn: by row or by group
 
     @property
     def compression(self) -> np.ndarray:
@@ -117,6 +119,7 @@ def mdl_probe(
     fractions=VOITA_FRACTIONS,
     lam: float = 1.0,
     rows=None,
+    groups="auto",
     seed: int = 0,
     max_iter: int = 500,
     tol: float = 1e-4,
@@ -125,7 +128,10 @@ def mdl_probe(
     """Online (prequential) codelength of ``labels`` given each layer, with linear probes.
 
     lam: L2 strength in the summed-loss scale (scikit-learn's 1 / C), so small early blocks
-    are regularised more strongly than late ones, as a fixed prior should be.
+    are regularised more strongly than late ones, as a fixed prior should be. groups: as in
+    ``sweep`` ("auto": token rows of one document are sent together, in a random order of
+    documents, so a block is not coded by a probe that saw the same documents' other
+    tokens; None: a random order of rows).
     """
     store = as_source(store)
     arrays = read_hooks(store, hook_points, rows)
@@ -134,7 +140,8 @@ def mdl_probe(
     y = row_labels(store, labels, rows)
     classes, enc = check_labels(y, n)
     K = len(classes)
-    order = np.random.default_rng(seed).permutation(n)  # the transmission order
+    groups, grouping = resolve_groups(store, groups, y, rows)
+    order = _transmission_order(n, groups, seed)
     enc = enc[order]
     ends = block_ends(n, fractions)
     P = len(ends) - 1
@@ -164,7 +171,17 @@ def mdl_probe(
             )
             nll = _nll_bits(fit.logits(X[:, t:t_next]), y_all[t:t_next])  # [G, 1, rows]
             blocks[idx, p + 1] = nll[:, 0].sum(1)
-    return MDLResult(hooks, blocks.sum(1), n * np.log2(K), blocks, ends, n, K, name)
+    return MDLResult(hooks, blocks.sum(1), n * np.log2(K), blocks, ends, n, K, name, grouping)
+
+
+def _transmission_order(n: int, groups, seed: int) -> np.ndarray:
+    """A random order of the rows, or of the groups with each group's rows together."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return rng.permutation(n)
+    _, g = np.unique(groups, return_inverse=True)
+    rank = rng.permutation(g.max() + 1)
+    return np.argsort(rank[g], kind="stable")
 
 
 def _nll_bits(Z: torch.Tensor, y: torch.Tensor) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 The accuracy-by-layer curve of "CNN features off-the-shelf" (Razavian et al. 2014) and of
 BERT probing work, with the hygiene the probing literature asks for: held-out folds
-(optionally grouped, e.g. by sentence, so tokens of one text never sit on both sides),
+(grouped by document by default when the rows are tokens, so tokens of one text never
+sit on both sides),
 a pooled out-of-fold score with a bootstrap confidence interval (resampling groups when
 given), the majority-class chance level, and the out-of-fold cross-entropy that the
 V-information complexity (``complexity.py``) is computed from.
@@ -18,7 +19,7 @@ import torch
 
 from hiddenlens._keys import ci_names, metric_key
 from hiddenlens.probe._alpha import alpha_grid, choose_alpha
-from hiddenlens.probe._folds import fold_assignment, task_of
+from hiddenlens.probe._folds import fold_assignment, resolve_groups, task_of
 from hiddenlens.probe._solver import fit_batched, nll
 from hiddenlens.store.source import as_source, read_hooks, row_labels
 
@@ -88,7 +89,7 @@ def sweep(
     cv=5,
     alpha: float | str | None = None,
     l1: float = 0.0,
-    groups=None,
+    groups="auto",
     rows=None,
     task: str = "auto",
     seed: int = 0,
@@ -110,7 +111,11 @@ def sweep(
     C = 1), or "cv": chosen per layer and outer fold by 3-fold inner cross-validation over
     scikit-learn's C in 0.01 ... 100 (as ``LinearProbe()`` does), every layer x fold x
     candidate in one batched fit (about 20x the work of a fixed alpha); the alpha used per
-    layer (geometric mean over folds) is in ``extra["alpha"]`` and ``to_metrics``; groups: group id per row for grouped folds and a group bootstrap; rows:
+    layer (geometric mean over folds) is in ``extra["alpha"]`` and ``to_metrics``; groups: "auto" (default: the source's
+    ``sample_idx`` whenever several rows share one, i.e. token rows are grouped by
+    document), None (ungrouped rows: an explicit choice, recorded in ``extra["groups"]``;
+    a per-document label then warns), a ``meta`` column name or a group id per row; grouped
+    folds come with a group bootstrap; rows:
     indices of the rows to use (a subsample). tol: gradient tolerance of the joint L-BFGS
     on standardised features; 1e-3 rather than scikit-learn's 1e-4 because one joint run
     otherwise keeps polishing the slowest (near-separable) layer: on 20k MiniLM rows x 6
@@ -122,7 +127,7 @@ def sweep(
     hooks = list(arrays)
     n = next(iter(arrays.values())).shape[0]
     y = row_labels(store, labels, rows)
-    groups = None if groups is None else row_labels(store, groups, rows)
+    groups, grouping = resolve_groups(store, groups, y, rows)
     task = task_of(y) if task == "auto" else task
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'auto', 'classification' or 'regression', got {task!r}")
@@ -173,7 +178,7 @@ def sweep(
         name=name or metric,
         log_loss_bits=log_loss,
         prior_bits=prior,
-        extra={"alpha": chosen, "n_classes": len(classes), **fit_info},
+        extra={"alpha": chosen, "n_classes": len(classes), "groups": grouping, **fit_info},
     )
 
 
