@@ -62,7 +62,7 @@ def choose_alpha(X, target, train_w, alphas, *, groups=None, n_inner=3, seed=0, 
     cross-entropy breaking ties (logistic) or the squared error (mse); remaining ties go to
     the stronger penalty.
     """
-    y = target.numpy() if target.dtype == torch.long else None
+    y = target.cpu().numpy() if target.dtype == torch.long else None
     w_in = inner_weights(train_w, y, groups, n_inner, seed)  # [P, J, n]
     P, J, n = w_in.shape
     A = len(alphas)
@@ -70,8 +70,9 @@ def choose_alpha(X, target, train_w, alphas, *, groups=None, n_inner=3, seed=0, 
     alpha_all = torch.tensor(np.tile(alphas, P * J), dtype=torch.float32)
     # ranking candidates needs less precision than the final fit
     kw = {**fit_kw, "tol": max(fit_kw.get("tol", 1e-4), 1e-3)}
-    fit = fit_batched(X, target, torch.from_numpy(w_all), alpha_all, **kw)
-    Z = fit.logits(X)  # [G, P*J*A, n, K]
+    fit = fit_batched(X, target, torch.from_numpy(w_all).to(X.device), alpha_all, **kw)
+    Z = fit.logits(X).cpu()  # [G, P*J*A, n, K]
+    target = target.cpu()
     held = torch.from_numpy((train_w[:, None] > 0) & (w_in == 0))  # [P, J, n]
     held = held[:, :, None].expand(P, J, A, n).reshape(P * J * A, n)
     kind = fit_kw.get("loss", "logistic")
