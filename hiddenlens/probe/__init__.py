@@ -1,5 +1,6 @@
 """Probes: linear / nearest-mean probes, batched layer sweeps, control tasks and
-selectivity, MDL online codes, V-information complexity, pooling and CKA."""
+selectivity, MDL online codes, V-information complexity, pooling, CKA and structural
+probes."""
 
 from hiddenlens.probe.cka import CKAResult, cka_matrix, linear_cka
 from hiddenlens.probe.complexity import ComplexityResult, decodability_profile, feature_complexity
@@ -14,6 +15,7 @@ from hiddenlens.probe.hygiene import (
 )
 from hiddenlens.probe.linear import LinearProbe, LinearProbeRegressor, NearestMeanProbe
 from hiddenlens.probe.pooling import moment_features, pool, pool_rows
+from hiddenlens.probe.structural import StructuralProbe, StructuralResult, tree_distances
 from hiddenlens.probe.sweep import SweepResult, sweep
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
     "LinearProbeRegressor",
     "MDLResult",
     "NearestMeanProbe",
+    "StructuralProbe",
+    "StructuralResult",
     "SweepResult",
     "VOITA_FRACTIONS",
     "block_ends",
@@ -38,4 +42,5 @@ __all__ = [
     "probe_with_control",
     "selectivity",
     "sweep",
+    "tree_distances",
 ]

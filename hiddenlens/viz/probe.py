@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from hiddenlens.viz.layers import LayerCurves, plot_layer_curves
 from hiddenlens.viz.style import SEQUENTIAL_CMAP, annotate_cells, new_figure, short_names
 
-__all__ = ["LayerCurves", "plot_cka_matrix", "plot_layer_curves"]
+__all__ = ["LayerCurves", "plot_cka_matrix", "plot_layer_curves", "plot_tree_distances"]
 
 
 def plot_cka_matrix(
@@ -41,4 +41,47 @@ def plot_cka_matrix(
     ax.set_ylabel("layer")
     fig.colorbar(im, ax=ax, shrink=0.8, label="linear CKA")
     ax.set_title(title or "Linear CKA between layers")
+    return fig
+
+
+def plot_tree_distances(
+    data, *, words: Sequence[str] | None = None, ax=None, title: str | None = None
+) -> Figure:
+    """A structural probe's view of one sentence (Hewitt & Manning 2019).
+
+    data: ``(pred, parents)``: predicted squared distances [n, n] and the gold tree as a
+    parent array (-1 at the root). The heat map shows ``pred``; gold tree edges are marked
+    with a dot in both cells (i, parent) and (parent, i), so a probe that reads the tree has
+    its smallest off-diagonal values under the dots.
+    """
+    pred, parents = data
+    D = np.asarray(pred, float)
+    par = np.asarray(parents, int)
+    if D.ndim != 2 or D.shape != (len(par), len(par)):
+        raise ValueError(
+            f"pred must be [n, n] with n = {len(par)} (one parent per word), got {D.shape}"
+        )
+    n = len(par)
+    words = [str(i) for i in range(n)] if words is None else list(words)
+    if len(words) != n:
+        raise ValueError(f"{len(words)} words for a sentence of {n}")
+    fig, ax = new_figure(ax, figsize=(1.8 + 0.35 * n, 1.4 + 0.35 * n))
+    ax.grid(False)
+    im = ax.imshow(D, cmap=SEQUENTIAL_CMAP)
+    child = np.flatnonzero(par >= 0)
+    ax.scatter(par[child], child, s=18, c="white", edgecolors="black", linewidths=0.5, zorder=3)
+    ax.scatter(
+        child,
+        par[child],
+        s=18,
+        c="white",
+        edgecolors="black",
+        linewidths=0.5,
+        zorder=3,
+        label="gold tree edge",
+    )
+    ax.set_xticks(np.arange(n), words, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(np.arange(n), words, fontsize=7)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="predicted squared distance")
+    ax.set_title(title or "Structural probe distances (dots: gold edges)")
     return fig

@@ -1,0 +1,77 @@
+"""Structural probes on planted trees: node i's embedding is the sum of one orthonormal vector
+per edge on its root path (so squared distances are tree distances and squared norms are
+depths) in 12 of 40 dimensions, with strong noise in the others."""
+
+import numpy as np
+import pytest
+import torch
+
+from hiddenlens.probe.structural import StructuralProbe, tree_depths, tree_distances
+
+
+def planted(n_sent, seed, k=12, noise_dims=28, signal=True):
+    rng = np.random.default_rng(seed)
+    H, parents = [], []
+    for _ in range(n_sent):
+        n = int(rng.integers(5, k + 1))
+        par = np.array([-1] + [int(rng.integers(0, i)) for i in range(1, n)])
+        perm = rng.permutation(n)  # word order is not the tree order
+        inv = np.argsort(perm)
+        par = np.array([-1 if par[perm[i]] < 0 else inv[par[perm[i]]] for i in range(n)])
+        Q = np.linalg.qr(rng.normal(size=(k, k)))[0][:, :n].T  # one unit vector per node's edge
+        depth_path = np.zeros((n, k))
+        for i in range(n):
+            j = i
+            while par[j] >= 0:
+                depth_path[i] += Q[j]
+                j = par[j]
+        sig = depth_path if signal else rng.normal(size=(n, k))
+        H.append(np.hstack([sig, 2.0 * rng.normal(size=(n, noise_dims))]).astype(np.float32))
+        parents.append(par)
+    return H, parents
+
+
+def test_tree_distances_and_depths():
+    par = [-1, 0, 0, 1, 3]  # 0 -> {1, 2}; 1 -> 3 -> 4
+    d = tree_distances(par)
+    assert d[4, 2] == 4 and d[3, 0] == 2 and np.array_equal(d, d.T)
+    assert tree_depths(par).tolist() == [0, 1, 1, 2, 3]
+    with pytest.raises(ValueError, match="one root"):
+        tree_distances([-1, -1, 0])
+    with pytest.raises(ValueError, match="connected"):
+        tree_distances([-1, 2, 1])
+
+
+def test_distance_and_depth_probes_recover_planted_trees():
+    torch.manual_seed(0)
+    H, par = planted(60, 0)
+    Ht, part = planted(30, 1)
+    probe = StructuralProbe("distance", rank=12, n_steps=100, lr=0.05).fit(H, par)
+    res = probe.evaluate(Ht, part)
+    assert res.spearman > 0.9 and res.uuas > 0.9, res
+    depth = StructuralProbe("depth", rank=12, n_steps=100, lr=0.05).fit(H, par).evaluate(Ht, part)
+    assert depth.spearman > 0.9 and depth.root_accuracy > 0.9, depth
+    m = res.to_metrics("blocks.1")
+    assert m["probe/structural_uuas/blocks.1"] == res.uuas
+    # no tree in the activations: the same probe finds little
+    Hn, parn = planted(60, 0, signal=False)
+    Hnt, parnt = planted(30, 1, signal=False)
+    null = StructuralProbe("distance", rank=12, n_steps=100, lr=0.05).fit(Hn, parn)
+    assert null.evaluate(Hnt, parnt).uuas < 0.6
+    with pytest.raises(ValueError, match="one parent per word"):
+        probe.fit([H[0][:-1]], [par[0]])
+    with pytest.raises(ValueError, match="kind"):
+        StructuralProbe("height").fit(H, par)
+
+
+def test_plot_tree_distances():
+    from matplotlib.figure import Figure
+
+    from hiddenlens.viz.probe import plot_tree_distances
+
+    H, par = planted(3, 2)
+    probe = StructuralProbe("distance", rank=12, n_steps=5).fit(H, par)
+    fig = plot_tree_distances((probe.predict(H[:1])[0], par[0]), title="t")
+    assert isinstance(fig, Figure) and fig.axes[0].get_title() == "t"
+    with pytest.raises(ValueError, match="one parent per word"):
+        plot_tree_distances((np.zeros((2, 2)), par[0]))
