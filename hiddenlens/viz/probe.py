@@ -82,6 +82,8 @@ def plot_tree_distances(
     )
     ax.set_xticks(np.arange(n), words, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(np.arange(n), words, fontsize=7)
+    ax.set_xlabel("token")
+    ax.set_ylabel("token")
     fig.colorbar(im, ax=ax, shrink=0.8, label="predicted squared distance")
     ax.set_title(title or "Structural probe distances (dots: gold edges)")
     return fig

@@ -50,6 +50,10 @@ SAMPLES = {
     "plot_layer_curves_interactive": ({"layers": L, "series": {"x": [1.0, 2.0, 3.0]}}, {}),
     "plot_cka_matrix": (np.eye(3), {"rows": L}),
     "plot_heatmap_interactive": (np.eye(3), {"rows": L, "diverging": True}),
+    "plot_tree_distances": (
+        (np.abs(np.subtract.outer(np.arange(4), np.arange(4))) ** 2, [-1, 0, 1, 1]),
+        {"words": ["x", "=", "f", "("]},
+    ),
     "plot_density_histogram": (np.r_[0.0, R.random(50) * 0.1], {}),
     "plot_density_histogram_interactive": (np.r_[0.0, R.random(50) * 0.1], {}),
     "plot_l0_fvu": (FRONTIER, {}),
