@@ -45,6 +45,7 @@ _SUBPACKAGES = (
     "viz",
     "report",
     "corpus",
+    "analyze",
 )
 
 __all__ = ["__version__", *_EXPORTS, *_SUBPACKAGES]

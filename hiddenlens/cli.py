@@ -6,6 +6,7 @@
     hiddenlens report RUN_DIR
     hiddenlens report --compare RUN_A RUN_B ... [--out DIR]
     hiddenlens run EXPERIMENT [--out DIR]
+    hiddenlens analyze RUN.toml --out DIR      (or a bundled config: demo, tinylm)
 
 Every long job shows a progress bar and can be interrupted with Ctrl-C; re-running the
 same command resumes where it stopped.
@@ -112,6 +113,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_experiment(args.experiment, args.out, extra=args.extra)
 
 
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from hiddenlens.analyze import analyze, bundled_config
+
+    config = args.config
+    if not Path(config).exists() and not config.endswith(".toml"):
+        config = bundled_config(config)
+    result = analyze(config, args.out, progress=not args.quiet)
+    done = ", ".join(f"{k}: {v}" for k, v in result.stages.items())
+    sys.stdout.write(f"report: {result.report}\nstages: {done}\n")
+    if result.failed:
+        sys.stderr.write(f"sections that failed: {', '.join(result.failed)}\n")
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hiddenlens", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -175,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="output directory (runs/NAME)")
     p.add_argument("extra", nargs=argparse.REMAINDER, help="arguments passed to the experiment")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("analyze", help="cache, train SAEs, run the analyzers, write one report")
+    p.add_argument("config", help="a run config (.toml) or a bundled one: demo, tinylm")
+    p.add_argument("--out", required=True, type=Path, help="run directory (resumable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_analyze)
     return parser
 
 

@@ -1,0 +1,103 @@
+"""What every analyze section receives: the model, the store, row labels, trained SAEs."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def is_language_model(handle) -> bool:
+    """True when the model has an unembedding (next-token logits): CE-loss metrics apply."""
+    if handle.kind == "transformer_lens":
+        return hasattr(handle.model, "unembed")
+    if handle.kind != "hf":
+        return False
+    get = getattr(handle.model, "get_output_embeddings", None)
+    return callable(get) and get() is not None
+
+
+def is_text_encoder(handle) -> bool:
+    """A Hugging Face text model without an LM head (sentence embeddings by mean pooling)."""
+    return handle.kind == "hf" and handle.is_text and not is_language_model(handle)
+
+
+def model_kind(handle) -> str:
+    """'language model', 'text encoder' or 'module' (what the report says it treated)."""
+    if is_language_model(handle):
+        return "language model"
+    return "text encoder" if is_text_encoder(handle) else "module"
+
+
+def safe_name(hook: str) -> str:
+    """A hook point as a file-system name (``:`` and ``#`` and ``/`` replaced)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", hook)
+
+
+@dataclass
+class Context:
+    """Shared state of one run (built by ``hiddenlens.analyze.pipeline``)."""
+
+    cfg: Any  # RunConfig
+    handle: Any  # ModelHandle
+    store: Any  # ActivationStore of cfg.cache.hooks
+    data: Any  # inputs.RunData
+    labels: Any  # inputs.RowLabels (one value per store row)
+    out_dir: Path
+    saes: dict[str, Any] = field(default_factory=dict)  # hook -> trained SAE
+    seed: int = 0
+
+    @property
+    def hooks(self) -> list[str]:
+        return list(self.store.hook_points)
+
+    @property
+    def handle_device(self):
+        """The device of the model's parameters (SAEs train and run there too)."""
+        import torch
+
+        return next(self.handle.model.parameters(), torch.empty(0)).device
+
+    @property
+    def texts(self) -> list[str] | None:
+        return self.data.texts
+
+    def hooks_for(self, patterns: list[str] | None) -> list[str]:
+        """Cached hooks matching ``patterns`` (names or globs), in store order; all if None."""
+        if not patterns:
+            return self.hooks
+        out = [h for h in self.hooks if any(fnmatch.fnmatchcase(h, p) for p in patterns)]
+        if not out:
+            raise ValueError(f"hooks {patterns} match no cached hook point; cached: {self.hooks}")
+        return out
+
+    def middle_hook(self) -> str:
+        return self.hooks[len(self.hooks) // 2]
+
+    def sample(self, n: int, *, seed_offset: int = 0) -> np.ndarray:
+        """Sorted random row indices (at most ``n``) of the store."""
+        rng = np.random.default_rng(self.seed + seed_offset)
+        total = len(self.store)
+        return np.sort(rng.choice(total, size=min(n, total), replace=False))
+
+    def rows(self, hook: str, idx: np.ndarray) -> np.ndarray:
+        """float32 rows ``idx`` of ``hook``."""
+        return np.asarray(self.store.rows(hook)[idx], dtype=np.float32)
+
+    @property
+    def groups(self) -> np.ndarray:
+        """The document (sample) each row came from: folds are grouped by it."""
+        return np.asarray(self.store.meta["sample_idx"])
+
+
+def first_of(metrics: dict, *keys: str) -> float:
+    """The value of the first of ``keys`` present in ``metrics`` (analyzers name a metric
+    ``metric/where`` or ``analyzer/metric/where``; a section reads either)."""
+    for key in keys:
+        if key in metrics:
+            return metrics[key]
+    raise KeyError(f"none of {keys} in the metrics; found {sorted(metrics)[:12]}")
