@@ -20,39 +20,36 @@ from pathlib import Path
 import numpy as np
 
 HOOKS = "encoder.layer.*"
+PROPERTIES = ("is_digit", "is_capitalised", "is_punct", "is_continuation", "position_bucket")
 
 
 def cache(out: Path, max_rows: int, fast: bool):
+    """The store and its per-row token labels (the properties above)."""
     import hiddenlens
-    from hiddenlens.corpus import demo_corpus, token_properties
+    from hiddenlens.analyze.inputs import token_labels
+    from hiddenlens.corpus import demo_corpus
 
     handle = hiddenlens.load_model("minilm")
     texts = demo_corpus(max_docs=120 if fast else None)
     store = hiddenlens.cache_activations(
         handle, texts, HOOKS, out / "store", batch_size=32, max_rows=max_rows, seq_len=256
     )
-    meta = store.meta
-    labels = token_properties(
-        handle.tokenizer, texts, meta["sample_idx"], meta["position"], seq_len=256
-    )
-    labels["token_id"] = meta["token_id"]
-    return store, labels
+    labels = token_labels(handle, texts, store.meta, 256)
+    return store, {k: labels[k] for k in PROPERTIES}
 
 
 def extras(store, hooks, run, labels, rows: int, seed: int) -> tuple[list[dict], dict]:
     """Complexity per property, nearest-mean baseline, debiased CKA."""
-    from experiments.probe_minilm.analysis import property_labels
     from hiddenlens.probe import cka_matrix, feature_complexity, sweep
     from hiddenlens.store.source import read_hooks
 
+    n = len(store)
     rng = np.random.default_rng(seed + 1)
-    idx = np.sort(
-        rng.choice(len(labels["position"]), min(rows, len(labels["position"])), replace=False)
-    )
+    idx = np.sort(rng.choice(n, min(rows, n), replace=False))
     arrays = read_hooks(store, hooks, idx)
     groups = np.asarray(store.meta["sample_idx"])[idx]
     table, metrics = [], {}
-    for name, y in property_labels(labels).items():
+    for name, y in labels.items():
         if name not in run.tasks:
             continue
         comp = feature_complexity(
@@ -89,25 +86,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from experiments.probe_minilm.analysis import ProbeSettings, add_to_section, run_probes
+    from hiddenlens.analyze.config import ProbeSectionConfig
+    from hiddenlens.analyze.sections.probe import add_to_section, run_probes
     from hiddenlens.report import Report
+    from hiddenlens.store.source import read_hooks
     from hiddenlens.viz.probe import plot_cka_matrix
 
     store, labels = cache(args.out, 3_000 if args.fast else args.max_rows, args.fast)
     hooks = [h for h in store.hook_points if not h.endswith("#grad")]
-    settings = ProbeSettings(
+    settings = ProbeSectionConfig(
         rows=1_500 if args.fast else args.rows,
         mdl_rows=1_000 if args.fast else 10_000,
         cka_rows=1_000 if args.fast else 8_000,
         cv=3 if args.fast else args.cv,
-        seed=args.seed,
     )
-    run = run_probes(store, hooks, labels, store.meta["sample_idx"], settings)
+    rng = np.random.default_rng(args.seed)
+    rows = np.sort(rng.choice(len(store), min(settings.rows, len(store)), replace=False))
+    meta = store.meta
+    run = run_probes(
+        read_hooks(store, hooks, rows),
+        {k: v[rows] for k, v in labels.items()},
+        np.asarray(meta["token_id"])[rows],
+        np.asarray(meta["sample_idx"])[rows],
+        settings,
+        args.seed,
+    )
     config = {
         "model": "all-MiniLM-L6-v2",
         "hooks": hooks,
         "cached_rows": len(store),
-        **{k: getattr(settings, k) for k in ("rows", "mdl_rows", "cka_rows", "cv", "seed")},
+        "seed": args.seed,
+        **{k: getattr(settings, k) for k in ("rows", "mdl_rows", "cka_rows", "cv")},
     }
     report = Report("Probing all-MiniLM-L6-v2 layer by layer", config=config)
     section = report.add_section("Layer curves, selectivity, MDL and CKA")
