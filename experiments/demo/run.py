@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tomllib
 from pathlib import Path
 
 # Tiny settings for a smoke run: same sections, ~3k token rows.
@@ -34,8 +33,9 @@ FAST = {
 def config(*, fast: bool) -> dict:
     """The bundled demo config as a dict (with the fast overrides when asked)."""
     from hiddenlens.analyze import bundled_config
+    from hiddenlens.analyze.config import read_toml
 
-    raw = tomllib.loads(bundled_config("demo").read_text(encoding="utf-8"))
+    raw = read_toml(bundled_config("demo"))
     if fast:
         for table, values in FAST.items():
             raw[table].update(values)

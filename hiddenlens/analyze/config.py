@@ -10,10 +10,15 @@ a setting silently into its default.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as the tomli package
+    import tomli as tomllib
 
 SECTION_ORDER = (
     "activations", "sae", "probe", "collapse", "info", "shortcut", "attribution", "codebook",
@@ -101,6 +106,8 @@ class CacheConfig:
 
     def __post_init__(self) -> None:
         self.hooks = _str_list("cache.hooks", self.hooks, allow_none=False)
+        if not self.hooks:
+            raise ValueError("cache.hooks must name at least one hook point (names or globs)")
         _one_of("cache.dtype", self.dtype, ("float32", "float16", "bfloat16"))
         _one_of("cache.rows", self.rows, (None, "example", "position", "token"))
         _pos_float("cache.shard_size_mb", self.shard_size_mb)
@@ -143,6 +150,8 @@ class SAESectionConfig:
         from hiddenlens.sae.config import ARCHITECTURES
 
         self.hooks = _str_list("sae.hooks", self.hooks, allow_none=False)
+        if not self.hooks:
+            raise ValueError("sae.hooks must name at least one cached hook point")
         _one_of("sae.architecture", self.architecture, tuple(ARCHITECTURES))
         _pos_int("sae.k", self.k, allow_none=True)
         for name in ("expansion", "total_tokens", "batch_size", "eval_rows", "eval_docs"):
@@ -387,6 +396,17 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return {k: conv(v) for k, v in d.items()}
 
 
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The tables of a TOML file; a syntax error names the file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"run config {str(path)!r} does not exist (a .toml file)")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path} is not valid TOML: {err}") from err
+
+
 def load_config(config: str | Path | dict | RunConfig) -> RunConfig:
     """A :class:`RunConfig` from a TOML file path, a dict of tables, or a RunConfig."""
     if isinstance(config, RunConfig):
@@ -394,12 +414,5 @@ def load_config(config: str | Path | dict | RunConfig) -> RunConfig:
     if isinstance(config, dict):
         return RunConfig.from_dict(config)
     if isinstance(config, (str, Path)):
-        path = Path(config).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"run config {str(path)!r} does not exist (a .toml file)")
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"{path} is not valid TOML: {err}") from err
-        return RunConfig.from_dict(raw)
+        return RunConfig.from_dict(read_toml(config))
     raise TypeError(f"config must be a TOML path, a dict or a RunConfig, got {type(config).__name__}")

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hiddenlens.analyze.inputs import TOKEN_LABELS
+
 USES_SAE = False
 
 
@@ -27,9 +29,10 @@ class ProbeRun:
 
 
 def run_probes(arrays: dict[str, np.ndarray], labels: dict[str, np.ndarray], types, groups,
-               cfg, seed: int) -> ProbeRun:
+               cfg, seed: int, *, controlled=None) -> ProbeRun:
     """Probe each label on ``arrays`` (hook -> [n, d]); ``types`` (token ids) adds control
-    tasks; ``groups`` (document per row) makes the folds and the bootstrap grouped."""
+    tasks for the labels in ``controlled`` (default: all); ``groups`` (document per row)
+    makes the folds and the bootstrap grouped."""
     from hiddenlens.probe import cka_matrix, control_task, mdl_probe, probe_with_control, sweep
 
     t0 = time.perf_counter()
@@ -45,7 +48,13 @@ def run_probes(arrays: dict[str, np.ndarray], labels: dict[str, np.ndarray], typ
             continue
         if len(np.unique(groups)) < cfg.cv:
             kw["groups"] = None
-        if types is not None:
+        control = None
+        if types is not None and (controlled is None or name in controlled):
+            control = control_task(types, y, seed=seed)
+            if len(np.unique(control)) < 2:
+                run.skipped[f"{name} (control)"] = "the control task drew a single class"
+                control = None
+        if control is not None:
             task, ctrl = probe_with_control(arrays, y, types, name=f"probe_{name}", **kw)
             run.controls[name] = ctrl
         else:
@@ -53,8 +62,7 @@ def run_probes(arrays: dict[str, np.ndarray], labels: dict[str, np.ndarray], typ
         run.tasks[name] = task
         sub = {h: X[mdl_rows] for h, X in arrays.items()}
         mdl_kw = dict(seed=seed, max_iter=cfg.max_iter)
-        control = None
-        if types is not None:
+        if control is not None:
             control = mdl_probe(sub, control_task(types[mdl_rows], y[mdl_rows], seed=seed),
                                 name=f"mdl_{name}_control", **mdl_kw)
         run.mdl[name] = (mdl_probe(sub, y[mdl_rows], name=f"mdl_{name}", **mdl_kw), control)
@@ -157,12 +165,13 @@ def run(ctx, cfg, report) -> None:
     meta = ctx.store.meta
     types = np.asarray(meta["token_id"])[rows] if "token_id" in meta else None
     result = run_probes(arrays, {k: vals[k][rows] for k in names}, types, ctx.groups[rows],
-                        cfg, ctx.seed)
+                        cfg, ctx.seed, controlled=set(TOKEN_LABELS))
     sec = report.add_section("Probing: what each layer makes linearly readable")
     control = (
         "Each label is paired with a control task that gives every token type a random label "
         "from the same distribution: high task accuracy with low selectivity means the probe "
-        "can memorise token identity, not that the layer encodes the label in context. "
+        "can memorise token identity, not that the layer encodes the label in context "
+        "(token labels only; a document label has no per-token-type control). "
         if types is not None else
         "No control task: the rows carry no token identity (control tasks need token types). "
     )

@@ -154,7 +154,11 @@ def _one(ctx, cfg, report, hook, sae) -> None:
 
 def _figures(ctx, cfg, sec, hook, sae, density) -> None:
     from hiddenlens.sae.inspect import top_activating
-    from hiddenlens.viz.sae import plot_decoder_cosines, plot_density_histogram, plot_top_activations
+    from hiddenlens.viz.sae import (
+        plot_decoder_cosines,
+        plot_density_histogram,
+        plot_top_activations,
+    )
 
     sec.add_figure(
         plot_density_histogram(density, title=f"Feature density, {hook}"),

@@ -44,7 +44,12 @@ def _sieve(ctx, cfg, names, hooks) -> tuple[dict, dict]:
 def _synthetic(seed: int, steps: int, seeds: int) -> tuple[dict, list[dict]]:
     import torch
 
-    from hiddenlens.shortcut import TwoFeatureConfig, bias_from_predictions, group_metrics, make_dataset
+    from hiddenlens.shortcut import (
+        TwoFeatureConfig,
+        bias_from_predictions,
+        group_metrics,
+        make_dataset,
+    )
     from hiddenlens.shortcut.train import BatchedNet, predict_batched, train_batched
 
     cfg = TwoFeatureConfig(core_predictivity=1.0, shortcut_predictivity=0.9, shortcut_size=4)
