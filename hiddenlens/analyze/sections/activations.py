@@ -4,7 +4,6 @@ ReLU MLPs have ~3% of units non-zero; for GELU, 'positive' is the closest analog
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from hiddenlens._keys import metric_key
@@ -58,9 +57,9 @@ def run(ctx, cfg, report) -> None:
             "negative values through, so 'positive' is the closest analogue)."
         )
         sec.add_figure(
-            plot_percent_nonzero(list(live), list(live.values())), "percent_positive_live"
+            plot_percent_nonzero(live), "percent_positive_live"
         )
     sec.add_text(text)
     sec.add_metrics(metrics)
-    sec.add_figure(plot_percent_nonzero(hooks, list(stored.values())), "percent_positive")
-    sec.add_figure(plot_layer_norms(hooks, np.asarray(norms)), "layer_norms")
+    sec.add_figure(plot_percent_nonzero(stored), "percent_positive")
+    sec.add_figure(plot_layer_norms(dict(zip(hooks, norms))), "layer_norms")

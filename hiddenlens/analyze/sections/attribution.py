@@ -124,7 +124,13 @@ def _layers(ctx, cfg, sec, s: Setup, hooks) -> dict[str, float]:
         per_row = attr.sum(-1)[mask] if mask is not None and attr.ndim == 3 else attr
         totals[name] = float(per_row.sum()) / s.n
     out = {metric_key("attribution", "grad_x_act_total", k): v for k, v in totals.items()}
-    sec.add_figure(plot_layer_scores(totals, ylabel="sum of grad x act per example"), "layer_gxa",
+    last, scale = list(totals)[-1], max(abs(v) for v in totals.values()) or 1.0
+    notes = {}
+    if is_text_encoder(ctx.handle) and abs(totals[last]) < 1e-4 * scale:
+        # Euler: grad . h = 0 for a target that is 0-homogeneous in h (normalised pooling)
+        notes[last] = "≈0 by construction: the target is scale-invariant in this layer"
+    sec.add_figure(plot_layer_scores(totals, ylabel="sum of grad x act per example", notes=notes),
+                   "layer_gxa",
                    caption="gradient x activation summed over positions and features, per hook")
     base = _pad_baseline(ctx, s) if is_text_encoder(ctx.handle) and ctx.texts is not None else None
     for name in dict.fromkeys([hooks[0], hooks[-1]]):
@@ -153,7 +159,7 @@ def _tokens(ctx, cfg, sec, s: Setup) -> dict[str, float]:
     texts = _texts(ctx, cfg.examples)
     target = similarity_target(ctx.handle.embed([cfg.reference])[0])
     ig = token_attributions(ctx.handle, texts, target, n_steps=cfg.n_steps, seq_len=cfg.seq_len)
-    sec.add_figure(plot_token_attributions(ig.tokens, ig.scores), "token_ig", caption="IG per token")
+    sec.add_figure(plot_token_attributions(ig.scores, tokens=ig.tokens), "token_ig", caption="IG per token")
     sec.add_table(
         [{"text": t[:60], "top tokens": ", ".join(f"{w} ({v:+.3f})" for w, v in ig.top(i, 4))}
          for i, t in enumerate(texts)],

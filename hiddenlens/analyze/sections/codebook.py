@@ -162,7 +162,8 @@ def _search_and_report(ctx, cfg, report, hook, codes, rows, metrics, history) ->
     if table:
         sec.add_table(table, caption="top codes per label")
     if names:
-        sec.add_figure(plot_code_vs_neuron(names, code_f1, neuron_f1), "codebook_search")
+        sec.add_figure(plot_code_vs_neuron(dict(zip(names, zip(code_f1, neuron_f1)))),
+                       "codebook_search")
     sec.add_figure(plot_code_usage(code_usage(codes, cfg.n_codes)), "codebook_usage")
     sec.add_figure(plot_losses({"distillation": history["loss"]}, title="distillation"),
                    "codebook_finetune")

@@ -37,7 +37,7 @@ def _rename(per_layer: dict, label: str | None) -> dict:
 
 def _one_label(ctx, cfg, sec, name: str, y: np.ndarray, hooks: list[str], tag: bool) -> dict:
     from hiddenlens.collapse import SigmaBWarning, accumulate, layer_metrics
-    from hiddenlens.viz.collapse import plot_layer_profile
+    from hiddenlens.viz.collapse import LayerCurves, plot_layer_curves
 
     n = min(len(y), cfg.max_rows or len(y))
     with warnings.catch_warnings(record=True) as caught:
@@ -64,8 +64,11 @@ def _one_label(ctx, cfg, sec, name: str, y: np.ndarray, hooks: list[str], tag: b
         caption=f"Class sizes of {name} (NC1 averages Σ_W over rows)",
     )
     series = {k: [_get(per_layer, k, h) for h in hooks] for k in ("nc1", "cdnv", "within_over_between")}
-    sec.add_figure(plot_layer_profile(hooks, series, ylabel="value", title=f"{name}: collapse by layer"),
-                   f"collapse_layers_{name}")
+    sec.add_figure(
+        plot_layer_curves(LayerCurves(hooks, series, ylabel="value", logy=True),
+                          title=f"{name}: collapse by layer"),
+        f"collapse_layers_{name}",
+    )
     return _rename(per_layer, name if tag else None)
 
 

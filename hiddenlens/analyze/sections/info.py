@@ -49,7 +49,7 @@ def _layer_row(ctx, cfg, hook, idx, sub, labels) -> tuple[dict, dict]:
 
 
 def run(ctx, cfg, report) -> None:
-    from hiddenlens.viz.info import plot_mi_by_layer
+    from hiddenlens.viz.layers import LayerCurves, plot_layer_curves
 
     vals = ctx.labels.values
     default = [k for k in ("token_kind", "is_capitalised") if k in vals] or sorted(ctx.data.doc_labels)
@@ -82,6 +82,6 @@ def run(ctx, cfg, report) -> None:
     sec.add_table(rows, caption="per layer; bits")
     if labels:
         series = {f"I(T;{k})": [r[f"I(T;{k})"] for r in rows] for k in labels}
-        sec.add_figure(plot_mi_by_layer({"layers": hooks, "series": series},
-                                        title="Lossy-compression I(T;Y) by layer"), "info_ity_layers")
+        sec.add_figure(plot_layer_curves(LayerCurves(hooks, series, ylabel="bits"),
+                                         title="Lossy-compression I(T;Y) by layer"), "info_ity_layers")
     sec.add_metrics(metrics)

@@ -119,19 +119,23 @@ def run_metrics(run: ProbeRun) -> dict[str, float]:
 
 def add_to_section(section, run: ProbeRun) -> None:
     """Figures, table and metrics of a run, in a report section."""
-    from hiddenlens.viz.probe import plot_cka_matrix, plot_layer_curves, plot_mdl, plot_selectivity
+    from hiddenlens.viz.probe import LayerCurves, plot_cka_matrix, plot_layer_curves
 
     if run.tasks:
         chance = {k: t.chance for k, t in run.tasks.items()}
         section.add_figure(
-            plot_layer_curves(run.tasks, chance=chance), "probe_layer_curves",
+            plot_layer_curves(LayerCurves.from_results(run.tasks, reference=chance)),
+            "probe_layer_curves",
             caption="Held-out accuracy of a linear probe per layer (folds grouped by document "
             "where there are enough; band: 95% bootstrap CI; dotted: majority class).",
         )
     if run.controls:
         sel = {k: t.selectivity(run.controls[k]) for k, t in run.tasks.items()}
         section.add_figure(
-            plot_selectivity(run.hooks, sel), "probe_selectivity",
+            plot_layer_curves(
+                LayerCurves(run.hooks, sel, reference=0.0, ylabel="selectivity (task - control)")
+            ),
+            "probe_selectivity",
             caption="Task accuracy minus control-task accuracy (random label per token type, "
             "Hewitt & Liang 2019).",
         )
@@ -139,12 +143,14 @@ def add_to_section(section, run: ProbeRun) -> None:
         comp = {k: m[0].compression for k, m in run.mdl.items()}
         comp |= {f"{k} (control)": m[1].compression for k, m in run.mdl.items() if m[1] is not None}
         section.add_figure(
-            plot_mdl(run.hooks, comp), "probe_mdl",
+            plot_layer_curves(LayerCurves(run.hooks, comp, reference=1.0,
+                                          reference_label="uniform code", ylabel="compression (x)")),
+            "probe_mdl",
             caption="Online-code compression (Voita & Titov 2020) of each label"
             + (" and of its control task." if run.controls else "."),
         )
     if run.cka is not None:
-        section.add_figure(plot_cka_matrix(run.cka.matrix, run.cka.rows), "probe_cka",
+        section.add_figure(plot_cka_matrix(run.cka.matrix, rows=run.cka.rows), "probe_cka",
                            caption="Linear CKA between layers on the same rows.")
     section.add_table(summary_rows(run), caption="Per label, at the layer with the best probe.")
     if run.skipped:

@@ -107,10 +107,10 @@ def _dashboard(ctx, sae, hook: str, n_rows: int, sec) -> None:
         ctx.out_dir / f"{name}.neuronpedia.json",
         to_neuronpedia(cards, model_id=str(ctx.handle.model_id), layer=hook),
     )
-    sec.add_html(
-        f"<p><a href='{name}.html'>Open the feature dashboard</a> (every latent: density, "
-        "activation histogram, top and quantile contexts; searchable) — also exported as "
-        f"Neuronpedia-style JSON in <code>{name}.neuronpedia.json</code>.</p>"
+    sec.add_text(
+        f"[Open the feature dashboard]({name}.html) (every latent: density, activation "
+        "histogram, top and quantile contexts; searchable) — also exported as "
+        f"Neuronpedia-style JSON in `{name}.neuronpedia.json`."
     )
 
 

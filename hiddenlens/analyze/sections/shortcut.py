@@ -110,7 +110,7 @@ def _dfr_and_opposing(net, ds, res, seeds, erm_groups) -> dict:
 def run(ctx, cfg, report) -> None:
     import torch
 
-    from hiddenlens.viz.shortcut import plot_decodability
+    from hiddenlens.viz.layers import LayerCurves, plot_layer_curves
 
     vals = ctx.labels.values
     default = [k for k in DEFAULT_TEXT_LABELS if k in vals] + sorted(ctx.data.doc_labels)
@@ -127,7 +127,8 @@ def run(ctx, cfg, report) -> None:
         f"Flagged: {', '.join(flagged) if flagged else 'none'}."
     )
     if profiles:
-        sec.add_figure(plot_decodability(hooks, profiles, title="label decodability by layer"),
+        curves = LayerCurves(hooks, profiles, ylabel="decodability above chance", ylim=(-0.02, 1.02))
+        sec.add_figure(plot_layer_curves(curves, title="label decodability by layer"),
                        "shortcut_sieve")
     metrics = dict(sieve)
     if cfg.synthetic:
