@@ -147,12 +147,12 @@ class SAESectionConfig:
     checkpoint_every: int = 50
 
     def __post_init__(self) -> None:
-        from hiddenlens.sae.config import ARCHITECTURES
+        from hiddenlens.sae import registry
 
         self.hooks = _str_list("sae.hooks", self.hooks, allow_none=False)
         if not self.hooks:
             raise ValueError("sae.hooks must name at least one cached hook point")
-        _one_of("sae.architecture", self.architecture, tuple(ARCHITECTURES))
+        _one_of("sae.architecture", self.architecture, tuple(registry.names()))
         _pos_int("sae.k", self.k, allow_none=True)
         for name in ("expansion", "total_tokens", "batch_size", "eval_rows", "eval_docs"):
             _pos_int(f"sae.{name}", getattr(self, name))

@@ -10,7 +10,6 @@ codes with their names kept for the report, and broadcast to rows through the st
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +29,20 @@ TOKEN_LABELS = (
 
 @dataclass
 class RunData:
-    """The data as the store writer takes it, plus document labels."""
+    """The data as a DataSource (what the store writer takes), plus its first examples
+    materialised for the sections that run the model themselves."""
 
-    data: Any  # list[str] for text, a tensor/array of examples otherwise
-    texts: list[str] | None
-    doc_labels: dict[str, np.ndarray] = field(default_factory=dict)  # name -> int codes
-    label_names: dict[str, list[str]] = field(default_factory=dict)  # name -> class names
+    source: Any  # hiddenlens.data.DataSource (carrying the [data] labels)
+    data: Any = None  # list[str] (text) or a tensor of the first examples
+    mask: Any = None  # token ids: their attention mask (padding), else None
+
+    @property
+    def texts(self) -> list[str] | None:
+        return self.data if self.source.kind == "text" else None
+
+    @property
+    def kind(self) -> str:
+        return self.source.kind
 
 
 def load_handle(cfg) -> Any:
@@ -48,102 +55,71 @@ def load_handle(cfg) -> Any:
     return load_model(cfg.spec, **kwargs)
 
 
-def _encode(name: str, values: list | np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Integer codes and class names of a label column (strings, bools or numbers)."""
-    arr = np.asarray(values)
-    if arr.dtype.kind in "US" or arr.dtype == object:
-        if any(v is None for v in values):
-            raise ValueError(f"label column {name!r} has missing values (index {list(values).index(None)})")
-        names, codes = np.unique(arr.astype(str), return_inverse=True)
-        return codes.astype(np.int64), [str(n) for n in names]
-    if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
-        raise ValueError(f"label column {name!r} holds non-integer numbers; labels are classes")
-    uniq, codes = np.unique(arr, return_inverse=True)
+def _encode(values: np.ndarray, names: list[str] | None) -> tuple[np.ndarray, list[str]]:
+    """Row labels as codes 0..C-1 with a name per code (string labels keep their names)."""
+    uniq, codes = np.unique(np.asarray(values), return_inverse=True)
+    if names is not None:
+        return codes.astype(np.int64), [names[int(u)] for u in uniq]
     return codes.astype(np.int64), [str(u.item() if hasattr(u, "item") else u) for u in uniq]
 
 
-def _jsonl_columns(path: Path, columns: list[str]) -> dict[str, list]:
-    out: dict[str, list] = {c: [] for c in columns}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            for c in columns:
-                if c not in record:
-                    raise ValueError(f"{path}:{lineno} has no label column {c!r}; it has {sorted(record)}")
-                out[c].append(record[c])
-    return out
-
-
-def _file_columns(source: str, columns: list[str]) -> dict[str, list]:
-    path = Path(source).expanduser()
-    if path.suffix == ".jsonl":
-        return _jsonl_columns(path, columns)
-    if path.is_dir():
-        from datasets import load_from_disk
-
-        ds = load_from_disk(str(path))
-        missing = [c for c in columns if c not in ds.column_names]
-        if missing:
-            raise ValueError(f"dataset at {path} has no column(s) {missing}; columns: {ds.column_names}")
-        return {c: list(ds[c]) for c in columns}
-    raise ValueError(
-        f"labels {columns} need a source with columns (.jsonl, .npz or a dataset directory); "
-        f"{source!r} has none"
-    )
-
-
-def _array_source(source: str, cfg) -> tuple[Any, dict[str, Any]]:
-    """A .npy (examples) or .npz (``x`` plus label arrays) file."""
+def _array_source(source: str, labels: list[str]) -> tuple[Any, dict[str, Any] | None]:
+    """A .npy (examples) or .npz (``x`` plus one array per label) file."""
     path = Path(source).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"data source {source!r} does not exist")
     if path.suffix == ".npy":
-        return np.load(path), {}
-    arrays = np.load(path)
+        return np.load(path, allow_pickle=False), None
+    arrays = np.load(path, allow_pickle=False)
     if "x" not in arrays.files:
         raise ValueError(f"{path} needs an array named 'x' (the examples); it has {arrays.files}")
-    missing = [c for c in cfg.labels if c not in arrays.files]
+    missing = [c for c in labels if c not in arrays.files]
     if missing:
         raise ValueError(f"{path} has no label array(s) {missing}; it has {arrays.files}")
-    return arrays["x"], {c: arrays[c] for c in cfg.labels}
+    return arrays["x"], {c: arrays[c] for c in labels} or None
+
+
+def _materialise(source, n: int) -> tuple[Any, Any]:
+    """The first ``n`` examples: a list of texts, or a tensor (and token ids' mask)."""
+    import torch
+
+    items, masks, seen = [], [], 0
+    for batch in source.batches(256):
+        items.append(batch.inputs)
+        masks.append(batch.attention_mask)
+        seen += len(batch.inputs)
+        if seen >= n:
+            break
+    if source.kind == "text":
+        return [t for chunk in items for t in chunk][:n], None
+    x = torch.cat([torch.as_tensor(np.asarray(i)) if not torch.is_tensor(i) else i for i in items])[:n]
+    mask = torch.cat(masks)[:n] if masks and all(m is not None for m in masks) else None
+    return x, mask
 
 
 def load_data(cfg) -> RunData:
-    """Read ``[data]``: texts (demo, .txt, .jsonl, dataset dir) or examples (.npy, .npz,
-    or an in-memory list of strings / tensor / array / dict with ``x`` and label arrays)."""
-    src = cfg.source
-    columns: dict[str, Any] = {}
-    if isinstance(src, str) and Path(src).suffix in (".npy", ".npz"):
-        data, columns = _array_source(src, cfg)
-    elif isinstance(src, (str, Path)):
-        from hiddenlens.corpus import load_texts
+    """``[data]`` as a DataSource (``hiddenlens.data.as_data``); also accepts a .npy / .npz
+    file and a dict ``{"x": examples, "<label>": values}``."""
+    from hiddenlens.data import as_data
 
-        data = load_texts(src, text_column=cfg.text_column)
-        if cfg.labels:
-            columns = _file_columns(str(src), cfg.labels)
-    elif isinstance(src, dict):
-        if "x" not in src:
-            raise ValueError(f"a dict data source needs 'x' (the examples); it has {sorted(src)}")
-        data = src["x"]
-        missing = [c for c in cfg.labels if c not in src]
+    data, labels = cfg.source, (list(cfg.labels) or None)
+    if isinstance(data, str) and Path(data).suffix in (".npy", ".npz"):
+        data, labels = _array_source(data, cfg.labels)
+    elif isinstance(data, dict) and "x" in data:
+        missing = [c for c in cfg.labels if c not in data]
         if missing:
-            raise ValueError(f"data source has no label column(s) {missing}; it has {sorted(src)}")
-        columns = {c: src[c] for c in cfg.labels}
-    else:
-        data = src
-        if cfg.labels:
-            raise ValueError("labels need a source with columns: a dict with 'x', .npz or .jsonl")
+            raise ValueError(f"data source has no label column(s) {missing}; it has {sorted(data)}")
+        data, labels = data["x"], {c: data[c] for c in cfg.labels} or None
+    source = as_data(data, text_column=cfg.text_column, labels=labels)
     if cfg.max_docs is not None:
-        data = data[: cfg.max_docs]
-        columns = {k: v[: cfg.max_docs] for k, v in columns.items()}
-    texts = list(data) if isinstance(data, list) and data and isinstance(data[0], str) else None
-    run = RunData(data, texts)
-    for name, values in columns.items():
-        values = values.cpu().numpy() if hasattr(values, "cpu") else values
-        run.doc_labels[name], run.label_names[name] = _encode(name, values)
-    return run
+        source = source.take(cfg.max_docs)
+    return RunData(source)
+
+
+def materialise(run_data: RunData, store) -> None:
+    """Keep the examples the store's rows came from (texts for token labels) in memory."""
+    needed = int(np.asarray(store.meta["sample_idx"]).max()) + 1 if len(store) else 0
+    run_data.data, run_data.mask = _materialise(run_data.source, max(needed, 2_500))
 
 
 def token_labels(handle, texts: list[str], meta: dict, seq_len: int | None) -> dict[str, np.ndarray]:
@@ -187,11 +163,12 @@ class RowLabels:
 
 
 def row_labels(handle, run_data: RunData, store, cfg_data, seq_len) -> RowLabels:
-    """Document labels broadcast to rows, plus token labels for text stores."""
+    """Document labels of the store's rows (as codes), plus token labels for text."""
     meta = store.meta
-    sample_idx = np.asarray(meta["sample_idx"])
-    values = {k: v[sample_idx] for k, v in run_data.doc_labels.items()}
-    names = dict(run_data.label_names)
+    stored = dict(getattr(store, "label_names", None) or {})
+    values, names = {}, {}
+    for name in cfg_data.labels:
+        values[name], names[name] = _encode(meta[name], stored.get(name))
     unavailable = {}
     if run_data.texts is not None and cfg_data.token_labels and "position" in meta:
         try:

@@ -26,7 +26,7 @@ from typing import Any
 from hiddenlens.analyze import stages
 from hiddenlens.analyze.config import RunConfig, load_config
 from hiddenlens.analyze.context import Context, model_kind, safe_name
-from hiddenlens.analyze.inputs import load_data, load_handle, row_labels
+from hiddenlens.analyze.inputs import load_data, load_handle, materialise, row_labels
 
 logger = logging.getLogger(__name__)
 SECTIONS_DIR = "sections"
@@ -56,7 +56,6 @@ def _cache_stage(cfg: RunConfig, handle, run_data, out: Path, progress: bool):
         max_rows=cfg.data.max_rows,
         seq_len=cfg.model.seq_len,
         dtype=cfg.cache.dtype,
-        text_column=cfg.data.text_column,
         shard_size_mb=cfg.cache.shard_size_mb,
         progress=progress,
     )
@@ -65,13 +64,13 @@ def _cache_stage(cfg: RunConfig, handle, run_data, out: Path, progress: bool):
     path = out / "store"
     finished = (path / "manifest.json").exists()
     try:
-        store = cache_activations(handle, run_data.data, cfg.cache.hooks, path, **kwargs)
+        store = cache_activations(handle, run_data.source, cfg.cache.hooks, path, **kwargs)
     except FileExistsError as err:
         if not path.is_dir() or "different run" not in str(err):
             raise
         logger.info("the store in %s is of another config; caching again", path)
         store = cache_activations(
-            handle, run_data.data, cfg.cache.hooks, path, overwrite=True, **kwargs
+            handle, run_data.source, cfg.cache.hooks, path, overwrite=True, **kwargs
         )
         finished = False
     return store, "skipped" if finished else "ran"
@@ -90,7 +89,7 @@ def _sae_fingerprint(store_id: str, scfg, hook: str, seed: int) -> str:
 
 
 def _train_one(ctx: Context, scfg, hook: str, directory: Path, progress: bool):
-    from hiddenlens.sae import SAEConfig, TrainConfig, train
+    from hiddenlens.sae import SAEConfig, TrainConfig, registry, train
 
     d_in = ctx.store.d(hook)
     n_rows = len(ctx.store)
@@ -98,7 +97,7 @@ def _train_one(ctx: Context, scfg, hook: str, directory: Path, progress: bool):
         d_in=d_in,
         d_sae=scfg.d_sae or scfg.expansion * d_in,
         architecture=scfg.architecture,
-        k=scfg.k if scfg.architecture in ("topk", "batchtopk", "gradient_topk") else None,
+        k=scfg.k if registry.facts(scfg.architecture)["topk_family"] else None,
         model_id=getattr(ctx.handle, "model_id", None),
     )
     batch = min(scfg.batch_size, n_rows)
@@ -209,6 +208,7 @@ def analyze(config: str | Path | dict | RunConfig, out_dir: str | Path, *,
     run_data = load_data(cfg.data)
     t0 = time.perf_counter()
     store, cache_status = _cache_stage(cfg, handle, run_data, out, progress)
+    materialise(run_data, store)
     labels = row_labels(handle, run_data, store, cfg.data, cfg.model.seq_len)
     ctx = Context(cfg, handle, store, run_data, labels, out, seed=cfg.seed)
     result = AnalyzeResult(out / "report.html", {}, {"cache": cache_status})

@@ -121,7 +121,8 @@ def _tl_text(tmp_path):
 
 def test_hooked_transformer_on_text_matches_sae_lens(tmp_path):
     """CE clean / spliced / zero, CE-loss score and KL equal sae_lens's get_recons_loss on
-    the same SAE and tokens (all documents have the same length, so nothing is padded)."""
+    the same SAE and tokens, with its convention for special tokens (unspliced, uncounted);
+    all documents have the same length, so nothing is padded."""
     from sae_lens import SAE
     from sae_lens.evals import get_recons_loss
     from sae_lens.training.activation_scaler import ActivationScaler
@@ -141,15 +142,19 @@ def test_hooked_transformer_on_text_matches_sae_lens(tmp_path):
     assert bool(enc["attention_mask"].all())  # equal lengths: no padding
     tokens = enc["input_ids"]
     sae = SAE.load_from_disk(str(tmp_path / "run" / "sae" / hook))
+    tok = model.tokenizer
+    ignore = [tok.bos_token_id, tok.eos_token_id, tok.pad_token_id]  # the store dropped these
     ref = get_recons_loss(sae, model, ActivationScaler(), tokens, compute_kl=True,
-                          compute_ce_loss=True, hook_name=hook)
-    ce = {k: float(ref[f"ce_loss_{k}"].mean()) for k in ("without_sae", "with_sae", "with_ablation")}
+                          compute_ce_loss=True, hook_name=hook, ignore_tokens=ignore)
+    keep = ~torch.isin(tokens, torch.tensor(ignore))  # as get_downstream_reconstruction_metrics
+    ce = {k: float(ref[f"ce_loss_{k}"][keep[:, :-1]].mean())
+          for k in ("without_sae", "with_sae", "with_ablation")}
     assert metric(m, "sae", "ce_clean", hook) == pytest.approx(ce["without_sae"], rel=1e-4)
     assert metric(m, "sae", "ce_spliced", hook) == pytest.approx(ce["with_sae"], rel=1e-4)
     assert metric(m, "sae", "ce_zero", hook) == pytest.approx(ce["with_ablation"], rel=1e-4)
     score = (ce["with_ablation"] - ce["with_sae"]) / (ce["with_ablation"] - ce["without_sae"])
     assert metric(m, "sae", "ce_loss_score", hook) == pytest.approx(score, rel=1e-3, abs=1e-5)
-    kl = float(ref["kl_div_with_sae"][:, :-1].mean())  # next-token positions, as the CE
+    kl = float(ref["kl_div_with_sae"][keep].mean())
     assert metric(m, "sae", "kl_spliced", hook) == pytest.approx(kl, rel=1e-3, abs=1e-6)
 
 
@@ -176,7 +181,6 @@ def test_gpt2_causal_lm_loaded_by_path(tmp_path, tiny_gpt2_dir):
     assert metric(m, "sae", "kl_spliced", hook) >= 0
 
 
-@pytest.mark.xfail(strict=True, reason="needs token-id rows (one row per token) from the data helper (issue 19)")
 def test_hooked_transformer_on_token_ids(tmp_path):
     model = _models.tiny_hooked_transformer(d_vocab=20, n_ctx=12)
     g = torch.Generator().manual_seed(0)
@@ -191,7 +195,6 @@ def test_hooked_transformer_on_token_ids(tmp_path):
     assert np.isfinite(metric(result.metrics, "sae", "ce_loss_score", hook))
 
 
-@pytest.mark.xfail(strict=True, reason="needs rows='position' for conv maps from the data/models helpers")
 def test_bn_cnn_per_position_rows(tmp_path):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 1, 8, 8, generator=g)

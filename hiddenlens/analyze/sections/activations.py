@@ -16,13 +16,13 @@ def _live_positive(ctx, hooks: list[str], docs: int) -> dict[str, float]:
     """Share of positive units at ``hooks`` over the rows of the first ``docs`` samples."""
     from hiddenlens.hooks.rows import iter_row_batches
 
-    data = ctx.data.data[:docs]
+    data = ctx.data.source.take(docs)
     positive = dict.fromkeys(hooks, 0.0)
     total = dict.fromkeys(hooks, 0)
     with torch.no_grad():
         for batch in iter_row_batches(
             ctx.handle, data, hooks, batch_size=ctx.cfg.model.batch_size,
-            seq_len=ctx.cfg.model.seq_len, text_column=ctx.cfg.data.text_column,
+            seq_len=ctx.cfg.model.seq_len, rows=ctx.cfg.cache.rows,
         ):
             for h, rows in batch.acts.items():
                 positive[h] += float((rows > 0).sum())

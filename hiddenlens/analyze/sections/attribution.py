@@ -105,9 +105,11 @@ def setup(ctx, cfg) -> Setup:
     data = ctx.data.data[: cfg.examples]
     x = data if isinstance(data, torch.Tensor) else torch.as_tensor(np.asarray(data))
     if is_language_model(handle):
-        ids = x.long()
-        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-        return Setup(batch, _lm_target(batch), "the mean log-probability of the actual next tokens", len(ids))
+        from hiddenlens.analyze.sections.sae import token_batch
+
+        batch = token_batch(ctx, cfg.examples)
+        return Setup(batch, _lm_target(batch), "the mean log-probability of the actual next tokens",
+                     len(batch["input_ids"]))
     fn, what = _module_target(handle, x)
     return Setup(x, fn, what, len(x))
 

@@ -94,7 +94,7 @@ def _labels(ctx, cfg) -> dict[str, np.ndarray]:
     """Binary labels to search codes for: boolean token labels, or one class per label."""
     vals = ctx.labels.values
     default = [k for k in ("is_digit", "is_capitalised", "is_punct", "is_continuation") if k in vals]
-    names = ctx.labels.pick(cfg.labels, default or sorted(ctx.data.doc_labels))
+    names = ctx.labels.pick(cfg.labels, default or list(ctx.cfg.data.labels))
     out = {}
     for name in names:
         y = vals[name]

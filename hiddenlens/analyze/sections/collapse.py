@@ -95,7 +95,7 @@ def _ufm(cfg, n_classes: int, sec) -> dict:
 
 def run(ctx, cfg, report) -> None:
     vals = ctx.labels.values
-    default = ["token_kind"] if "token_kind" in vals else sorted(ctx.data.doc_labels)
+    default = ["token_kind"] if "token_kind" in vals else list(ctx.cfg.data.labels)
     names = ctx.labels.pick(cfg.labels, default)
     if not names:
         raise ValueError("collapse needs a label: set [collapse] labels or [data] labels")

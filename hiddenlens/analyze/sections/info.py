@@ -52,7 +52,7 @@ def run(ctx, cfg, report) -> None:
     from hiddenlens.viz.layers import LayerCurves, plot_layer_curves
 
     vals = ctx.labels.values
-    default = [k for k in ("token_kind", "is_capitalised") if k in vals] or sorted(ctx.data.doc_labels)
+    default = [k for k in ("token_kind", "is_capitalised") if k in vals] or list(ctx.cfg.data.labels)
     names = ctx.labels.pick(cfg.labels, default)
     hooks = ctx.hooks_for(cfg.hooks)
     idx = ctx.sample(cfg.rows, seed_offset=1)

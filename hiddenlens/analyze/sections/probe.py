@@ -163,7 +163,7 @@ DEFAULT_TEXT_LABELS = ("is_digit", "is_capitalised", "is_punct", "is_continuatio
 
 def run(ctx, cfg, report) -> None:
     vals = ctx.labels.values
-    default = [k for k in DEFAULT_TEXT_LABELS if k in vals] + sorted(ctx.data.doc_labels)
+    default = [k for k in DEFAULT_TEXT_LABELS if k in vals] + list(ctx.cfg.data.labels)
     names = ctx.labels.pick(cfg.labels, default)
     hooks = ctx.hooks_for(cfg.hooks)
     rows = ctx.sample(cfg.rows)

@@ -31,6 +31,13 @@ def _module_downstream(handle):
     return loss
 
 
+def token_batch(ctx, n: int) -> dict:
+    """The first ``n`` token-id sequences as a model batch (padding masked)."""
+    ids = torch.as_tensor(ctx.data.data[:n]).long()
+    mask = ctx.data.mask[:n].long() if ctx.data.mask is not None else torch.ones_like(ids)
+    return {"input_ids": ids, "attention_mask": mask}
+
+
 def spliced_setup(ctx, n_docs: int) -> tuple[dict, str | None]:
     """kwargs for ``sae.evaluate``'s spliced metrics, or why they do not apply."""
     handle = ctx.handle
@@ -44,8 +51,7 @@ def spliced_setup(ctx, n_docs: int) -> tuple[dict, str | None]:
         return {}, "the model is neither a language model nor a Hugging Face text encoder"
     x = torch.as_tensor(np.asarray(data)) if not isinstance(data, torch.Tensor) else data
     if is_language_model(handle):
-        ids = x.long()
-        return {"model": handle, "data": {"input_ids": ids, "attention_mask": torch.ones_like(ids)}}, None
+        return {"model": handle, "data": token_batch(ctx, n_docs)}, None
     return {"model": handle, "data": x, "downstream": _module_downstream(handle)}, None
 
 

@@ -113,7 +113,7 @@ def run(ctx, cfg, report) -> None:
     from hiddenlens.viz.layers import LayerCurves, plot_layer_curves
 
     vals = ctx.labels.values
-    default = [k for k in DEFAULT_TEXT_LABELS if k in vals] + sorted(ctx.data.doc_labels)
+    default = [k for k in DEFAULT_TEXT_LABELS if k in vals] + list(ctx.cfg.data.labels)
     names = ctx.labels.pick(cfg.labels, default)
     hooks = ctx.hooks_for(cfg.hooks)
     sieve, profiles = _sieve(ctx, cfg, names, hooks)
