@@ -12,18 +12,13 @@ import numpy as np
 
 
 def is_language_model(handle) -> bool:
-    """True when the model has an unembedding (next-token logits): CE-loss metrics apply."""
-    if handle.kind == "transformer_lens":
-        return hasattr(handle.model, "unembed")
-    if handle.kind != "hf":
-        return False
-    get = getattr(handle.model, "get_output_embeddings", None)
-    return callable(get) and get() is not None
+    """True when the model returns next-token logits: CE-loss metrics apply."""
+    return bool(handle.has_lm_head)
 
 
 def is_text_encoder(handle) -> bool:
-    """A Hugging Face text model without an LM head (sentence embeddings by mean pooling)."""
-    return handle.kind == "hf" and handle.is_text and not is_language_model(handle)
+    """A Hugging Face text encoder (sentence embeddings by mean pooling; no LM head)."""
+    return handle.kind == "hf-encoder" and handle.is_text
 
 
 def model_kind(handle) -> str:
@@ -86,7 +81,9 @@ class Context:
 
     def rows(self, hook: str, idx: np.ndarray) -> np.ndarray:
         """float32 rows ``idx`` of ``hook``."""
-        return np.asarray(self.store.rows(hook)[idx], dtype=np.float32)
+        from hiddenlens.store.source import read_hooks
+
+        return read_hooks(self.store, [hook], idx)[hook].astype(np.float32, copy=False)
 
     @property
     def groups(self) -> np.ndarray:

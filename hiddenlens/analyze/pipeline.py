@@ -30,6 +30,7 @@ from hiddenlens.analyze.inputs import load_data, load_handle, materialise, row_l
 
 logger = logging.getLogger(__name__)
 SECTIONS_DIR = "sections"
+CACHE_MARKER = "cache_stage.json"
 #: bump when a section's output format changes, so saved sections are recomputed
 SECTION_FORMAT = 1
 DEFAULT_HEADLINE = (
@@ -63,6 +64,7 @@ def _cache_stage(cfg: RunConfig, handle, run_data, out: Path, progress: bool):
         kwargs["rows"] = cfg.cache.rows
     path = out / "store"
     finished = (path / "manifest.json").exists()
+    t0 = time.perf_counter()
     try:
         store = cache_activations(handle, run_data.source, cfg.cache.hooks, path, **kwargs)
     except FileExistsError as err:
@@ -73,6 +75,11 @@ def _cache_stage(cfg: RunConfig, handle, run_data, out: Path, progress: bool):
             handle, run_data.source, cfg.cache.hooks, path, overwrite=True, **kwargs
         )
         finished = False
+    if not finished:
+        from hiddenlens._io import write_json
+
+        # next to the store, not in it (the writer owns every file of its directory)
+        write_json(out / CACHE_MARKER, {"seconds": time.perf_counter() - t0})
     return store, "skipped" if finished else "ran"
 
 
@@ -222,10 +229,29 @@ def analyze(config: str | Path | dict | RunConfig, out_dir: str | Path, *,
         result.stages[name] = status
         if status == "failed":
             result.failed.append(name)
+    report.sections[0].add_table(_timings(ctx, cfg), caption="Wall-clock seconds per stage, "
+                                 "measured when it last ran (a skipped stage was reused).")
     report.add_metrics(_headline(report, cfg.report.headline))
     result.report = report.write(out)
     result.metrics = report.all_metrics()
     return result
+
+
+def _timings(ctx: Context, cfg: RunConfig) -> list[dict[str, Any]]:
+    """One row per stage: its seconds from its stage.json (when it last ran)."""
+    from hiddenlens._io import read_json
+
+    markers = [("cache", ctx.out_dir / CACHE_MARKER)]
+    markers += [(f"sae {h}", ctx.out_dir / "sae" / safe_name(h) / stages.MARKER) for h in ctx.saes]
+    markers += [(n, ctx.out_dir / SECTIONS_DIR / n / stages.MARKER) for n in cfg.sections]
+    rows = []
+    for stage, marker in markers:
+        try:
+            seconds = read_json(marker).get("seconds")
+        except (OSError, ValueError):
+            seconds = None
+        rows.append({"stage": stage, "seconds": round(seconds, 1) if seconds else None})
+    return rows
 
 
 def _run_text(ctx: Context, seconds: float) -> str:

@@ -158,9 +158,9 @@ def test_hooked_transformer_on_text_matches_sae_lens(tmp_path):
     assert metric(m, "sae", "kl_spliced", hook) == pytest.approx(kl, rel=1e-3, abs=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="needs load_model(dir) to keep a *ForCausalLM's LM head (models helper, issue 13)")
 def test_gpt2_causal_lm_loaded_by_path(tmp_path, tiny_gpt2_dir):
-    """A *ForCausalLM directory keeps its LM head: CE clean equals the model's own loss."""
+    """A *ForCausalLM directory keeps its LM head: CE clean equals the next-token loss
+    computed directly from the model's logits (special tokens left out, as SAELens does)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     hook = "transformer.h.1"
@@ -172,9 +172,14 @@ def test_gpt2_causal_lm_loaded_by_path(tmp_path, tiny_gpt2_dir):
     ref = AutoModelForCausalLM.from_pretrained(str(tiny_gpt2_dir)).eval()
     tok = AutoTokenizer.from_pretrained(str(tiny_gpt2_dir))
     ids = tok(_models.SENTENCES[:2], return_tensors="pt", padding=True)
-    labels = ids["input_ids"].masked_fill(ids["attention_mask"] == 0, -100)
+    special = torch.isin(ids["input_ids"], torch.tensor(tok.all_special_ids))
     with torch.no_grad():
-        loss = ref(**ids, labels=labels).loss  # HF's mean over real next tokens
+        logits = ref(**ids).logits
+    # next-token CE where the current token is real and not special (SAELens's convention)
+    keep = ~special[:, :-1] & ids["attention_mask"][:, 1:].bool()
+    nll = torch.nn.functional.cross_entropy(
+        logits[:, :-1].transpose(1, 2), ids["input_ids"][:, 1:], reduction="none")
+    loss = nll[keep].mean()
     assert metric(m, "sae", "ce_clean", hook) == pytest.approx(float(loss), rel=1e-4)
     z, s, c = (metric(m, "sae", f"ce_{k}", hook) for k in ("zero", "spliced", "clean"))
     assert metric(m, "sae", "ce_loss_score", hook) == pytest.approx((z - s) / (z - c), rel=1e-6)
