@@ -193,7 +193,9 @@ def _patching(ctx, cfg, sec, hooks) -> tuple[dict[str, float], str | None]:
         sec.add_figure(plot_patching(res.normalised(), position_labels=tokens, title=name),
                        name.replace(" ", "_"),
                        caption=f"'{cfg.pair[1]}' -> '{cfg.pair[0]}': share of the gap restored")
-    return {metric_key("attribution", f"patching_{k}"): v for k, v in compare_patching(act, att).items()}, None
+    found = compare_patching(act, att).items()
+    return {k if k.startswith("attribution/") else metric_key("attribution", f"patching_{k}"): v
+            for k, v in found}, None
 
 
 def _sae(ctx, sec, s: Setup) -> dict[str, float]:

@@ -20,6 +20,11 @@ USES_SAE = False
 DEFAULT_TEXT_LABELS = ("is_digit", "is_punct", "is_capitalised", "is_continuation", "early_position")
 
 
+def _m(metrics: dict, name: str) -> float:
+    """A shortcut metric by its plain or its ``shortcut/`` name."""
+    return first_of(metrics, name, f"shortcut/{name}")
+
+
 def _sieve(ctx, cfg, names, hooks) -> tuple[dict, dict]:
     from hiddenlens.shortcut import early_decodability
 
@@ -67,15 +72,15 @@ def _synthetic(seed: int, steps: int, seeds: int) -> tuple[dict, list[dict]]:
         per = [bias_from_predictions(d, {s: pred[s][i] for s in names}) for i, d in enumerate(dsets)]
         iid = dsets[0].splits["iid"]
         grp = group_metrics(iid.y, pred["iid"][0], iid.groups)
-        metrics[metric_key("shortcut", "bias", arch)] = float(np.mean([p["bias"] for p in per]))
-        metrics[metric_key("shortcut", "worst_group_acc", arch)] = grp["worst_group_acc"]
+        metrics[metric_key("shortcut", "bias", arch)] = float(np.mean([_m(p, "bias") for p in per]))
+        metrics[metric_key("shortcut", "worst_group_acc", arch)] = _m(grp, "worst_group_acc")
         rows.append({
             "model": arch,
-            "bias": round(float(np.mean([p["bias"] for p in per])), 3),
-            "max_bias": round(float(np.mean([p["max_bias"] for p in per])), 3),
-            "acc_conflict": round(float(np.mean([p["accuracy/conflict"] for p in per])), 3),
-            "acc_iid": round(float(np.mean([p["accuracy/iid"] for p in per])), 3),
-            "worst_group_acc": round(grp["worst_group_acc"], 3),
+            "bias": round(float(np.mean([_m(p, "bias") for p in per])), 3),
+            "max_bias": round(float(np.mean([_m(p, "max_bias") for p in per])), 3),
+            "acc_conflict": round(float(np.mean([_m(p, "accuracy/conflict") for p in per])), 3),
+            "acc_iid": round(float(np.mean([_m(p, "accuracy/iid") for p in per])), 3),
+            "worst_group_acc": round(_m(grp, "worst_group_acc"), 3),
             "loss_rel_change_last10%": f"{res.converged_rel_change.max():.1e}",
         })
         if arch == "relu":
@@ -100,9 +105,9 @@ def _dfr_and_opposing(net, ds, res, seeds, erm_groups) -> dict:
     dfr = DFR(n_repeats=5).fit(feats(held), held.y, held.groups)
     g = group_metrics(iid.y, dfr.predict(feats(iid)), iid.groups)
     opp = OpposingSignals(top_k=20).fit(res.example_losses, groups=ds.train.groups)
-    out = {metric_key("shortcut", "worst_group_acc", "dfr"): g["worst_group_acc"],
-           metric_key("shortcut", "worst_group_acc", "erm"): erm_groups["worst_group_acc"]}
-    for k, v in opp.metrics().items():
+    out = {metric_key("shortcut", "worst_group_acc", "dfr"): _m(g, "worst_group_acc"),
+           metric_key("shortcut", "worst_group_acc", "erm"): _m(erm_groups, "worst_group_acc")}
+    for k, v in opp.to_metrics().items():
         out[k if k.startswith("shortcut/") else metric_key("shortcut", k.replace("/", "_"))] = v
     return out
 
