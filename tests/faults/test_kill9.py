@@ -1,0 +1,117 @@
+"""kill -9 at a seeded random point, then a rerun: the result is byte-identical to a clean run.
+
+The kill is timed on an observed file event (the k-th shard in ``progress.json``, the k-th
+complete checkpoint), with k drawn from a seeded RNG, never on wall time, so it lands
+mid-run however loaded the machine is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+WORKER = Path(__file__).with_name("_kill_worker.py")
+ROOT = Path(__file__).parents[2]
+_TIME_KEYS = {"created", "created_at", "timestamp", "time", "finished_at", "started_at"}
+
+
+def _env() -> dict:
+    return dict(os.environ, PYTHONPATH=str(ROOT))
+
+
+def _worker(*args) -> list[str]:
+    return [sys.executable, str(WORKER), *map(str, args)]
+
+
+def _kill_when(cmd: list[str], ready, what: str) -> None:
+    """Start ``cmd``, SIGKILL it as soon as ``ready()`` holds; it must still be running."""
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not ready() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, f"the worker ended (rc {proc.returncode}) before {what}"
+        assert ready(), f"timed out waiting for {what}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _no_times(obj):
+    if isinstance(obj, dict):
+        return {k: _no_times(v) for k, v in obj.items() if k not in _TIME_KEYS}
+    if isinstance(obj, list):
+        return [_no_times(v) for v in obj]
+    return obj
+
+
+def _files(root: Path, skip: tuple[str, ...]) -> set[Path]:
+    rels = (p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    return {rel for rel in rels if rel.parts[0] not in skip}
+
+
+def _assert_same_tree(a: Path, b: Path, *, skip: tuple[str, ...] = ()) -> None:
+    """Same files, same bytes; JSON files compared as content without timestamps."""
+    files = _files(a, skip)
+    assert files == _files(b, skip)
+    for rel in sorted(files):
+        x, y = (a / rel).read_bytes(), (b / rel).read_bytes()
+        if rel.suffix == ".json":
+            assert _no_times(json.loads(x)) == _no_times(json.loads(y)), rel
+        else:
+            assert x == y, rel
+
+
+def _shards_done(out: Path) -> int:
+    try:
+        return len(json.loads((out / "progress.json").read_text())["shards"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.fixture(scope="module")
+def clean_store(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("clean") / "store"
+    subprocess.run(_worker("cache", out, 0), env=_env(), check=True)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0])
+def test_kill9_of_caching_then_rerun_is_byte_identical(tmp_path, clean_store, seed):
+    k = random.Random(seed).randint(1, 5)  # of the 8 shards, kill after the k-th is recorded
+    out = tmp_path / "store"
+    _kill_when(_worker("cache", out, 0.03), lambda: _shards_done(out) >= k, f"shard {k}")
+    assert not (out / "manifest.json").exists()
+    assert k <= _shards_done(out) < 8
+    subprocess.run(_worker("cache", out, 0), env=_env(), check=True)  # the same command again
+    _assert_same_tree(out, clean_store)  # shards, manifest; no progress.json, no temp file
+
+
+def _checkpoints(out: Path) -> int:
+    return sum(1 for p in (out / "checkpoints").glob("step_*") if (p / "state.json").exists())
+
+
+def test_kill9_of_train_sae_then_rerun_is_byte_identical(tmp_path, clean_store):
+    k = random.Random(2).randint(1, 8)  # of the 10 checkpoints, kill after the k-th
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    _kill_when(
+        _worker("train", clean_store, killed, 0.04), lambda: _checkpoints(killed) >= k,
+        f"checkpoint {k}",
+    )  # fmt: skip
+    assert not (killed / "metrics.json").exists() and _checkpoints(killed) < 10
+    subprocess.run(_worker("train", clean_store, killed, 0), env=_env(), check=True)
+    subprocess.run(_worker("train", clean_store, clean, 0), env=_env(), check=True)
+    _assert_same_tree(killed, clean, skip=("checkpoints",))  # weights, cfg.json, metrics
+    last = "checkpoints/step_00000040"
+    _assert_same_tree(killed / last, clean / last)  # the resumed run's own last checkpoint
