@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults._trees import assert_same_tree
+
 WORKER = Path(__file__).with_name("_kill_worker.py")
 ROOT = Path(__file__).parents[2]
-_TIME_KEYS = {"created", "created_at", "timestamp", "time", "finished_at", "started_at"}
 
 
 def _env() -> dict:
@@ -48,31 +49,6 @@ def _kill_when(cmd: list[str], ready, what: str) -> None:
             proc.wait()
 
 
-def _no_times(obj):
-    if isinstance(obj, dict):
-        return {k: _no_times(v) for k, v in obj.items() if k not in _TIME_KEYS}
-    if isinstance(obj, list):
-        return [_no_times(v) for v in obj]
-    return obj
-
-
-def _files(root: Path, skip: tuple[str, ...]) -> set[Path]:
-    rels = (p.relative_to(root) for p in root.rglob("*") if p.is_file())
-    return {rel for rel in rels if rel.parts[0] not in skip}
-
-
-def _assert_same_tree(a: Path, b: Path, *, skip: tuple[str, ...] = ()) -> None:
-    """Same files, same bytes; JSON files compared as content without timestamps."""
-    files = _files(a, skip)
-    assert files == _files(b, skip)
-    for rel in sorted(files):
-        x, y = (a / rel).read_bytes(), (b / rel).read_bytes()
-        if rel.suffix == ".json":
-            assert _no_times(json.loads(x)) == _no_times(json.loads(y)), rel
-        else:
-            assert x == y, rel
-
-
 def _shards_done(out: Path) -> int:
     try:
         return len(json.loads((out / "progress.json").read_text())["shards"])
@@ -95,7 +71,7 @@ def test_kill9_of_caching_then_rerun_is_byte_identical(tmp_path, clean_store, se
     assert not (out / "manifest.json").exists()
     assert k <= _shards_done(out) < 8
     subprocess.run(_worker("cache", out, 0), env=_env(), check=True)  # the same command again
-    _assert_same_tree(out, clean_store)  # shards, manifest; no progress.json, no temp file
+    assert_same_tree(out, clean_store)  # shards, manifest; no progress.json, no temp file
 
 
 def _checkpoints(out: Path) -> int:
@@ -112,6 +88,6 @@ def test_kill9_of_train_sae_then_rerun_is_byte_identical(tmp_path, clean_store):
     assert not (killed / "metrics.json").exists() and _checkpoints(killed) < 10
     subprocess.run(_worker("train", clean_store, killed, 0), env=_env(), check=True)
     subprocess.run(_worker("train", clean_store, clean, 0), env=_env(), check=True)
-    _assert_same_tree(killed, clean, skip=("checkpoints",))  # weights, cfg.json, metrics
+    assert_same_tree(killed, clean, skip=("checkpoints",))  # weights, cfg.json, metrics
     last = "checkpoints/step_00000040"
-    _assert_same_tree(killed / last, clean / last)  # the resumed run's own last checkpoint
+    assert_same_tree(killed / last, clean / last)  # the resumed run's own last checkpoint
