@@ -188,13 +188,14 @@ def rows_of_batches(
     mode = settings.mode_for(handle, source)
     warned = [False]
     for batch in batches:
-        model_input, keep, ids = _model_input(handle, batch, source.kind, settings, warned)
+        model_input, keep, ids = batch_model_input(handle, batch, source.kind, settings, warned)
         acts = _forward(handle, names, model_input, settings.grads, settings.loss_fn)
         yield _make_row_batch(acts, batch, keep if mode == "token" else None, ids, mode, source)
 
 
-def _model_input(handle: ModelHandle, batch: DataBatch, kind: str, settings, warned: list):
-    """(what the model is called on, keep mask [b, seq] or None, token ids or None)."""
+def batch_model_input(handle: ModelHandle, batch: DataBatch, kind: str, settings, warned: list):
+    """(what the model is called on, keep mask [b, seq] or None, token ids or None) for a
+    :class:`DataBatch` of a source of ``kind``; ``warned[0]``: truncation already logged."""
     if kind == "text":
         enc = handle.tokenize(batch.inputs, settings.seq_len)
         if not warned[0]:

@@ -110,21 +110,18 @@ def _logits(out):
 
 
 def _batches(handle, data, batch_size: int):
-    if isinstance(data, dict):
-        yield data
-        return
-    if isinstance(data, torch.Tensor):
-        ids = handle.has_lm_head and data.dim() == 2 and not data.is_floating_point()
-        for i in range(0, data.shape[0], batch_size):
-            chunk = data[i : i + batch_size]
-            # token ids [b, s] for a language model: every position is a real token
-            yield {"input_ids": chunk, "attention_mask": torch.ones_like(chunk)} if ids else chunk
-        return
-    texts = list(data)
-    if not texts or not all(isinstance(t, str) for t in texts):
-        raise TypeError("data must be a list of texts, a tokenised dict or a tensor")
-    for i in range(0, len(texts), batch_size):
-        yield handle.tokenize(texts[i : i + batch_size])
+    """Model inputs of ``data`` (anything :func:`hiddenlens.data.as_data` reads) in batches."""
+    from hiddenlens.data import as_data
+    from hiddenlens.hooks.rows import RowSettings, batch_model_input
+
+    source, settings, warned = as_data(data), RowSettings(), [False]
+    settings.mode_for(handle, source)  # refuses text for a model without a tokenizer
+    for batch in source.batches(batch_size):
+        model_input, keep, ids = batch_model_input(handle, batch, source.kind, settings, warned)
+        if source.kind == "tokens" and not isinstance(model_input, dict):
+            # the CE / KL positions come from the mask: keep ids and mask together
+            model_input = {"input_ids": ids, "attention_mask": keep.long()}
+        yield model_input
 
 
 def _keep_special(a: torch.Tensor, recon: torch.Tensor, unspliced: torch.Tensor, hook: str):
@@ -187,6 +184,9 @@ def spliced_metrics(
 ) -> dict[str, float]:
     """Downstream metrics with the reconstruction spliced in (keys without hook suffix).
 
+    data: anything :func:`hiddenlens.data.as_data` reads (texts, token ids or a
+        ``{"input_ids", "attention_mask"}`` mapping, example tensors, a dataset, a
+        DataSource), evaluated ``batch_size`` examples at a time.
     conventions: where to splice and what CE / KL average over (default: SAELens's).
     """
     from hiddenlens.hooks import ModelHandle, load_model

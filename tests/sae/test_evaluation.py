@@ -128,3 +128,26 @@ def test_spliced_ce_and_kl_for_a_language_model():
     assert m["sae/ce_loss_score/mid"] == pytest.approx(1.0)
     assert m["sae/kl_spliced/mid"] == pytest.approx(0.0, abs=1e-9)
     assert m["sae/kl_score/mid"] == pytest.approx(1.0)
+
+
+def test_spliced_metrics_read_data_through_as_data():
+    """A mapping, a DataSource and any batch size give the same CE / KL (sums over tokens)."""
+    from hiddenlens.data import as_data
+    from hiddenlens.sae.spliced import spliced_metrics
+
+    torch.manual_seed(2)
+    model = _TinyLM().eval()
+    ids = torch.randint(0, 11, (5, 6))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    sae = build_sae(SAEConfig(d_in=6, d_sae=12, architecture="relu"))
+    data = {"input_ids": ids, "attention_mask": mask}
+    one = spliced_metrics(sae, model, "mid", data, batch_size=16)
+    assert set(one) >= {"ce_clean", "ce_spliced", "kl_spliced"}
+    for other in (
+        spliced_metrics(sae, model, "mid", data, batch_size=2),
+        spliced_metrics(sae, model, "mid", as_data(data), batch_size=1),
+    ):
+        assert other == pytest.approx(one, rel=1e-6)
+    with pytest.raises(TypeError, match="has no tokenizer"):
+        spliced_metrics(sae, model, "mid", ["a text"])
