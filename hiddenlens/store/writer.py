@@ -128,9 +128,14 @@ def cache_activations(
         rest = _check_data(source, batch_size, first_sample, state.shards, out, finished=False)
         writer = ShardWriter(out, state, dtype, int(shard_size_mb * 2**20), allow_nonfinite)
         row_batches = rows_of_batches(handle, hooks, source, rest, row_settings)
-        _run_batches(row_batches, writer, max_rows, source.length, progress, queue_size)
+        try:
+            _run_batches(row_batches, writer, max_rows, source.length, progress, queue_size)
+        except BaseException:
+            if not writer.manifest.shards:  # failed before its first shard (rows= misfit)
+                _discard_unstarted(out)
+            raise
         if writer.manifest.n_rows == 0:
-            shutil.rmtree(out, ignore_errors=True) if _only_store_files(out) else None
+            _discard_unstarted(out)
             raise ValueError("data produced no rows (every sample was empty after tokenisation)")
         return _finalize(out, writer)
 
@@ -173,6 +178,18 @@ def _run_identity(handle, source, hooks, settings) -> dict[str, Any]:
         "settings": settings,
     }
     return json.loads(json.dumps(run))  # the form it has after a JSON round trip
+
+
+def _discard_unstarted(out: Path) -> None:
+    """Remove what a run that wrote no shard left (so a corrected call is not refused as
+    "a different run"): the directory if it holds only store files, else its run state."""
+    if not out.is_dir():
+        return
+    if _only_store_files(out):
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        for name in (fmt.PROGRESS, fmt.SHARD_LOG):
+            (out / name).unlink(missing_ok=True)
 
 
 def _only_store_files(out: Path) -> bool:

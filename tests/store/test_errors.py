@@ -149,3 +149,16 @@ def test_bad_arguments(tmp_path, mlp_model, tensor_data):
         store.batches("0", 8, rank=2, world_size=2)
     with pytest.raises(FileNotFoundError):
         ActivationStore.open(tmp_path / "missing")
+
+
+def test_a_rows_misfit_found_in_the_forward_pass_leaves_nothing_behind(tmp_path):
+    """rows='position' on a flat activation fails at the first batch; the corrected call
+    in the same directory must not be refused as "a different run"."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(100, 5))
+    x, out = torch.randn(12, 3, 5, 5), tmp_path / "s"
+    with pytest.raises(ValueError, match=r"rows='position' needs a channels-first map"):
+        cache_activations(model, x, ["1"], out, rows="position", batch_size=4)
+    assert not out.exists()
+    store = cache_activations(model, x, ["0"], out, rows="position", batch_size=4)
+    assert len(store) == 12 * 25
