@@ -30,10 +30,11 @@ def clean_store(tmp_path_factory) -> Path:
 
 
 def _assert_counted_shards_whole(out: Path) -> int:
-    """Every shard ``progress.json`` counts is on disk with the bytes it recorded."""
+    """Every shard the shard log counts is on disk with the bytes it recorded."""
     assert not (out / "manifest.json").exists()
     assert not [p.name for p in out.iterdir() if p.name.startswith(fmt.TMP_PREFIX)]
-    shards = json.loads((out / fmt.PROGRESS).read_text())["shards"]
+    log = out / fmt.SHARD_LOG
+    shards = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     for shard in shards:
         for name, info in shard["files"].items():
             data = (out / shard["name"] / name).read_bytes()
