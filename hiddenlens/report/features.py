@@ -175,6 +175,7 @@ def _card(latent, rows, vals, spec: _CardSpec) -> FeatureCard:
         quantiles.append(
             {
                 "range": [round(float(qs[i]), 4), round(float(qs[i + 1]), 4)],
+                "contains": len(inside) / len(vals),
                 "examples": [ex(rows[j]) for j in sorted(pick)],
             }
         )
@@ -188,39 +189,6 @@ def _card(latent, rows, vals, spec: _CardSpec) -> FeatureCard:
         top=[ex(r) for r in best],
         quantiles=quantiles,
     )
-
-
-def to_neuronpedia(cards: list[FeatureCard], *, model_id: str, layer: str) -> list[dict[str, Any]]:
-    """Cards as Neuronpedia-style feature JSON (activations, frac_nonzero, histograms, logits)."""
-    out = []
-    for c in cards:
-        out.append(
-            {
-                "modelId": model_id,
-                "layer": layer,
-                "index": str(c.index),
-                "frac_nonzero": c.density,
-                "maxActApprox": c.max_act,
-                "freq_hist_data_bar_heights": c.hist_counts,
-                "freq_hist_data_bar_values": [
-                    (a + b) / 2 for a, b in zip(c.hist_edges[:-1], c.hist_edges[1:])
-                ],
-                "pos_str": [t for t, _ in c.effects_pos],
-                "pos_values": [v for _, v in c.effects_pos],
-                "neg_str": [t for t, _ in c.effects_neg],
-                "neg_values": [v for _, v in c.effects_neg],
-                "activations": [
-                    {
-                        "tokens": e.tokens,
-                        "values": e.acts,
-                        "maxValue": e.value,
-                        "maxValueTokenIndex": e.focus,
-                    }
-                    for e in c.top
-                ],
-            }
-        )
-    return out
 
 
 def encode_rows(encode, store, hook: str, *, chunk_rows: int = 8192, max_rows: int | None = None):

@@ -93,10 +93,11 @@ def _f1_labels(ctx) -> dict[str, np.ndarray]:
 
 
 def _dashboard(ctx, sae, hook: str, n_rows: int, sec) -> None:
-    """A searchable page of every latent (contexts, histograms) + Neuronpedia-style JSON."""
+    """A searchable page of every latent (contexts, histograms) + a Neuronpedia batch."""
     from hiddenlens._io import write_json
     from hiddenlens.report.dashboard import write_dashboard
-    from hiddenlens.report.features import encode_rows, feature_cards, to_neuronpedia
+    from hiddenlens.report.features import encode_rows, feature_cards
+    from hiddenlens.report.neuronpedia import NeuronpediaTarget, layer_of, to_neuronpedia
 
     meta = ctx.store.meta
     if "token_id" not in meta:
@@ -109,14 +110,20 @@ def _dashboard(ctx, sae, hook: str, n_rows: int, sec) -> None:
     name = f"sae_dashboard_{safe_name(hook)}"
     title = f"{sae.cfg.architecture} SAE on {ctx.handle.model_id} {hook}: {len(cards)} latents over {n:,} rows"
     write_dashboard(cards, ctx.out_dir / f"{name}.html", title=title)
+    target = NeuronpediaTarget(
+        model_id=str(ctx.handle.model_id or "model"),
+        layer=layer_of(hook),
+        sae_set=f"hiddenlens-{sae.cfg.architecture}-{sae.cfg.d_sae}",
+        n_prompts_total=int(len(np.unique(meta["sample_idx"][:n]))),
+    )
     write_json(
         ctx.out_dir / f"{name}.neuronpedia.json",
-        to_neuronpedia(cards, model_id=str(ctx.handle.model_id), layer=hook),
+        to_neuronpedia(cards, target),
     )
     sec.add_text(
         f"[Open the feature dashboard]({name}.html) (every latent: density, activation "
         "histogram, top and quantile contexts; searchable) — also exported as "
-        f"Neuronpedia-style JSON in `{name}.neuronpedia.json`."
+        f"a Neuronpedia upload batch (SAEDashboard's format) in `{name}.neuronpedia.json`."
     )
 
 
