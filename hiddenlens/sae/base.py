@@ -72,6 +72,9 @@ class BaseSAE(nn.Module, metaclass=abc.ABCMeta):
     inference_architecture: str | None = None
     topk_family = False
     store_hooks: tuple[str, ...] = ("",)
+    #: the training encoder matmul may choose latents in ``selection_dtype`` (bf16)
+    low_precision_selection = False
+    selection_dtype = torch.float32
 
     #: What the second store hook of ``training_hooks`` is: None (there is none), "grad"
     #: (d loss / d activation, g-SAE) or "target" (the rows to reconstruct, transcoders).

@@ -17,7 +17,9 @@ from hiddenlens.sae.io import read_json, read_safetensors, write_safetensors
 
 STATE = "state.json"
 # Config fields that may differ between the interrupted and the resumed run.
-_FREE_TRAIN_FIELDS = {"checkpoint_every", "log_every", "on_nonfinite", "device", "num_threads"}
+_FREE_TRAIN_FIELDS = {
+    "checkpoint_every", "log_every", "on_nonfinite", "device", "num_threads", "encoder_dtype"
+}  # fmt: skip
 
 
 def save_checkpoint(directory: Path, *, sae, optimizer, tensors: dict, state: dict) -> Path:

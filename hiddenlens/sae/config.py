@@ -58,16 +58,9 @@ def _check_device(device: Any) -> None:
         raise ValueError(f"device must be a torch device string such as 'cpu', got {device!r}")
     if device == "cpu":
         return
-    import torch
+    from hiddenlens.hooks.device import resolve_device
 
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"device {device!r} is not a torch device: {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but no CUDA GPU is available")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s) present")
+    resolve_device(device)  # a clear ValueError for a bad or absent device
 
 
 @dataclass
@@ -178,7 +171,10 @@ class TrainConfig:
         max_nonfinite_fraction: "skip" stops with an error once more than this fraction
             of the rows read so far was dropped (a broken store, not a few bad rows).
         seed: seeds initialisation and the data order.
-        device: torch device for training.
+        device: torch device for training ("cuda" becomes "cuda:LOCAL_RANK" under torchrun).
+        encoder_dtype: "float32", or "bfloat16" to run the TopK-family training encoder
+            matmul (the latent choice) in bf16; weights, optimizer state, the chosen
+            latents' values and all gradients stay fp32 (the master weights).
         num_threads: torch CPU threads while training (restored after); None keeps the
             current setting. 1 is fastest on small, shared CPU boxes, where thread
             synchronisation dominates the many small sparse ops of a step.
@@ -206,6 +202,7 @@ class TrainConfig:
     max_nonfinite_fraction: float = 0.1
     seed: int = 0
     device: str = "cpu"
+    encoder_dtype: str = "float32"
     num_threads: int | None = None
     log_every: int = 10
     extra: dict[str, Any] = field(default_factory=dict)
@@ -214,6 +211,7 @@ class TrainConfig:
     CHOICES = {
         "b_dec_init": ("mean", "geometric_median", "zeros"),
         "on_nonfinite": ("skip", "raise"),
+        "encoder_dtype": ("float32", "bfloat16"),
     }
 
     def __post_init__(self) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from hiddenlens._threads import torch_threads
+from hiddenlens.hooks.device import resolve_device
 from hiddenlens.sae import registry
 from hiddenlens.sae.base import BaseSAE, build_sae
 from hiddenlens.sae.checkpoint import (
@@ -162,6 +163,7 @@ def _new_run(store, hook_point, cfg, train_cfg, out_dir) -> _Run:
     if not isinstance(sae_cfg, SAEConfig) or not isinstance(tcfg, TrainConfig):
         raise TypeError("cfg must be an SAEConfig (or dict) and train_cfg a TrainConfig")
     store = sized_source(store, hook_point, sae_cfg.d_in)  # the source, of the SAE's width
+    tcfg = dataclasses.replace(tcfg, device=str(resolve_device(tcfg.device)))  # cuda:LOCAL_RANK
     rank, world = _dist()
     if tcfg.batch_size % world:
         raise ValueError(f"batch_size={tcfg.batch_size} is not divisible by world_size={world}")
@@ -174,6 +176,13 @@ def _new_run(store, hook_point, cfg, train_cfg, out_dir) -> _Run:
         sized_source(store, sae_cfg.output_hook, sae_cfg.d_out, "the transcoder has d_out")
     torch.manual_seed(tcfg.seed)
     sae = build_sae(sae_cfg, seed=tcfg.seed).to(tcfg.device).train()
+    if tcfg.encoder_dtype != "float32":
+        if not type(sae).low_precision_selection:
+            raise ValueError(
+                f"encoder_dtype={tcfg.encoder_dtype!r} needs a TopK or TopK-transcoder SAE, "
+                f"got architecture {sae_cfg.architecture!r} (use encoder_dtype='float32')"
+            )
+        sae.selection_dtype = getattr(torch, tcfg.encoder_dtype)
     if hasattr(sae, "threshold_lr"):
         sae.threshold_lr = tcfg.batchtopk_threshold_lr
     opt = Adam(sae.parameters(), lr=tcfg.lr, betas=tcfg.betas, eps=tcfg.eps)

@@ -5,7 +5,10 @@ pre-activations (then ReLU), no sparsity penalty; AuxK reconstructs the residual
 the top k_aux dead latents, weight alpha = 1/32. Training is sparse (see
 ``hiddenlens.sae.sparse``): only the dense encoder matmul touches every latent, and it is
 done in row chunks so the bias add and the top-k selection run on cache-resident tiles;
-the full [batch, d_sae] pre-activation matrix is never stored.
+the full [batch, d_sae] pre-activation matrix is never stored. With
+``sae.selection_dtype = torch.bfloat16`` (``TrainConfig.encoder_dtype``) that matmul runs
+in bf16 for the choice only; the chosen pairs' pre-activations are recomputed in fp32 from
+the fp32 master weights (k of d_sae dot products), so the values and gradients stay fp32.
 """
 
 from __future__ import annotations
@@ -45,17 +48,33 @@ def select_topk(
     aux = dead is not None and k_aux > 0
     if aux:
         a_idx, a_pre = x_c.new_empty(n, k_aux, dtype=torch.long), x_c.new_empty(n, k_aux)
+    low = getattr(sae, "selection_dtype", torch.float32)
+    exact = low == torch.float32
+    w, b, xs = (
+        (sae.W_enc, sae.b_enc, x_c)
+        if exact
+        else (sae.W_enc.to(low), sae.b_enc.to(low), x_c.to(low))
+    )
     for s in range(0, n, CHUNK_ROWS):
         rows = slice(s, min(s + CHUNK_ROWS, n))
-        p = torch.addmm(sae.b_enc, x_c[rows], sae.W_enc)  # [c, d_sae]
+        p = torch.addmm(b, xs[rows], w)  # [c, d_sae]
         score = p if score_fn is None else score_fn(p, rows)
         i = score.topk(k, dim=1, sorted=False).indices
-        idx[rows], pre[rows] = _sorted_pairs(i, p.gather(1, i))
+        idx[rows], pre[rows] = _sorted_pairs(
+            i, p.gather(1, i) if exact else _pre_at(sae, x_c[rows], i)
+        )
         if aux:
             pd = p[:, dead]
-            j = pd.topk(k_aux, dim=1, sorted=False).indices
-            a_idx[rows], a_pre[rows] = _sorted_pairs(dead[j], pd.gather(1, j))
+            j = dead[pd.topk(k_aux, dim=1, sorted=False).indices]
+            a_idx[rows], a_pre[rows] = _sorted_pairs(
+                j, p.gather(1, j) if exact else _pre_at(sae, x_c[rows], j)
+            )
     return Selection(idx, pre, a_idx if aux else None, a_pre if aux else None)
+
+
+def _pre_at(sae: BaseSAE, x_rows: Tensor, cols: Tensor) -> Tensor:
+    """fp32 pre-activations ``x W_enc[:, cols] + b_enc[cols]`` for each row's columns [c, k]."""
+    return torch.einsum("cd,ckd->ck", x_rows, sae.W_enc.t()[cols]) + sae.b_enc[cols]
 
 
 def aux_plan(sae: BaseSAE, coefs, dead_mask) -> tuple[Tensor | None, int, float]:
@@ -121,6 +140,7 @@ class TopKSAE(BaseSAE):
 
     saelens_architecture = "topk"
     topk_family = True
+    low_precision_selection = True  # select_topk honours ``selection_dtype``
 
     def encode(self, x: Tensor) -> Tensor:
         """Latents [n, d_sae] for inputs [n, d_in]."""

@@ -107,6 +107,7 @@ class _ReluTranscoder(_Transcoder):
 
 class _TopKTranscoder(_Transcoder):
     topk_family = True
+    low_precision_selection = True  # select_topk honours ``selection_dtype``
 
     def encode(self, x: Tensor) -> Tensor:
         """Latents [n, d_sae]: ReLU of the k largest pre-activations per row."""
