@@ -5,9 +5,17 @@ d_in 384, d_sae 6144, k 32, batch 4096, Adam. Prints:
   * tokens/s of a full hiddenlens training step vs sae-lens's TopKTrainingSAE with its own
     optimizer step (forward, firing stats, backward, grad clipping, Adam), and the ratio;
   * the hiddenlens step time over the dense encoder matmul alone (the floor; target <= 2x);
-  * FVU on held-out rows after the same number of training tokens for both.
+  * FVU on held-out rows after the same number of training tokens for both;
+  * the breakdown of the hiddenlens step: the chunked encoder matmul alone, the top-k choice
+    on its tiles, the sparse forward (values at the chosen pairs, decode, loss), backward,
+    and the optimizer (decoder-gradient projection, Adam, renormalisation), so the gap to
+    the matmul floor is visible.
 
-    .venv/bin/python benchmarks/sae_train.py [--steps 12] [--threads 1]
+    .venv/bin/python benchmarks/sae_train.py [--steps 12] [--threads 1] [--device cuda]
+        [--encoder-dtype bfloat16]
+
+``--device cuda`` runs the same comparison on a GPU (timers synchronise the device);
+``--encoder-dtype bfloat16`` makes hiddenlens choose latents with a bf16 encoder matmul.
 
 Threads default to 1: on a shared 2-core box, OpenMP synchronisation between two threads
 dominates every small op when other processes compete for the cores (measured: a 1 ms op
@@ -49,11 +57,18 @@ def from_store(path: str, hook: str, n: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(store.rows(hook, 0, n), dtype=np.float32))
 
 
-def hiddenlens_trainer(lr: float):
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def hiddenlens_trainer(lr: float, device: str = "cpu", encoder_dtype: str = "float32"):
     from hiddenlens.sae import SAEConfig, build_sae
     from hiddenlens.sae.optim import Adam
 
-    sae = build_sae(SAEConfig(d_in=D_IN, d_sae=D_SAE, architecture="topk", k=K), seed=0).train()
+    cfg = SAEConfig(d_in=D_IN, d_sae=D_SAE, architecture="topk", k=K)
+    sae = build_sae(cfg, seed=0).to(device).train()
+    sae.selection_dtype = getattr(torch, encoder_dtype)  # what TrainConfig.encoder_dtype sets
     opt = Adam(sae.parameters(), lr=lr)
 
     def step(x: torch.Tensor) -> None:
@@ -64,14 +79,53 @@ def hiddenlens_trainer(lr: float):
         opt.step()
         sae.normalize_decoder()
 
-    return sae, step, lambda x: sae.reconstruct(x)
+    return sae, step, lambda x: sae.reconstruct(x), opt
 
 
-def saelens_trainer(lr: float):
+def step_breakdown(sae, opt, batches, device: str) -> dict[str, float]:
+    """Mean seconds of each piece of the hiddenlens TopK step (the library's own calls)."""
+    from hiddenlens.sae.architectures.topk import CHUNK_ROWS, select_topk, sparse_forward
+
+    parts = dict.fromkeys(
+        ["encoder matmul", "top-k", "sparse forward", "backward", "optimizer"], 0.0
+    )
+
+    def lap(name, t0):
+        _sync(device)
+        t = time.perf_counter()
+        parts[name] += t - t0
+        return t
+
+    for x in batches:
+        x_c = sae.center(x).detach()
+        w, b = sae.W_enc.to(sae.selection_dtype), sae.b_enc.to(sae.selection_dtype)
+        _sync(device)
+        t = time.perf_counter()
+        with torch.no_grad():  # the matmul alone, tile by tile as select_topk runs it
+            for s in range(0, x.shape[0], CHUNK_ROWS):
+                torch.addmm(b, x_c[s : s + CHUNK_ROWS].to(w.dtype), w)
+        t = lap("encoder matmul", t)
+        with torch.no_grad():
+            sel = select_topk(sae, x_c, K)
+        t = lap("top-k", t)  # select_topk's time less the matmul (subtracted below)
+        out = sparse_forward(sae, x, x_c, sel, {"aux": 1 / 32})
+        t = lap("sparse forward", t)
+        opt.zero_grad()
+        out.losses["loss"].backward()
+        t = lap("backward", t)
+        sae.project_decoder_grad()
+        opt.step()
+        sae.normalize_decoder()
+        lap("optimizer", t)
+    parts["top-k"] -= parts["encoder matmul"]
+    return {k: v / len(batches) for k, v in parts.items()}
+
+
+def saelens_trainer(lr: float, device: str = "cpu"):
     from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.saes.sae import TrainStepInput
 
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=D_IN, d_sae=D_SAE, k=K))
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=D_IN, d_sae=D_SAE, k=K, device=device))
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
     state = {"n": 0}
 
@@ -102,11 +156,13 @@ def fvu(recon_fn, x: torch.Tensor) -> float:
     return float((x - r).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
 
 
-def timed_steps(step, batches) -> float:
+def timed_steps(step, batches, device: str = "cpu") -> float:
     step(batches[0])  # warm-up (allocations, lazy imports)
+    _sync(device)
     t = time.perf_counter()
     for b in batches[1:]:
         step(b)
+    _sync(device)
     return (time.perf_counter() - t) / (len(batches) - 1)
 
 
@@ -117,28 +173,31 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--store", default=None)
     ap.add_argument("--hook", default=None)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    ap.add_argument("--encoder-dtype", default="float32", choices=["float32", "bfloat16"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     n = BATCH * (args.steps + 1) + 8192
     x = from_store(args.store, args.hook, n) if args.store else synthetic(n)
+    x = x.to(args.device)
     x = x * (D_IN**0.5 / x.norm(dim=1).mean())  # both libraries see the same normalised data
     batches = list(x[: BATCH * (args.steps + 1)].split(BATCH))
     held_out = x[-8192:]
 
-    w = torch.randn(D_IN, D_SAE)
-    xb = batches[0]
-    matmul_s = timed_steps(lambda b: b @ w, batches[:4])
-    hl_sae, hl_step, hl_recon = hiddenlens_trainer(args.lr)
+    dev = args.device
+    w = torch.randn(D_IN, D_SAE, device=dev)
+    matmul_s = timed_steps(lambda b: b @ w, batches[:4], dev)
+    hl_sae, hl_step, hl_recon, hl_opt = hiddenlens_trainer(args.lr, dev, args.encoder_dtype)
     with torch.no_grad():
         hl_sae.b_dec.copy_(x.mean(0))
-    hl_s = timed_steps(hl_step, batches)
-    sl_sae, sl_step, sl_recon = saelens_trainer(args.lr)
+    hl_s = timed_steps(hl_step, batches, dev)
+    sl_sae, sl_step, sl_recon = saelens_trainer(args.lr, dev)
     with torch.no_grad():
         sl_sae.b_dec.copy_(x.mean(0))
-    sl_s = timed_steps(sl_step, batches)
-    del xb
+    sl_s = timed_steps(sl_step, batches, dev)
     print(
-        f"threads={args.threads} steps={args.steps} batch={BATCH} d_in={D_IN} d_sae={D_SAE} k={K}"
+        f"device={dev} threads={args.threads} steps={args.steps} batch={BATCH} d_in={D_IN} "
+        f"d_sae={D_SAE} k={K} encoder_dtype={args.encoder_dtype}"
     )
     print(f"dense encoder matmul      : {matmul_s * 1e3:8.1f} ms")
     print(f"hiddenlens step           : {hl_s * 1e3:8.1f} ms  ({BATCH / hl_s:9.0f} tokens/s)")
@@ -150,6 +209,12 @@ def main() -> None:
         f"held-out FVU after {BATCH * args.steps} tokens: hiddenlens {f_hl:.4f}, "
         f"sae-lens {f_sl:.4f} (ratio {f_hl / f_sl:.3f}, target <= 1.02)"
     )
+
+    pieces = step_breakdown(hl_sae, hl_opt, batches[1:], dev)
+    total = sum(pieces.values())
+    print(f"hiddenlens step breakdown (sum {total * 1e3:.1f} ms; floor = the encoder matmul):")
+    for name, sec in pieces.items():
+        print(f"  {name:<22}: {sec * 1e3:8.1f} ms  ({sec / matmul_s:5.2f} x dense matmul)")
 
 
 if __name__ == "__main__":
