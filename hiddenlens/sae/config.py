@@ -58,9 +58,16 @@ def _check_device(device: Any) -> None:
         raise ValueError(f"device must be a torch device string such as 'cpu', got {device!r}")
     if device == "cpu":
         return
-    from hiddenlens.hooks.device import resolve_device
+    import torch
 
-    resolve_device(device)  # a clear ValueError for a bad or absent device
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"device {device!r} is not a torch device: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but no CUDA GPU is available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s) present")
 
 
 @dataclass
