@@ -109,6 +109,8 @@ def test_bert_encoder_loaded_by_path(tmp_path, tiny_bert_dir):
     assert -1 <= metric(m, "sae", "embed_cos_spliced", "encoder.layer.1") <= 1
     assert not any("ce_loss_score" in k for k in m)
     assert "no LM head, so no CE-loss score" in dom
+    # string labels round-trip: the store keeps codes, the report shows the names
+    assert "greeting" in dom and "animals" in dom
     assert np.isfinite(m["attribution/ig_completeness_max_abs_delta"])
 
 
