@@ -23,3 +23,6 @@ def test_demo_runs_end_to_end(tmp_path):
     assert (out / "sae_dashboard_encoder.layer.3.html").exists()
     assert "href='sae_dashboard_encoder.layer.3.html'" in page
     assert "Lazy-Neuron" in page and "no LM head, so no CE-loss score" in page
+    # the binning I(X;T) headline sits at log2 N and the summary says so
+    assert "info/ixt_binning_cap/encoder.layer.5" in metrics
+    assert "at the estimator&#x27;s cap" in page or "at the estimator's cap" in page

@@ -43,6 +43,8 @@ def _layer_row(ctx, cfg, hook, idx, sub, labels) -> tuple[dict, dict]:
     row |= {"I(X;T) binning": round(b.bits, 2), "cap": round(b.cap, 2),
             "I(X;T) KDE upper": round(up.bits, 2), "KDE lower": round(lo.bits, 2)}
     metrics |= {metric_key("info", "ixt_binning", hook): b.bits,
+                # the cap beside the value, so the summary can say when it sits at log2 N
+                metric_key("info", "ixt_binning_cap", hook): b.cap,
                 metric_key("info", "ixt_kde_upper", hook): up.bits,
                 metric_key("info", "ixt_kde_lower", hook): lo.bits}
     return row, metrics
