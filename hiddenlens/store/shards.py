@@ -182,7 +182,14 @@ class ShardWriter:
                 "re-run the same call to resume"
             ) from err
         record = self.shard_record(name, files)
-        shardlog.append_shard_record(self.out, record)  # O(1): one fsynced line per shard
+        try:
+            shardlog.append_shard_record(self.out, record)  # O(1): one fsynced line per shard
+        except OSError as err:
+            raise OSError(
+                f"recording shard {name} in the shard log of {self.out} failed ({err}); no "
+                "manifest was written: fix the cause (disk full? permissions?) and re-run the "
+                "same call to resume (that shard is redone)"
+            ) from err
         m.shards.append(record)
         m.n_rows += self._rows
         m.sample_stop = self._sample_stop

@@ -63,6 +63,29 @@ def test_enospc_at_the_kth_file_then_resume(tmp_path, clean_store, monkeypatch, 
     assert_same_tree(out, clean_store)
 
 
+def test_enospc_while_logging_a_shard_names_the_log_then_resume(tmp_path, clean_store, monkeypatch):
+    """The disk fills exactly when the shard's log line is written: the message names the
+    shard log and the fix (it was a bare ``OSError``), and a re-run redoes that shard."""
+    from hiddenlens.store import shardlog
+
+    real, calls = shardlog.append_shard_record, []
+
+    def full_disk(out, record):
+        calls.append(record["name"])
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(out, record)
+
+    monkeypatch.setattr(shardlog, "append_shard_record", full_disk)
+    out = tmp_path / "store"
+    with pytest.raises(OSError, match=r"shard_00002 in the shard log.*re-run the same call"):
+        cache(str(out), 0)
+    assert _assert_counted_shards_whole(out) == 2
+    monkeypatch.setattr(shardlog, "append_shard_record", real)
+    cache(str(out), 0)
+    assert_same_tree(out, clean_store)
+
+
 def _mount_tmpfs(where: Path, size_kb: int) -> None:
     where.mkdir()
     cmd = ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(where)]
