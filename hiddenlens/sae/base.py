@@ -114,7 +114,8 @@ class BaseSAE(nn.Module, metaclass=abc.ABCMeta):
             raise ValueError(
                 f"input has last dimension {x.shape[-1]}, this SAE expects d_in={self.cfg.d_in}"
             )
-        return x.to(self.W_dec.dtype)
+        # rows follow the SAE: a model on one device can be spliced with an SAE on another
+        return x.to(device=self.W_dec.device, dtype=self.W_dec.dtype)
 
     def center(self, x: Tensor) -> Tensor:
         return x - self.b_dec if self.cfg.apply_b_dec_to_input else x
@@ -140,7 +141,8 @@ class BaseSAE(nn.Module, metaclass=abc.ABCMeta):
         """decode(encode(x)) for any leading shape; used when splicing into a model."""
         shape = x.shape
         flat = self._check_input(x).reshape(-1, shape[-1])
-        return self.decode(self.encode(flat)).reshape(shape).to(x.dtype)
+        out = self.decode(self.encode(flat)).reshape(shape)
+        return out.to(device=x.device, dtype=x.dtype)  # back where the model runs
 
     def _mse(self, recon: Tensor, x: Tensor) -> Tensor:
         # Sum over features, mean over rows (SAELens/Gao et al. convention).

@@ -42,7 +42,7 @@ class _Acc:
         self.fired = torch.zeros(d_sae, dtype=torch.float64)
 
     def add(self, x, x_hat, z) -> None:
-        x, x_hat = x.double(), x_hat.double()
+        x, x_hat, z = x.double().cpu(), x_hat.double().cpu(), z.cpu()
         nx, nh = x.norm(dim=1), x_hat.norm(dim=1)
         dot = (x * x_hat).sum(1)
         s = self.sums
@@ -88,7 +88,8 @@ def _store_pass(sae, store, hook: str, batch_size: int, max_rows: int | None) ->
             break
         if max_rows is not None:
             x, y = x[: max_rows - acc.n], y[: max_rows - acc.n]
-        x, y = x.float(), y.float()
+        dev = sae.W_dec.device  # store rows come on the CPU; the SAE may live on a GPU
+        x, y = x.float().to(dev), y.float().to(dev)
         if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
             raise ValueError(f"non-finite activations in the store for {hook!r}")
         z = sae.encode(x)

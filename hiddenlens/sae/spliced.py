@@ -92,6 +92,9 @@ def kl_and_ce(clean_logits, logits, input_ids, keep, real, kl_positions: str = "
     and needs keep[t] and a real token t+1; KL is taken at every kept position ("all") or
     only where CE is defined ("next_token").
     """
+    dev = logits.device  # token ids and masks come from the CPU data pipeline
+    input_ids, keep, real = input_ids.to(dev), keep.to(dev), real.to(dev)
+    clean_logits = clean_logits.to(dev)
     lp = F.log_softmax(logits.double(), -1)
     lq = F.log_softmax(clean_logits.double(), -1)
     m_ce = keep[:, :-1] & real[:, 1:]

@@ -74,7 +74,7 @@ class _Transcoder(BaseSAE):
         """The output activation predicted from input activations of any leading shape."""
         shape = x.shape
         y = self.transcode(x.reshape(-1, shape[-1]))
-        return y.reshape(*shape[:-1], self.d_out).to(x.dtype)
+        return y.reshape(*shape[:-1], self.d_out).to(device=x.device, dtype=x.dtype)
 
     @torch.no_grad()
     def fold_scales(self, s_in: float, s_out: float) -> None:
