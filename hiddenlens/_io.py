@@ -11,6 +11,7 @@ become plain numbers and lists, ``Path`` becomes a string.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -56,6 +57,14 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process umask (read once: ``os.umask`` can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[str], Any], *, fsync: bool = True) -> Path:
     """Call ``write(tmp_path)`` then move ``tmp_path`` over ``path`` atomically.
 
@@ -67,6 +76,8 @@ def atomic_write(path: str | Path, write: Callable[[str], Any], *, fsync: bool =
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.")
     os.close(fd)
+    # mkstemp makes 0600 files; results are meant to be shared, so use the usual umask mode
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         write(tmp)
         if fsync:

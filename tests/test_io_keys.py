@@ -85,3 +85,13 @@ def test_every_writer_goes_through_io():
             if (rel, m.group()) not in allowed:
                 found.append(f"{rel}: {m.group()}")
     assert not found, found
+
+
+def test_written_files_get_the_umask_mode_not_0600(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    p = _io.write_json(tmp_path / "m.json", {"a": 1})
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask
