@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     SHOTS.mkdir(parents=True, exist_ok=True)
     open_page(args.demo / "report.html", screenshot=SHOTS / "report.png", size=(1200, 3200))
     open_page(
-        args.demo / "sae_dashboard.html", screenshot=SHOTS / "dashboard.png", size=(1200, 1600)
+        sorted(args.demo.glob("sae_dashboard*.html"))[0], screenshot=SHOTS / "dashboard.png", size=(1200, 1600)
     )
     sweep = train_sweep(args.demo, args.work / "sweep")
     page = compare_runs([sweep], args.work / "comparison", title="SAE sweep on MiniLM " + HOOK)

@@ -109,6 +109,37 @@ _SAE = {
         LOWER,
         "the spliced model's next-token distribution is {value:.3g} nats away",
     ),
+    "kl_spliced": MetricInfo(
+        "KL(clean || spliced) per token",
+        "nats",
+        LOWER,
+        "with the SAE spliced in, next-token distributions move {value:.3g} nats from the clean ones",
+    ),
+    "kl_zero": MetricInfo(
+        "KL(clean || zero-ablated) per token",
+        "nats",
+        NEUTRAL,
+        "zero-ablating the layer moves next-token distributions {value:.3g} nats (the scale "
+        "the spliced KL is judged against)",
+    ),
+    "ce_clean": MetricInfo(
+        "next-token loss, clean model",
+        "nats",
+        NEUTRAL,
+        "the model's own next-token cross-entropy is {value:.3g} nats",
+    ),
+    "ce_spliced": MetricInfo(
+        "next-token loss with the SAE spliced in",
+        "nats",
+        LOWER,
+        "with the SAE's reconstruction in place, the next-token loss is {value:.3g} nats",
+    ),
+    "ce_zero": MetricInfo(
+        "next-token loss with the layer zero-ablated",
+        "nats",
+        NEUTRAL,
+        "zero-ablating the layer raises the next-token loss to {value:.3g} nats",
+    ),
 }
 _PROBE = {
     "cka": MetricInfo(

@@ -43,8 +43,15 @@ def new_grid(
 
 
 def short_names(names) -> list[str]:
-    """'encoder.layer.3' -> 'layer.3': keep tick labels readable."""
-    return [".".join(str(n).split(".")[-2:]) for n in names]
+    """'encoder.layer.3' -> 'layer.3': the shortest dotted tails that keep names distinct
+    ('transformer.h.0.mlp.act' and 'transformer.h.1.mlp.act' -> 'h.0.mlp.act', ...)."""
+    names = [str(n) for n in names]
+    longest = max((n.count(".") + 1 for n in names), default=1)
+    for k in range(min(2, longest), longest + 1):
+        short = [".".join(n.split(".")[-k:]) for n in names]
+        if len(set(short)) == len(set(names)):
+            return short
+    return names
 
 
 def legend_outside(ax: Axes, **kwargs) -> None:

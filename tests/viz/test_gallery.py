@@ -173,3 +173,11 @@ def test_the_legend_check_catches_a_legend_on_the_data():
     FigureCanvasAgg(fig).draw()
     with pytest.raises(AssertionError, match="legend over the data"):
         _data_area_free_of_legends(fig)
+
+
+def test_short_names_stay_distinct():
+    from hiddenlens.viz.style import short_names
+
+    assert short_names(["encoder.layer.3", "encoder.layer.4"]) == ["layer.3", "layer.4"]
+    names = ["transformer.h.0.mlp.act", "transformer.h.1.mlp.act"]
+    assert len(set(short_names(names))) == 2  # 'mlp.act' twice would hide the layer
