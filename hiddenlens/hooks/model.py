@@ -141,6 +141,16 @@ class ModelHandle:
             return self.model(*[b.to(device) for b in batch])
         return self.model(batch.to(device))
 
+    def unembedding(self) -> torch.Tensor | None:
+        """The unembedding ``[d_model, vocab]`` (TransformerLens ``W_U``, an HF LM head's
+        weight transposed), or None for a model without one. The final norm is not folded in."""
+        if not self.has_lm_head:
+            return None
+        if self.kind == "transformerlens":
+            return self.model.W_U.detach()
+        head = getattr(self.model, "get_output_embeddings", lambda: None)()
+        return None if head is None else head.weight.detach().T
+
     @torch.no_grad()
     def embed(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
         """Sentence embeddings [n, d]: mean-pooled over real tokens, L2-normalised."""

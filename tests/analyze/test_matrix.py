@@ -183,6 +183,11 @@ def test_gpt2_causal_lm_loaded_by_path(tmp_path, tiny_gpt2_dir):
     z, s, c = (metric(m, "sae", f"ce_{k}", hook) for k in ("zero", "spliced", "clean"))
     assert metric(m, "sae", "ce_loss_score", hook) == pytest.approx((z - s) / (z - c), rel=1e-6)
     assert metric(m, "sae", "kl_spliced", hook) >= 0
+    # the dashboard shows each latent's direct logit effect (W_dec @ W_U) for an LM
+    import re
+
+    page = (tmp_path / "run" / "sae_dashboard_transformer.h.1.html").read_text()
+    assert re.search(r'"effects_pos":\s*\[\[', page)
 
 
 def test_hooked_transformer_on_token_ids(tmp_path):

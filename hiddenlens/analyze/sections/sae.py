@@ -95,7 +95,7 @@ def _f1_labels(ctx) -> dict[str, np.ndarray]:
 def _dashboard(ctx, sae, hook: str, n_rows: int, sec) -> None:
     """A searchable page of every latent (contexts, histograms) + a Neuronpedia batch."""
     from hiddenlens._io import write_json
-    from hiddenlens.report.dashboard import write_dashboard
+    from hiddenlens.report.dashboard import add_logit_effects, write_dashboard
     from hiddenlens.report.features import encode_rows, feature_cards
     from hiddenlens.report.neuronpedia import NeuronpediaTarget, layer_of, to_neuronpedia
 
@@ -109,6 +109,11 @@ def _dashboard(ctx, sae, hook: str, n_rows: int, sec) -> None:
     )
     name = f"sae_dashboard_{safe_name(hook)}"
     title = f"{sae.cfg.architecture} SAE on {ctx.handle.model_id} {hook}: {len(cards)} latents over {n:,} rows"
+    unembed = ctx.handle.unembedding()
+    pair = getattr(type(sae), "pair_role", None) == "target"  # a transcoder decodes elsewhere
+    if unembed is not None and not pair and unembed.shape[0] == sae.cfg.d_in:
+        # direct effect of each latent on the logits (W_dec @ W_U), as SAEDashboard shows
+        add_logit_effects(cards, sae.W_dec.detach().cpu(), unembed.cpu(), ctx.handle.tokenizer)
     write_dashboard(cards, ctx.out_dir / f"{name}.html", title=title)
     target = NeuronpediaTarget(
         model_id=str(ctx.handle.model_id or "model"),
