@@ -130,6 +130,14 @@ def label_dict(
                 f"labels={labels[0]!r} names a column, but the data has no columns; pass one "
                 "value per sample instead"
             )
+    if columns is None and _names_columns(labels) and n is not None and len(labels) != n:
+        # an analyze config's `labels = ["topic"]` on "demo" / .txt data: say both readings
+        raise ValueError(
+            f"labels {list(labels)} has {len(labels)} values but the data has {n} samples; "
+            "read as column names, they name nothing: the data has no columns (a list of "
+            "texts, a .txt file or 'demo'); use a .jsonl file or a dataset with those "
+            "columns, or pass one value per sample"
+        )
     if columns is not None and _names_columns(labels):
         missing = [c for c in labels if c not in columns]
         if missing and (n is None or len(labels) != n or len(missing) == len(labels)):

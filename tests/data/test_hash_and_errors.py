@@ -138,5 +138,6 @@ def test_errors_name_the_input_and_what_is_accepted(tmp_path):
         as_data(tmp_path / "d.jsonl", labels="y")
     with pytest.raises(ValueError, match="no columns"):
         as_data(["a", "b"], labels="topic")
-    with pytest.raises(ValueError, match="has 1 values but the data has 2 .*data with columns"):
+    with pytest.raises(ValueError, match="has 1 values but the data has 2 .*no columns.*dataset with those columns"):
         as_data(["a", "b"], labels=["topic"])
+
