@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import hiddenlens
+from hiddenlens import metric_key
 from tests import _models
 from tests.report.browser import open_page
 
@@ -25,12 +26,11 @@ BERT_DOCS = [
 
 
 def metric(metrics: dict, analyzer: str, name: str, where: str | None = None) -> float:
-    """A metric by either key grammar (``sae_fvu/h`` or ``sae/fvu/h``)."""
-    tail = f"/{where}" if where else ""
-    for key in (f"{analyzer}/{name}{tail}", f"{analyzer}_{name}{tail}", f"{name}{tail}"):
-        if key in metrics:
-            return metrics[key]
-    raise KeyError(f"{analyzer}/{name}{tail} not in {sorted(metrics)[:40]}")
+    """A metric by its key in the one grammar (``sae/fvu/h``); old spellings do not count."""
+    key = metric_key(analyzer, name, where)
+    if key in metrics:
+        return metrics[key]
+    raise KeyError(f"{key} not in {sorted(metrics)[:40]}")
 
 
 def _jsonl(path, docs):
@@ -75,7 +75,7 @@ def _common(result, sae_hook, hooks):
     m = result.metrics
     assert 0 <= metric(m, "sae", "fvu", sae_hook) < 1.5
     assert metric(m, "sae", "l0", sae_hook) == pytest.approx(4, abs=1e-6)
-    assert any(k.startswith(("probe_topic", "probe/")) for k in m)
+    assert any(k.startswith("probe/") and k.endswith(tuple(hooks)) for k in m)
     for h in hooks:
         assert np.isfinite(metric(m, "collapse", "nc1", h))
 
