@@ -16,8 +16,6 @@ import html
 import json
 from pathlib import Path
 
-import numpy as np
-
 from hiddenlens._io import json_safe, write_text
 from hiddenlens.report.detok import piece_decoder
 from hiddenlens.report.features import FeatureCard
@@ -185,31 +183,29 @@ def write_dashboard(
 
 
 def add_logit_effects(
-    cards: list[FeatureCard], decoder, unembed, tokenizer=None, *, k: int = 8
+    cards: list[FeatureCard], effects: dict[int, dict[str, list]], tokenizer=None, *, k: int = 8
 ) -> list[FeatureCard]:
-    """Fill each card's promoted / suppressed tokens from ``decoder @ unembed``.
+    """Fill each card's promoted / suppressed tokens from computed direct logit effects.
 
-    decoder: ``[n_latents, d_model]`` (an SAE's ``W_dec``); unembed: ``[d_model, vocab]``
-    (TransformerLens ``W_U``, or an HF ``lm_head.weight.T``). The direct effect of latent
-    ``i`` on the logits is row ``i`` of the product; its ``k`` largest and smallest entries are
-    kept, with token strings decoded by ``tokenizer`` (ids otherwise).
+    effects: ``hiddenlens.sae.inspect.logit_effects`` output (``{latent: {up_ids, up_logits,
+    down_ids, down_logits}}``), computed in the analyzer layer; this only names the tokens
+    (decoded by ``tokenizer``, ids otherwise) and keeps the ``k`` largest of each side. A
+    card whose latent has no entry is left without effects.
     """
-    dec, w_u = np.asarray(decoder, dtype=np.float32), np.asarray(unembed, dtype=np.float32)
-    if dec.ndim != 2 or w_u.ndim != 2 or dec.shape[1] != w_u.shape[0]:
-        raise ValueError(
-            f"decoder [n_latents, d] and unembed [d, vocab] must share d; got {dec.shape} "
-            f"and {w_u.shape}"
-        )
     pieces = piece_decoder(tokenizer)
 
-    def name(i: int) -> str:
+    def names(ids: list[int]) -> list[str]:
         if tokenizer is None:
-            return str(i)
-        return pieces(tokenizer.convert_ids_to_tokens([i]))[0]
+            return [str(i) for i in ids]
+        return pieces(tokenizer.convert_ids_to_tokens(list(ids)))
 
     for card in cards:
-        logits = dec[card.index] @ w_u
-        order = np.argsort(logits)
-        card.effects_pos = [(name(int(i)), round(float(logits[i]), 4)) for i in order[::-1][:k]]
-        card.effects_neg = [(name(int(i)), round(float(logits[i]), 4)) for i in order[:k]]
+        eff = effects.get(card.index)
+        if eff is None:
+            continue
+        up, down = eff["up_ids"][:k], eff["down_ids"][:k]
+        card.effects_pos = [(n, round(float(v), 4)) for n, v in zip(names(up), eff["up_logits"])]
+        card.effects_neg = [
+            (n, round(float(v), 4)) for n, v in zip(names(down), eff["down_logits"])
+        ]
     return cards

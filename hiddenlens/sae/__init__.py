@@ -26,6 +26,7 @@ _EXPORTS = {
     "evaluate": "hiddenlens.sae.evaluation",
     "feature_density": "hiddenlens.sae.evaluation",
     "direct_effect": "hiddenlens.sae.inspect",
+    "logit_effects": "hiddenlens.sae.inspect",
     "top_activating": "hiddenlens.sae.inspect",
     "load": "hiddenlens.sae.io",
     "load_sparsity": "hiddenlens.sae.io",

@@ -78,6 +78,32 @@ def _describe(lat, value, row, meta, tokenizer, context) -> dict:
 
 
 @torch.no_grad()
+def logit_effects(decoder, unembed, latents, *, top: int = 10) -> dict[int, dict[str, list]]:
+    """Top promoted / suppressed output tokens of decoder rows: ``decoder[i] @ unembed``.
+
+    decoder: ``[n_latents, d]`` (an SAE's ``W_dec``); unembed: ``[d, vocab]`` (TransformerLens
+    ``W_U`` or an HF ``lm_head.weight.T``). The one home of the direct logit effect of a
+    latent (SAEDashboard's "logit effects"); the report only renders what this returns.
+    """
+    dec, w_u = torch.as_tensor(decoder), torch.as_tensor(unembed)
+    if dec.ndim != 2 or w_u.ndim != 2 or dec.shape[1] != w_u.shape[0]:
+        raise ValueError(
+            f"decoder [n_latents, d] and unembed [d, vocab] must share d; got "
+            f"{tuple(dec.shape)} and {tuple(w_u.shape)}"
+        )
+    out = {}
+    for lat in [int(i) for i in latents]:
+        logits = dec[lat].float() @ w_u.float()
+        up, down = logits.topk(min(top, logits.numel())), (-logits).topk(min(top, logits.numel()))
+        out[lat] = {
+            "up_ids": up.indices.tolist(),
+            "up_logits": up.values.tolist(),
+            "down_ids": down.indices.tolist(),
+            "down_logits": (-down.values).tolist(),
+        }
+    return out
+
+
 def direct_effect(
     sae, unembed: torch.Tensor, latents, *, top: int = 10, tokenizer=None
 ) -> dict[int, dict[str, list]]:
@@ -86,18 +112,9 @@ def direct_effect(
         raise ValueError(
             f"unembed must be [d_in={sae.cfg.d_in}, vocab], got {tuple(unembed.shape)}"
         )
-    out = {}
-    for lat in [int(i) for i in latents]:
-        logits = sae.W_dec[lat] @ unembed.to(sae.W_dec.dtype)
-        up, down = logits.topk(top), (-logits).topk(top)
-        entry = {
-            "up_ids": up.indices.tolist(),
-            "up_logits": up.values.tolist(),
-            "down_ids": down.indices.tolist(),
-            "down_logits": (-down.values).tolist(),
-        }
-        if tokenizer is not None:
+    out = logit_effects(sae.W_dec.detach(), unembed, latents, top=top)
+    if tokenizer is not None:
+        for entry in out.values():
             entry["up_tokens"] = tokenizer.convert_ids_to_tokens(entry["up_ids"])
             entry["down_tokens"] = tokenizer.convert_ids_to_tokens(entry["down_ids"])
-        out[lat] = entry
     return out

@@ -8,6 +8,7 @@ import pytest
 from hiddenlens.report.dashboard import add_logit_effects, render_dashboard, write_dashboard
 from hiddenlens.report.detok import piece_decoder
 from hiddenlens.report.features import feature_cards
+from hiddenlens.sae.inspect import logit_effects
 
 from .browser import open_page
 
@@ -34,11 +35,12 @@ def test_logit_effects_find_the_planted_token():
     acts[2, :] = 1.0
     cards = feature_cards(acts, np.arange(10), np.zeros(10, int))
     decoder = np.stack([w_u[:, 7], -w_u[:, 11], w_u[:, 3] - w_u[:, 5]])  # [3, d_model]
-    add_logit_effects(cards, decoder, w_u, k=3)
+    add_logit_effects(cards, logit_effects(decoder, w_u, range(3), top=5), k=3)
     assert cards[0].effects_pos[0][0] == "7" and cards[1].effects_neg[0][0] == "11"
     assert cards[2].effects_pos[0][0] == "3" and cards[2].effects_neg[0][0] == "5"
+    assert len(cards[0].effects_pos) == 3  # k of the computed top 5 kept
     with pytest.raises(ValueError, match="must share d"):
-        add_logit_effects(cards, decoder, w_u.T)
+        logit_effects(decoder, w_u.T, [0])
 
 
 class _WordPieceTok:

@@ -98,6 +98,7 @@ def _dashboard(ctx, sae, hook: str, n_rows: int, sec) -> None:
     from hiddenlens.report.dashboard import add_logit_effects, write_dashboard
     from hiddenlens.report.features import encode_rows, feature_cards
     from hiddenlens.report.neuronpedia import NeuronpediaTarget, layer_of, to_neuronpedia
+    from hiddenlens.sae.inspect import logit_effects
 
     meta = ctx.store.meta
     if "token_id" not in meta:
@@ -113,7 +114,10 @@ def _dashboard(ctx, sae, hook: str, n_rows: int, sec) -> None:
     pair = getattr(type(sae), "pair_role", None) == "target"  # a transcoder decodes elsewhere
     if unembed is not None and not pair and unembed.shape[0] == sae.cfg.d_in:
         # direct effect of each latent on the logits (W_dec @ W_U), as SAEDashboard shows
-        add_logit_effects(cards, sae.W_dec.detach().cpu(), unembed.cpu(), ctx.handle.tokenizer)
+        effects = logit_effects(
+            sae.W_dec.detach().cpu(), unembed.cpu(), [c.index for c in cards], top=8
+        )
+        add_logit_effects(cards, effects, ctx.handle.tokenizer)
     write_dashboard(cards, ctx.out_dir / f"{name}.html", title=title)
     target = NeuronpediaTarget(
         model_id=str(ctx.handle.model_id or "model"),
