@@ -94,13 +94,13 @@ def finetune(
 
     loss_fn(output, batch) -> scalar task loss of the model output on a batch.
     Returns a history dict: "loss", "aux" (lists per step), "steps" and "dead_replaced" (int),
-    "tokens" (int), "seconds" (float), "tokens_per_s" (float), "config" (dict).
+    "time_limited" (bool: ``max_seconds`` ended it before ``steps``), "tokens" (int), "seconds" (float), "tokens_per_s" (float), "config" (dict).
     """
     config = _config(config, overrides)
     model = cb.model
     flags = {p: p.requires_grad for p in model.parameters()}
     opt, groups = _optimizer(cb, config)
-    history = {"loss": [], "aux": [], "dead_replaced": 0, "tokens": 0}
+    history = {"loss": [], "aux": [], "dead_replaced": 0, "tokens": 0, "time_limited": False}
     start = time.perf_counter()
     try:
         for step, batch in enumerate(itertools.islice(_cycle(batches), config.steps)):
@@ -120,7 +120,11 @@ def finetune(
             if config.dead_code_every and (step + 1) % config.dead_code_every == 0:
                 history["dead_replaced"] += _replace_dead(cb, step)
             if config.max_seconds and time.perf_counter() - start > config.max_seconds:
-                logger.info("codebook fine-tuning stopped at its time limit, step %d", step + 1)
+                history["time_limited"] = step + 1 < config.steps
+                if history["time_limited"]:
+                    logger.warning(
+                        "codebook fine-tuning stopped at its %.0f s time limit after %d of %d "
+                        "steps", config.max_seconds, step + 1, config.steps)
                 break
     finally:
         for p, flag in flags.items():

@@ -87,6 +87,16 @@ def test_finetune_codebook_only_then_with_model_and_detach_restores():
     assert torch.equal(net(x), ref)
 
 
+def test_finetune_time_cap_is_recorded_not_hidden():
+    net, x = _net(), torch.randn(16, 8)
+    cb = hc.attach(net, "inner.1", n_codes=8, k=1, init={"inner.1": torch.rand(64, 8)})
+    hist = hc.finetune(cb, [x], lambda o, b: o.pow(2).mean(), steps=50, max_seconds=1e-9)
+    assert hist["steps"] == 1 and hist["time_limited"] is True
+    hist = hc.finetune(cb, [x], lambda o, b: o.pow(2).mean(), steps=3)
+    assert hist["steps"] == 3 and hist["time_limited"] is False
+    cb.detach()
+
+
 def test_save_load_round_trip_bit_exact(tmp_path):
     net, x = _net(), torch.randn(4, 8)
     ref = net(x)

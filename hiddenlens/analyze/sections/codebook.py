@@ -150,10 +150,14 @@ def _search_and_report(ctx, cfg, report, hook, codes, rows, metrics, history) ->
             "the next-token distribution close to the original (KL)"
             if is_language_model(ctx.handle) else "the output close to the original (relative squared error)")
     sec = report.add_section("Codebook features")
+    steps = f"{int(history['steps'])} steps"
+    if history.get("time_limited"):  # say the cap, not only the count (a cap is a setting)
+        steps = (f"{int(history['steps'])} of {cfg.steps} steps (stopped at the "
+                 f"max_seconds = {cfg.max_seconds:g} s wall-clock cap)")
     sec.add_text(
         f"A codebook of {cfg.n_codes} codes (cosine, top-{cfg.k}) replaces the output of {hook}; "
         f"codes were initialised by k-means on {cfg.init_rows} cached rows and fine-tuned for "
-        f"{int(history['steps'])} steps with the model frozen, keeping {what}. Code search over "
+        f"{steps} with the model frozen, keeping {what}. Code search over "
         f"{len(codes):,} rows: per label, the codes with the best F1, and the best single code "
         "against the best single neuron of the raw activation (best threshold, either sign). A "
         "code is one of k active per row, so its F1 is bounded by how the label splits across codes."
