@@ -139,8 +139,14 @@ def _from_hf(ds: Any, text_column: str, labels: Any, where: str | None = None) -
     if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         raise ValueError(f"{where} is a DatasetDict; pick a split: {', '.join(ds)}")
     columns = ds.column_names
+    pretokenised = columns is not None and text_column not in columns and "input_ids" in columns
+    if pretokenised and isinstance(ds, datasets.Dataset):
+        return _from_hf_tokens(ds, labels, where)
     if columns is not None and text_column not in columns:
-        raise ValueError(f"{where} has no column {text_column!r}; columns: {columns}")
+        raise ValueError(
+            f"{where} has no column {text_column!r} (nor a pre-tokenised 'input_ids' column "
+            f"of a map-style dataset); columns: {columns}"
+        )
     if isinstance(ds, datasets.IterableDataset):
         names = _stream_label_names(labels, columns)
         src = DataSource(
@@ -156,6 +162,29 @@ def _from_hf(ds: Any, text_column: str, labels: Any, where: str | None = None) -
         raise TypeError(f"as_data() cannot read {type(ds).__name__}; accepted: {ACCEPTED}")
     cols = {c: (lambda c=c: _column(ds, c)) for c in columns}
     return _source("text", hf_text_reader(ds, text_column), len(ds), labels, where, cols)
+
+
+def _from_hf_tokens(ds: Any, labels: Any, where: str) -> DataSource:
+    """A pre-tokenised dataset (an ``input_ids`` column, as SAELens' pretokenize runner
+    writes): one sequence per example; ragged rows are right-padded and masked."""
+    rows = ds["input_ids"]
+    if any(not hasattr(r, "__len__") or isinstance(r, str) for r in rows[:1]):
+        raise ValueError(f"{where}: 'input_ids' must hold a list of token ids per example")
+    n_max = max((len(r) for r in rows), default=0)
+    if n_max == 0:
+        raise ValueError(f"{where}: 'input_ids' holds no tokens")
+    ids = torch.zeros(len(rows), n_max, dtype=torch.long)
+    mask = torch.zeros(len(rows), n_max, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    if "attention_mask" in ds.column_names:  # the dataset's own mask wins where given
+        for i, m in enumerate(ds["attention_mask"]):
+            mask[i, : len(m)] = torch.as_tensor(m, dtype=torch.long)
+    cols = {c: (lambda c=c: _column(ds, c)) for c in ds.column_names
+            if c not in ("input_ids", "attention_mask")}
+    description = f"{where} (pre-tokenised, {tuple(ids.shape)})"
+    return _source("tokens", sequence_reader(ids, mask), len(ids), labels, description, cols)
 
 
 def _column(ds: Any, name: str) -> list:

@@ -181,3 +181,25 @@ def test_tokens_through_a_plain_module_keep_the_mask(tmp_path):
         expected = model.emb(ids)[mask.bool()].numpy()
     assert np.array_equal(store.rows("emb"), expected)
     assert np.array_equal(store.meta["token_id"], ids[mask.bool()].numpy())
+
+
+def test_pretokenised_hf_dataset_gives_the_rows_of_its_token_ids(tmp_path, tiny_tl):
+    """A dataset of ``input_ids`` (SAELens' pretokenised format; ragged rows padded and
+    masked) caches the same rows as the token tensor, and keeps its other columns as labels."""
+    from datasets import Dataset
+
+    ids = torch.randint(0, 20, (5, 6), generator=torch.Generator().manual_seed(2))
+    lengths = [6, 3, 6, 1, 4]
+    mask = (torch.arange(6)[None] < torch.tensor(lengths)[:, None]).long()
+    ragged = [ids[i, :n].tolist() for i, n in enumerate(lengths)]
+    ds = Dataset.from_dict({"input_ids": ragged, "topic": ["a", "b", "a", "c", "b"]})
+    src = as_data(ds, labels="topic")
+    assert src.kind == "tokens" and src.labels["topic"].names == ["a", "b", "c"]
+    ref = cache_activations(
+        tiny_tl, {"input_ids": ids * mask, "attention_mask": mask},
+        "blocks.0.hook_resid_post", tmp_path / "ref", batch_size=2,
+    )
+    got = cache_activations(tiny_tl, ds, "blocks.0.hook_resid_post", tmp_path / "ds", batch_size=2)
+    _same_store(got, ref)
+    with pytest.raises(ValueError, match="no column 'text'.*input_ids"):
+        as_data(Dataset.from_dict({"body": ["x"]}))
