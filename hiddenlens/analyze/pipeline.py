@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import hashlib
 import importlib
 import logging
 import time
@@ -149,6 +150,21 @@ def _sae_stage(ctx: Context, scfg, out: Path, progress: bool) -> dict[str, str]:
     return status
 
 
+def _version() -> str:
+    from hiddenlens import __version__
+
+    return __version__
+
+
+def _source_sha(module) -> str:
+    """sha256 of a module's source file ('' when it has none, e.g. a frozen build)."""
+    path = getattr(module, "__file__", None)
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
+    except OSError:
+        return ""
+
+
 def _section_fingerprint(ctx: Context, name: str, scfg, module) -> str:
     obj = {
         "format": SECTION_FORMAT,
@@ -157,6 +173,8 @@ def _section_fingerprint(ctx: Context, name: str, scfg, module) -> str:
         "labels": ctx.cfg.data.labels,
         "token_labels": ctx.cfg.data.token_labels,
         "seed": ctx.seed,
+        # code: a new release, or an edit of the section itself, redoes it on resume
+        "code": [_version(), _source_sha(module)],
     }
     if getattr(module, "USES_SAE", False):
         obj["saes"] = {h: stages.info(ctx.out_dir / "sae" / safe_name(h))["fingerprint"]

@@ -125,3 +125,28 @@ n_boot = 10
     toml.write_text(toml.read_text().replace("rows = 200", "rowz = 200"))
     assert cli.main(["analyze", str(toml), "--out", str(tmp_path / "run")]) == 2
     assert "unknown key(s) 'rowz' in [probe]" in capsys.readouterr().err
+
+
+def test_a_section_is_redone_when_its_code_or_the_release_changes(tmp_path, monkeypatch):
+    """The section fingerprint covers the section's source and hiddenlens' version, so a
+    resumed run after an upgrade or an edit does not reuse stale results."""
+    import types
+
+    from hiddenlens.analyze import pipeline
+    from hiddenlens.analyze.config import ProbeSectionConfig
+
+    src = tmp_path / "section.py"
+    src.write_text("X = 1\n")
+    module = types.SimpleNamespace(__file__=str(src))
+    data = types.SimpleNamespace(labels=[], token_labels=[])
+    ctx = types.SimpleNamespace(
+        store=types.SimpleNamespace(manifest={"run": {"model": "m"}}),
+        cfg=types.SimpleNamespace(data=data), seed=0, saes={}, out_dir=tmp_path,
+    )
+    fp = pipeline._section_fingerprint(ctx, "probe", ProbeSectionConfig(), module)
+    assert pipeline._section_fingerprint(ctx, "probe", ProbeSectionConfig(), module) == fp
+    src.write_text("X = 2\n")
+    edited = pipeline._section_fingerprint(ctx, "probe", ProbeSectionConfig(), module)
+    assert edited != fp
+    monkeypatch.setattr(pipeline, "_version", lambda: "99.0")
+    assert pipeline._section_fingerprint(ctx, "probe", ProbeSectionConfig(), module) != edited
