@@ -56,7 +56,9 @@ class DirectLogitAttribution:
     components: {label: value} for embed, pos_embed, per-layer attn_out / mlp_out, and
     ``ln_final_bias`` (the final LayerNorm's bias; 0 without one); heads: [n_layers, n_heads];
     per_layer: [n_layers] (attention + MLP); logit: the model's mean logit (difference), which
-    ``total`` (sum of components + unembedding bias) reproduces.
+    ``total`` (sum of components + unembedding bias) reproduces. ``head_grid()`` /
+    ``rest()`` split the total into a layers x (heads, b_O, MLP) grid and the other terms
+    (``hiddenlens.viz.attribution.plot_head_dla`` draws them).
     """
 
     components: dict[str, float]
@@ -64,6 +66,31 @@ class DirectLogitAttribution:
     per_layer: np.ndarray
     total: float
     logit: float
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.heads.shape[0])
+
+    def layer_component(self, kind: str) -> np.ndarray:
+        """[n_layers] contribution of each layer's ``attn_out`` or ``mlp_out`` (0 if absent)."""
+        if kind not in ("attn_out", "mlp_out"):
+            raise ValueError(f"kind must be 'attn_out' or 'mlp_out', got {kind!r}")
+        return np.array([self.components.get(f"{i}_{kind}", 0.0) for i in range(self.n_layers)])
+
+    def head_grid(self) -> tuple[np.ndarray, list[str]]:
+        """([n_layers, n_heads + 2] grid, column labels): each head, then the attention output
+        bias b_O (attn_out minus the sum of its heads), then the MLP, per layer."""
+        attn_bias = self.layer_component("attn_out") - self.heads.sum(1)
+        grid = np.column_stack([self.heads, attn_bias, self.layer_component("mlp_out")])
+        return grid, [f"H{h}" for h in range(self.heads.shape[1])] + ["b_O", "MLP"]
+
+    def rest(self) -> dict[str, float]:
+        """Every term outside ``head_grid``: embeddings, the final norm's bias and the
+        unembedding bias, so ``head_grid()[0].sum() + sum(rest().values()) == total``."""
+        per_layer = {f"{i}_{k}" for i in range(self.n_layers) for k in ("attn_out", "mlp_out")}
+        out = {k: v for k, v in self.components.items() if k not in per_layer}
+        out["unembed_bias"] = self.total - sum(self.components.values())
+        return out
 
     def top(self, k: int = 5) -> list[tuple[str, float]]:
         """The k heads with the largest absolute contribution, as ("L{layer}H{head}", value)."""

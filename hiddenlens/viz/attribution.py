@@ -17,6 +17,7 @@ from hiddenlens.viz.style import (
     DIVERGING_CMAP,
     PALETTE,
     SEQUENTIAL_CMAP,
+    annotate_cells,
     contrast_text,
     finish_axes,
     new_figure,
@@ -33,6 +34,7 @@ __all__ = [
     "plot_metric_by_k",
     "plot_images",
     "plot_logit_lens",
+    "plot_head_dla",
     "plot_distributions",
 ]
 
@@ -287,6 +289,51 @@ def plot_logit_lens(
     ax.set_ylabel("rank + 1")
     ax.set_xlabel("residual stage")
     ax.set_title(title or "logit lens")
+    return fig
+
+
+def _dla_grid(data) -> tuple[np.ndarray, list[str], dict[str, float]]:
+    """(grid [n_layers, columns], column labels, terms outside the grid) of a DLA result
+    (anything with ``head_grid()`` / ``rest()``) or of a plain [n_layers, n_heads] array."""
+    if hasattr(data, "head_grid"):
+        grid, cols = data.head_grid()
+        rest = data.rest() if hasattr(data, "rest") else {}
+        return np.asarray(grid, dtype=float), list(cols), dict(rest)
+    grid = np.asarray(data, dtype=float)
+    if grid.ndim != 2 or 0 in grid.shape:
+        raise ValueError(
+            f"plot_head_dla takes a DirectLogitAttribution or a [n_layers, n_heads] array; "
+            f"got an array of shape {grid.shape}"
+        )
+    return grid, [f"H{h}" for h in range(grid.shape[1])], {}
+
+
+def plot_head_dla(data, *, ax=None, title: str | None = None) -> Figure:
+    """Direct logit attribution per attention head: layers (rows) x heads (columns), then
+    each layer's attention bias (b_O) and MLP, on one symmetric red-blue scale.
+
+    data: a ``DirectLogitAttribution`` (``hiddenlens.attribution.lens``) or an array
+    [n_layers, n_heads]. The terms outside the grid (embeddings, final-norm bias,
+    unembedding bias) are written under the axes, so every term of the logit (difference)
+    is on the figure.
+    """
+    grid, cols, rest = _dla_grid(data)
+    n_layers, n_cols = grid.shape
+    fig, ax = new_figure(ax, figsize=(0.55 * n_cols + 2.6, 0.42 * n_layers + 1.8))
+    im = ax.imshow(grid, cmap=DIVERGING_CMAP, norm=_sym_norm(grid), aspect="auto")
+    if grid.size <= 400:
+        annotate_cells(ax, im, grid, fmt="{:+.2f}", fontsize=7)
+    n_heads = n_cols - 2 if cols[-2:] == ["b_O", "MLP"] else n_cols
+    if n_heads < n_cols:  # a gap between the heads and the per-layer b_O / MLP columns
+        ax.axvline(n_heads - 0.5, color="white", linewidth=3)
+    ax.set_xticks(range(n_cols), cols, fontsize=7)
+    ax.set_yticks(range(n_layers), [f"L{i}" for i in range(n_layers)], fontsize=7)
+    ax.grid(False)
+    note = "  ".join(f"{k} {v:+.2f}" for k, v in rest.items())
+    ax.set_xlabel("head" + (f"\n{note}" if note else ""), fontsize=8)
+    ax.set_ylabel("layer")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="direct logit contribution")
+    ax.set_title(title or "direct logit attribution per head")
     return fig
 
 

@@ -214,3 +214,32 @@ def test_dla_equals_transformer_lens_logit_attrs_when_folded():
     assert ours.components["ln_final_bias"] + b_u_own == pytest.approx(b_u, abs=1e-5)
     on_folded = direct_logit_attribution(folded, tokens, answer=ans, counterfactual=cf)
     assert on_folded.total == pytest.approx(ours.total, abs=1e-4)
+
+
+def test_dla_head_grid_and_rest_split_the_logit_and_the_figure_shows_them():
+    from hiddenlens.viz.attribution import plot_head_dla
+
+    model = _tiny_norm_model("LN")
+    with torch.no_grad():  # non-zero attention output biases: b_O is its own column
+        for block in model.blocks:
+            block.attn.b_O.copy_(0.2 * torch.randn(16, generator=torch.Generator().manual_seed(5)))
+    tokens = torch.randint(0, 20, (4, 6), generator=torch.Generator().manual_seed(0))
+    dla = direct_logit_attribution(model, tokens, answer=[1, 2, 3, 5], counterfactual=4)
+    grid, cols = dla.head_grid()
+    assert grid.shape == (2, 6) and cols == ["H0", "H1", "H2", "H3", "b_O", "MLP"]
+    assert np.allclose(grid[:, :4], dla.heads)
+    assert np.abs(grid[:, 4]).max() > 1e-3  # the bias column is not folded into the heads
+    rest = dla.rest()
+    assert set(rest) == {"embed", "pos_embed", "ln_final_bias", "unembed_bias"}
+    assert grid.sum() + sum(rest.values()) == pytest.approx(dla.logit, abs=1e-4)
+    fig = plot_head_dla(dla, title="t")
+    ax = fig.axes[0]
+    assert np.allclose(ax.images[0].get_array(), grid)
+    assert [t.get_text() for t in ax.get_xticklabels()] == cols
+    assert "unembed_bias" in ax.get_xlabel()
+    bare = plot_head_dla(dla.heads)  # a plain [n_layers, n_heads] array: heads only
+    assert np.allclose(bare.axes[0].images[0].get_array(), dla.heads)
+    with pytest.raises(ValueError, match="n_layers, n_heads"):
+        plot_head_dla(np.zeros(3))
+    with pytest.raises(ValueError, match="attn_out"):
+        dla.layer_component("resid")

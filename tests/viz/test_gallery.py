@@ -73,6 +73,7 @@ SAMPLES = {
     "plot_metric_by_k": ({"std": [0.1, 0.0]}, {"ks": [0.1, 0.2]}),
     "plot_images": (R.random((2, 6, 6)), {}),
     "plot_logit_lens": (np.array([[5, 3], [1, 0]]), {"labels": ["0", "final"]}),
+    "plot_head_dla": (R.normal(size=(2, 4)), {}),
     "plot_distributions": ({"a": R.random(20), "b": R.random(20)}, {}),
     "plot_code_usage": (np.array([5, 3, 0, 1]), {}),
     "plot_code_label_matrix": (R.integers(0, 4, 50), {"labels": R.integers(0, 3, 50)}),
