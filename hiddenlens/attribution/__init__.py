@@ -45,10 +45,12 @@ from hiddenlens.attribution.lens import (
 from hiddenlens.attribution.masking import layer_masked_forward, neighbour_fill
 from hiddenlens.attribution.patching import (
     BackPatchingResult,
+    BackPatchingSweep,
     PatchingResult,
     activation_patching,
     attribution_patching,
     back_patching,
+    back_patching_sweep,
     compare_patching,
 )
 from hiddenlens.attribution.perturbation import feature_ablation, occlusion, occlusion_masks
@@ -83,11 +85,13 @@ __all__ = [
     "sae_latent",
     "top_activating_examples",
     "BackPatchingResult",
+    "BackPatchingSweep",
     "PatchingResult",
     "TokenAttribution",
     "activation_patching",
     "attribution_patching",
     "back_patching",
+    "back_patching_sweep",
     "capture_activations",
     "compare_patching",
     "embedding_dim_target",

@@ -10,7 +10,9 @@
   in the activation.
 - Back-patching (Biran et al., "Hopping Too Late: Exploring the Limitations of Large Language
   Models on Multi-Hop Queries", 2024): the hidden state of a later layer j at a position is
-  injected at an earlier layer i < j in a new forward pass; swept over (source, target).
+  injected at an earlier layer i < j in a new forward pass; swept over (source, target), and
+  per query over a dataset (``back_patching_sweep``): the share of the failed queries that
+  some back-patch fixes (up to 57% of failed 2-hop queries in the paper).
 
 Effects are ``metric(patched) - metric(corrupted)`` so both patching methods are comparable;
 ``metric(output) -> scalar tensor`` aggregates over the batch (e.g. mean logit difference).
@@ -36,7 +38,9 @@ __all__ = [
     "attribution_patching",
     "compare_patching",
     "back_patching",
+    "back_patching_sweep",
     "BackPatchingResult",
+    "BackPatchingSweep",
 ]
 
 Metric = Callable[[Any], Tensor]
@@ -213,6 +217,35 @@ class BackPatchingResult:
         return self.hook_points[j], self.hook_points[i], float(self.metric[j, i])
 
 
+def _back_patch_runs(model, inputs, names, position, forward_kwargs):
+    """Yield (j, i, output) with the state of ``names[j]`` at ``position`` injected into
+    ``names[i]``, for every i < j, after checking the layers share one activation shape.
+    Callers iterate it under ``torch.no_grad()``."""
+    from hiddenlens.hooks import patch
+
+    if len(names) < 2:
+        raise ValueError(f"back_patching needs at least two layers, got {names}")
+    acts = capture_activations(model, inputs, names, forward_kwargs)
+    shapes = {tuple(a.shape) for a in acts.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"layers must share one activation shape, got {sorted(shapes)}")
+    seq = next(iter(acts.values())).shape[1] if position is not None else None
+    if position is not None and not -seq <= position < seq:
+        raise ValueError(f"position {position} out of range for sequence length {seq}")
+    for j in range(1, len(names)):
+        src = acts[names[j]]
+        idx = _position_slice(src, position)
+        for i in range(j):
+
+            def fn(act: Tensor, idx=idx, src=src) -> Tensor:
+                new = act.clone()
+                new[idx] = src[idx]
+                return new
+
+            with patch(model, {names[i]: fn}):
+                yield j, i, run_model(model, inputs, forward_kwargs)
+
+
 def back_patching(
     model,
     inputs: Inputs,
@@ -226,31 +259,111 @@ def back_patching(
     ``position`` (None: all positions) into ``hook_points[i]`` and rerun.
 
     hook_points: layers in forward order whose activations have the same shape (residual
-    stream / encoder layer outputs).
+    stream / encoder layer outputs). For the per-query sweep of the paper (which failed
+    queries some back-patch fixes) see :func:`back_patching_sweep`.
     """
-    from hiddenlens.hooks import patch
-
     names = _resolve(model, list(hook_points))
-    if len(names) < 2:
-        raise ValueError(f"back_patching needs at least two layers, got {names}")
-    acts = capture_activations(model, inputs, names, forward_kwargs)
-    shapes = {tuple(a.shape) for a in acts.values()}
-    if len(shapes) != 1:
-        raise ValueError(f"layers must share one activation shape, got {sorted(shapes)}")
     n = len(names)
     out = np.full((n, n), np.nan)
     with torch.no_grad():
+        for j, i, output in _back_patch_runs(model, inputs, names, position, forward_kwargs):
+            out[j, i] = _metric(metric, output)
         base = _metric(metric, run_model(model, inputs, forward_kwargs))
-        for j in range(1, n):
-            src = acts[names[j]]
-            idx = _position_slice(src, position)
-            for i in range(j):
-
-                def fn(act: Tensor, idx=idx, src=src) -> Tensor:
-                    new = act.clone()
-                    new[idx] = src[idx]
-                    return new
-
-                with patch(model, {names[i]: fn}):
-                    out[j, i] = _metric(metric, run_model(model, inputs, forward_kwargs))
     return BackPatchingResult(out, base, names)
+
+
+@dataclass
+class BackPatchingSweep:
+    """Per-query back-patching over a dataset (Biran et al. 2024).
+
+    correct[j, i, q]: query q is answered correctly after injecting layer j's state at
+    layer i (False unless i < j); baseline[q]: correct without patching.
+    """
+
+    correct: np.ndarray
+    baseline: np.ndarray
+    hook_points: list[str]
+    position: int | None
+
+    @property
+    def failed(self) -> np.ndarray:
+        """[n_queries] queries the unpatched model gets wrong."""
+        return ~self.baseline
+
+    def fixed_fraction(self) -> np.ndarray:
+        """[n, n] share of the failed queries that the back-patch (j, i) fixes; NaN unless
+        i < j (and everywhere when no query failed)."""
+        n = len(self.hook_points)
+        out = np.full((n, n), np.nan)
+        if self.failed.any():
+            lower = np.tril(np.ones((n, n), bool), k=-1)
+            out[lower] = self.correct[:, :, self.failed].mean(-1)[lower]
+        return out
+
+    def fixed_by_any(self) -> float:
+        """Share of the failed queries that at least one back-patch (j, i < j) fixes."""
+        if not self.failed.any():
+            return float("nan")
+        return float(self.correct[:, :, self.failed].any((0, 1)).mean())
+
+    def broken_fraction(self) -> np.ndarray:
+        """[n, n] share of the correct queries that the back-patch (j, i) breaks."""
+        n = len(self.hook_points)
+        out = np.full((n, n), np.nan)
+        if self.baseline.any():
+            lower = np.tril(np.ones((n, n), bool), k=-1)
+            out[lower] = 1.0 - self.correct[:, :, self.baseline].mean(-1)[lower]
+        return out
+
+    def best(self) -> tuple[str, str, float]:
+        """(source, target, fixed fraction) of the back-patch that fixes the most failures."""
+        frac = self.fixed_fraction()
+        if np.isnan(frac).all():
+            return "", "", float("nan")
+        j, i = np.unravel_index(np.nanargmax(frac), frac.shape)
+        return self.hook_points[j], self.hook_points[i], float(frac[j, i])
+
+    def to_metrics(self) -> dict[str, float]:
+        """attribution/back_patching_{baseline_accuracy,fixed_by_any,best_fixed}."""
+        out = {
+            "baseline_accuracy": float(self.baseline.mean()),
+            "n_failed": float(self.failed.sum()),
+            "fixed_by_any": self.fixed_by_any(),
+            "best_fixed": self.best()[2],
+        }
+        return {metric_key("attribution", f"back_patching_{k}"): v for k, v in out.items()}
+
+
+def back_patching_sweep(
+    model,
+    inputs: Inputs,
+    hook_points: Sequence[str],
+    correct: Callable[[Any], Tensor],
+    *,
+    position: int | None = -1,
+    forward_kwargs: Mapping[str, Any] | None = None,
+) -> BackPatchingSweep:
+    """Every back-patch (source j, target i < j) on every query of a dataset: which of the
+    queries the model fails are answered correctly once layer j's hidden state at
+    ``position`` (the last token, as in the paper) is injected at layer i.
+
+    correct(output) -> [batch] bool tensor (e.g. ``output[:, -1].argmax(-1) == answers``).
+    """
+    names = _resolve(model, list(hook_points))
+    n = len(names)
+
+    def judge(output) -> np.ndarray:
+        ok = correct(output)
+        if not isinstance(ok, Tensor) or ok.ndim != 1:
+            raise TypeError(
+                "correct(output) must return a [batch] bool tensor, got "
+                f"{type(ok).__name__} {tuple(getattr(ok, 'shape', ()))}"
+            )
+        return ok.detach().cpu().numpy().astype(bool)
+
+    with torch.no_grad():
+        base = judge(run_model(model, inputs, forward_kwargs))
+        grid = np.zeros((n, n, len(base)), bool)
+        for j, i, output in _back_patch_runs(model, inputs, names, position, forward_kwargs):
+            grid[j, i] = judge(output)
+    return BackPatchingSweep(grid, base, names, position)

@@ -162,17 +162,46 @@ def plot_patching(
 
 
 def plot_back_patching(
-    matrix: np.ndarray, *, labels: Sequence[str], ax=None, title: str | None = None
+    data, *, labels: Sequence[str] | None = None, ax=None, title: str | None = None
 ) -> Figure:
-    """metric[source j, target i] of back-patching (NaN cells blank)."""
-    fig, ax = new_figure(ax, figsize=(4.5, 4.0))
-    im = ax.imshow(matrix, cmap=SEQUENTIAL_CMAP, origin="lower")
-    ax.set_xticks(range(len(labels)), labels, rotation=60, fontsize=7)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    """Back-patching heat map: source layer j (rows) x target layer i (columns); only the
+    i < j triangle holds values (the other cells stay blank).
+
+    data: a ``BackPatchingSweep`` (``hiddenlens.attribution.patching``; cells are the share
+    of the failed queries each back-patch fixes, and the title gives the share fixed by
+    any) or a [n, n] matrix of metric[j, i] (``BackPatchingResult.metric``) with NaN
+    outside the triangle. labels: layer names (default: the sweep's hook points).
+    """
+    sweep = hasattr(data, "fixed_fraction")
+    matrix = np.asarray(data.fixed_fraction() if sweep else data, dtype=float)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"back-patching matrix must be square [n, n], got {matrix.shape}")
+    labels = list(labels if labels is not None else getattr(data, "hook_points", []))
+    if len(labels) != matrix.shape[0]:
+        raise ValueError(f"{len(labels)} labels for a {matrix.shape[0]}-layer matrix")
+    shown = np.where(np.tri(len(labels), k=-1, dtype=bool), matrix, np.nan)
+    n = len(labels)
+    fig, ax = new_figure(ax, figsize=(0.5 * n + 3.2, 0.45 * n + 2.2))
+    vmax = 1.0 if sweep else None
+    im = ax.imshow(shown, cmap=SEQUENTIAL_CMAP, origin="lower", vmin=0.0 if sweep else None,
+                   vmax=vmax)  # fmt: skip
+    if n <= 16:
+        annotate_cells(ax, im, shown, fmt="{:.2f}", fontsize=7)
+    ax.plot([-0.5, n - 0.5], [-0.5, n - 0.5], color="0.6", linewidth=0.8)  # the i = j diagonal
+    names = short_names(labels)
+    ax.set_xticks(range(n), names, rotation=60, fontsize=7)
+    ax.set_yticks(range(n), names, fontsize=7)
     ax.set_xlabel("target layer i (injected into)")
-    ax.set_ylabel("source layer j")
+    ax.set_ylabel("source layer j (read from)")
     ax.grid(False)
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="failed queries fixed" if sweep else "metric")
+    if title is None and sweep:
+        n_failed = int(data.failed.sum())
+        title = (
+            f"back-patching: {data.fixed_by_any():.0%} of {n_failed} failed queries fixed"
+            if n_failed
+            else "back-patching: no failed queries"
+        )
     ax.set_title(title or "back-patching")
     return fig
 

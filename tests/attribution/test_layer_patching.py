@@ -243,3 +243,62 @@ def test_dla_head_grid_and_rest_split_the_logit_and_the_figure_shows_them():
         plot_head_dla(np.zeros(3))
     with pytest.raises(ValueError, match="attn_out"):
         dla.layer_component("resid")
+
+
+class _AddStep(nn.Module):
+    """One 'hop' of a planted stack: h -> h + c, so after layer k the state is x + (k+1) c."""
+
+    def forward(self, h):
+        return h + 1.0
+
+
+def test_back_patching_sweep_closed_form():
+    # answer feature x + n_layers (4 steps) must reach 6: queries with x < 2 fail. Injecting
+    # layer j's state (x + j + 1) at layer i runs 4 - i - 1 more steps: x + 4 + (j - i) >= 6
+    # fixes a query iff x >= 2 - (j - i), so a longer jump back fixes more.
+    model = nn.Sequential(*[_AddStep() for _ in range(4)])
+    x = torch.tensor([-2.0, -0.5, 0.5, 1.5, 2.5, 3.0]).reshape(6, 1, 1).expand(6, 3, 1).clone()
+    sweep = A.back_patching_sweep(
+        model, x, ["0", "1", "2", "3"], lambda out: out[:, -1, 0] >= 6.0, position=-1
+    )
+    xs = x[:, -1, 0].numpy()
+    assert np.array_equal(sweep.baseline, xs + 4 >= 6)
+    frac = sweep.fixed_fraction()
+    failed = xs[xs + 4 < 6]
+    for j in range(4):
+        for i in range(4):
+            if i < j:
+                assert frac[j, i] == pytest.approx(np.mean(failed + 4 + (j - i) >= 6))
+                assert np.array_equal(sweep.correct[j, i], xs + 4 + (j - i) >= 6)
+            else:
+                assert np.isnan(frac[j, i]) and not sweep.correct[j, i].any()
+    assert sweep.fixed_by_any() == pytest.approx(np.mean(failed + 4 + 3 >= 6))  # 3 of 4
+    assert sweep.best() == ("3", "0", pytest.approx(0.75))
+    assert np.nanmax(sweep.broken_fraction()) == 0.0  # adding steps never breaks a query
+    m = sweep.to_metrics()
+    assert m["attribution/back_patching_fixed_by_any"] == pytest.approx(0.75)
+    assert m["attribution/back_patching_baseline_accuracy"] == pytest.approx(2 / 6)
+    # only the patched position moves: patching position 0 leaves the read-out position alone
+    first = A.back_patching_sweep(model, x, ["0", "1", "2", "3"], lambda o: o[:, -1, 0] >= 6.0,
+                                  position=0)  # fmt: skip
+    assert first.fixed_by_any() == 0.0
+    with pytest.raises(TypeError, match="bool tensor"):
+        A.back_patching_sweep(model, x, ["0", "1"], lambda o: o.sum())
+    with pytest.raises(ValueError, match="out of range"):
+        A.back_patching_sweep(model, x, ["0", "1"], lambda o: o[:, -1, 0] > 0, position=5)
+
+
+def test_back_patching_sweep_figure_shows_the_lower_triangle():
+    from hiddenlens.viz.attribution import plot_back_patching
+
+    model = nn.Sequential(*[_AddStep() for _ in range(3)])
+    x = torch.linspace(-1, 3, 8).reshape(8, 1, 1).expand(8, 2, 1).clone()
+    sweep = A.back_patching_sweep(model, x, ["0", "1", "2"], lambda o: o[:, -1, 0] >= 4.0)
+    fig = plot_back_patching(sweep)
+    shown = np.ma.filled(fig.axes[0].images[0].get_array(), np.nan)
+    lower = np.tri(3, k=-1, dtype=bool)
+    assert np.allclose(shown[lower], sweep.fixed_fraction()[lower])
+    assert np.isnan(shown[~lower]).all()
+    assert "failed queries fixed" in fig.axes[0].get_title()
+    with pytest.raises(ValueError, match="labels"):
+        plot_back_patching(np.zeros((3, 3)), labels=["a"])
