@@ -207,3 +207,33 @@ def plot_decoder_cosines(
         yaxis_title="latent",
     )
     return fig
+
+
+def plot_edit_success(data, *, ax=None, title: str | None = None) -> Figure:
+    """Edit success against the number of latents edited (Makelov et al. 2024's sparse
+    control): one step line per dictionary, the share of items whose output follows the
+    new attribute value with at most k latents copied from the counterfactual.
+
+    data: {dictionary name: ``EditSearchResult`` (``hiddenlens.sae.principled_search``) or
+    a [max_latents + 1] curve}. A result's ceiling (every differing latent copied) is a
+    dotted line in its colour.
+    """
+    if not data:
+        raise ValueError("plot_edit_success needs at least one {name: curve}")
+    fig, ax = new_figure(ax)
+    for i, (name, res) in enumerate(data.items()):
+        curve = np.asarray(res.success_curve() if hasattr(res, "success_curve") else res, float)
+        if curve.ndim != 1 or curve.size == 0:
+            raise ValueError(f"curve of {name!r} must be 1-D [max_latents + 1], got {curve.shape}")
+        color = PALETTE[i % len(PALETTE)]
+        ax.step(np.arange(curve.size), curve, where="post", marker="o", ms=3, color=color,
+                label=str(name))  # fmt: skip
+        full = getattr(res, "success_full", None)
+        if full is not None:
+            ax.axhline(full, color=color, linestyle=":", linewidth=1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("latents edited (greedy, copied from the counterfactual)")
+    ax.set_ylabel("edit success (output follows v')")
+    legend_outside(ax)
+    ax.set_title(title or "edit success vs number of latents")
+    return fig

@@ -61,6 +61,7 @@ SAMPLES = {
     "plot_sae_frontier_interactive": ({"points": FRONTIER, "y": "fvu"}, {}),
     "plot_top_activations": ([{"activation": 2.0, "context": "a [[b]] c"}], {}),
     "plot_decoder_cosines": (R.normal(size=(6, 4)), {}),
+    "plot_edit_success": ({"sae": [0.0, 0.3, 0.8, 0.9], "pca": [0.0, 0.1, 0.2, 0.4]}, {}),
     "plot_image_attributions": (
         {"grad": R.normal(size=(2, 6, 6))},
         {"images": R.random((2, 6, 6))},
