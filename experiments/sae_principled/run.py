@@ -41,6 +41,7 @@ from hiddenlens.sae.principled_diagnostics import (
     occlusion_flags,
     over_splitting_flags,
 )
+from hiddenlens.sae.principled_search import EditSearchConfig, minimal_edit_search
 from hiddenlens.sae.supervised import SupervisedDictionary, occlusion
 
 HOOKS = ("blocks.1.hook_resid_mid", "blocks.0.hook_resid_post")
@@ -58,6 +59,7 @@ def _args(argv):
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--pca", type=int, default=15, help="PCA / NMF components")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-latents", type=int, default=16, help="largest edit set searched")
     args = ap.parse_args(argv)
     if args.fast:
         args.steps, args.n_fit, args.n_test, args.d_sae = 150, 800, 200, 64
@@ -105,8 +107,24 @@ def _tables(name, d, x, labels, sup) -> dict[str, list[dict]]:
     }
 
 
-def _evaluate(dicts, model, test: SpliceTask, x, seed) -> dict:
-    targets = ioi.io_targets(test.labels, seed=seed + 1)
+def _edit_search(dicts, model, test: SpliceTask, x, targets, max_latents) -> list[dict]:
+    """Makelov et al.'s control metric: per item, the fewest latents copied from the codes
+    of its counterfactual (the same item with IO = v') for the output to become v'."""
+    cf_tokens, cf_labels = ioi.counterfactual_items(test.inputs, test.labels, targets)
+    x_cf = task_activations(model, SpliceTask(cf_tokens, test.hook, cf_labels, ioi.logit_diff))
+    rows = []
+    for name, d in dicts.items():
+        if name == "mean_ablation":
+            continue  # no latents to edit
+        for rank_by in ("output", "distance"):
+            cfg = EditSearchConfig(max_latents=max_latents, rank_by=rank_by)
+            res = minimal_edit_search(d, model, test, (x_cf, cf_labels), cfg, x=x)
+            rows.append({"dictionary": name, **res.summary()})
+    return rows
+
+
+def _evaluate(dicts, model, test: SpliceTask, x, args) -> dict:
+    targets = ioi.io_targets(test.labels, seed=args.seed + 1)
     res = {"summary": [], "interpretability": [], "over_splitting": [], "occlusion": [],
            "signal_kept": []}  # fmt: skip
     for name, d in dicts.items():
@@ -117,6 +135,7 @@ def _evaluate(dicts, model, test: SpliceTask, x, seed) -> dict:
         if name != "mean_ablation":
             for key, rows in _tables(name, d, x, test.labels, dicts["supervised"].sup).items():
                 res[key] += rows
+    res["edit_search"] = _edit_search(dicts, model, test, x, targets, args.max_latents)
     return res
 
 
@@ -127,6 +146,12 @@ def _headline(res: dict, hook: str) -> dict[str, float]:
             out[f"{k}/{r['dictionary']}"] = r[k]
     for r in res["interpretability"]:
         out.setdefault(f"mean_f1/{r['dictionary']}", []).append(r["f1"])
+    for r in res["edit_search"]:
+        if r["rank_by"] == "output":
+            for k in ("min_latents", "mean_set_size", "success_full"):
+                out[f"edit_search_{k}/{r['dictionary']}"] = (
+                    float("nan") if r[k] is None else r[k]
+                )
     for key, flag in (("over_splitting", "over_split"), ("occlusion", "occluded")):
         for r in res[key]:
             k = f"n_{flag}/{r['dictionary']}"
@@ -155,6 +180,7 @@ def _report(args, results: dict, headline, info):
             "at the hook; edit_top1: the model's top token is v'. The mean-ablation row is "
             "the floor: every item gets the same output, so its edit_success is chance-like.",
         ).add_table(res["summary"])
+        _search_section(report, hook, res["edit_search"])
         for key, title in (
             ("interpretability", "best latent per attribute value"),
             ("over_splitting", "latents needed for F1 >= 0.9"),
@@ -163,6 +189,24 @@ def _report(args, results: dict, headline, info):
         ):
             report.add_section(f"{hook}: {key.replace('_', ' ')} ({title})").add_table(res[key])
     return report.write(args.out)
+
+
+def _search_section(report, hook: str, rows: list[dict]) -> None:
+    from hiddenlens.viz.sae import plot_edit_success
+
+    sec = report.add_section(
+        f"{hook}: minimal latent set to edit IO (Makelov et al.'s control search)",
+        text="Per item, latents are copied greedily from the codes of its counterfactual "
+        "(the same item with IO = v') until the model outputs v' (logit(v') > logit(v)); "
+        "rank_by output: each step takes the latent that moves that logit difference most; "
+        "distance: the latent that brings the reconstruction closest to the counterfactual's. "
+        "min_latents: the fewest latents with which 90% of items follow v'; success_full: all "
+        "differing latents copied (the dictionary's ceiling). The SAE error term is kept.",
+    )
+    sec.add_table([{k: v for k, v in r.items() if k != "curve"} for r in rows])
+    curves = {r["dictionary"]: np.array(r["curve"]) for r in rows if r["rank_by"] == "output"}
+    sec.add_figure(plot_edit_success(curves, title=f"edit success vs latents ({hook})"),
+                   f"edit_search_{hook}")  # fmt: skip
 
 
 def _run(args) -> tuple[dict, dict]:
@@ -182,7 +226,7 @@ def _run(args) -> tuple[dict, dict]:
         fit, test = (SpliceTask(t, hook, lab, ioi.logit_diff, ioi.answer) for t, lab in items)
         x_fit, x_test = task_activations(model, fit), task_activations(model, test)
         dicts = _fit_dictionaries(args, hook, x_fit, fit.labels)
-        results[hook] = _evaluate(dicts, model, test, x_test, args.seed)
+        results[hook] = _evaluate(dicts, model, test, x_test, args)
     return results, info
 
 
@@ -210,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
             f"fvu {r['fvu']:.3f}  edit_success {r['edit_success']:.3f}  "
             f"logit_diff_shift {r['logit_diff_shift']:+.2f}"
             for r in res["summary"]
+        ]
+        lines += [
+            f"{r['dictionary']:>14}: edit search ({r['rank_by']}) min_latents "
+            f"{r['min_latents']}  mean set {r['mean_set_size'] or float('nan'):.2f}  "
+            f"success_full {r['success_full']:.3f}"
+            for r in res["edit_search"]
         ]
     sys.stdout.write("\n".join(lines) + f"\nreport: {path}\n")
     return 0

@@ -91,3 +91,17 @@ def io_targets(labels: dict[str, np.ndarray], seed: int = 0) -> np.ndarray:
         choices = [v for v in range(N_NAMES) if v not in (io[i], s[i])]
         out[i] = rng.choice(choices)
     return out
+
+
+def counterfactual_items(
+    tokens: torch.Tensor, labels: dict[str, np.ndarray], new_io: np.ndarray
+) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """The same items with the IO name replaced by ``new_io`` (position 0 in ABBA, 1 in
+    BABA): everything else (S, order, fillers) is unchanged, so only the attribute moves."""
+    toks = tokens.clone()
+    pos = torch.as_tensor(np.where(labels["order"] == 0, 0, 1))
+    rows = torch.arange(len(toks))
+    if not bool((toks[rows, pos] == torch.as_tensor(labels["io"])).all()):
+        raise ValueError("tokens and labels disagree on where the IO name is")
+    toks[rows, pos] = torch.as_tensor(np.asarray(new_io), dtype=toks.dtype)
+    return toks, {**labels, "io": np.asarray(new_io)}

@@ -87,6 +87,21 @@ class EditSearchResult:
         hit = np.where(self.success_curve() >= t)[0]
         return int(hit[0]) if hit.size else None
 
+    def summary(self) -> dict:
+        """One table row: min_latents, mean / median set size over the items that follow
+        v', success at max_latents, the full-copy ceiling, mean candidates, the curve."""
+        flipped = self.sizes[self.sizes >= 0]
+        return {
+            "rank_by": self.config.rank_by,
+            "min_latents": self.min_latents(),
+            "mean_set_size": float(flipped.mean()) if flipped.size else None,
+            "median_set_size": float(np.median(flipped)) if flipped.size else None,
+            "success_at_max": float(self.success_curve()[-1]),
+            "success_full": self.success_full,
+            "mean_candidates": float(self.n_candidates.mean()),
+            "curve": self.success_curve().tolist(),
+        }
+
     def to_metrics(self, where: str | None = None) -> dict[str, float]:
         """sae/edit_search_{min_latents,mean_set_size,success_at_max,success_full}."""
         k = self.min_latents()
@@ -132,6 +147,8 @@ class _Search:
 
     def scores(self, codes: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """[len(idx)] output score of items ``idx`` run with their codes set to ``codes``."""
+        if len(idx) == 0:
+            return np.zeros(0)
         sub = replace(
             self.task,
             inputs=self.task.inputs[torch.as_tensor(idx)],

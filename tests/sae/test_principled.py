@@ -246,3 +246,10 @@ def test_experiment_fast_runs(tmp_path):
     # the hook mediates the whole output, so the supervised IO edit must carry through
     assert rows["supervised"]["edit_success"] >= 0.9
     assert {"precision", "recall"} <= set(res["blocks.1.hook_resid_mid"]["interpretability"][0])
+    # Makelov et al.'s search: the supervised dictionary edits IO with its two one-hot codes
+    rows = res["blocks.1.hook_resid_mid"]["edit_search"]
+    search = {(r["dictionary"], r["rank_by"]): r for r in rows}
+    sup = search[("supervised", "output")]
+    assert sup["success_full"] >= 0.9 and sup["min_latents"] is not None
+    assert sup["min_latents"] <= 2 and sup["mean_candidates"] <= 2.0
+    assert 1.0 <= sup["mean_set_size"] <= 2.0

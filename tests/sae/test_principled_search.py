@@ -68,6 +68,8 @@ def test_output_ranked_search_finds_exactly_the_m_attribute_latents(m):
     assert curve.shape == (11,)
     assert np.array_equal(curve, (np.arange(11) >= m).astype(float))
     assert res.min_latents() == m and res.success_full == 1.0
+    row = res.summary()
+    assert row["min_latents"] == m and row["mean_set_size"] == m and row["curve"][m] == 1.0
     metrics = res.to_metrics("blocks.0.hook_resid_post")
     assert metrics["sae/edit_search_min_latents/blocks.0.hook_resid_post"] == m
     assert metrics["sae/edit_search_mean_set_size/blocks.0.hook_resid_post"] == m
