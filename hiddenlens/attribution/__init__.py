@@ -3,15 +3,34 @@
 Gradient and perturbation attribution on inputs, layer and SAE-latent attribution at any hook
 point, activation / attribution patching and back-patching, TransformerLens direct logit
 attribution and logit lens, layer masking, feature visualisation, and the evaluation of
-attributions (deletion/insertion, ROAR/DiffROAR, BlockMNIST-style data, grid pointing game).
+attributions (deletion/insertion, ROAR/DiffROAR, BlockMNIST-style data, grid pointing game,
+DiFull models with cut receptive fields, ML-Att layer maps, AggAtt bins, ChaosMining recall).
 """
 
 from hiddenlens.attribution._core import Attribution
+from hiddenlens.attribution.aggatt import AGGATT_BINS, AggAtt, aggatt
 from hiddenlens.attribution.blocks import BlockData, make_block_digits, pgd_attack
+from hiddenlens.attribution.chaos import (
+    ChaosData,
+    ChaosRecall,
+    chaos_attributions,
+    make_chaos_data,
+    topk_recall,
+)
+from hiddenlens.attribution.difull import (
+    DisconnectedGrid,
+    GridImages,
+    GridScores,
+    PerCell,
+    make_grid_images,
+    split_cells,
+    stitch_cells,
+)
 from hiddenlens.attribution.evaluation import (
     PerturbationCurves,
     deletion_insertion,
     diffroar,
+    grid_cell_fractions,
     grid_pointing_game,
     keep_by_attribution,
     region_fraction,
@@ -43,6 +62,7 @@ from hiddenlens.attribution.lens import (
     logit_lens,
 )
 from hiddenlens.attribution.masking import layer_masked_forward, neighbour_fill
+from hiddenlens.attribution.mlatt import LAYER_METHODS, layer_attribution_maps, upsample_maps
 from hiddenlens.attribution.patching import (
     BackPatchingResult,
     BackPatchingSweep,
@@ -62,7 +82,26 @@ from hiddenlens.attribution.text import (
 )
 
 __all__ = [
+    "AGGATT_BINS",
+    "AggAtt",
     "Attribution",
+    "ChaosData",
+    "ChaosRecall",
+    "DisconnectedGrid",
+    "GridImages",
+    "GridScores",
+    "LAYER_METHODS",
+    "PerCell",
+    "aggatt",
+    "chaos_attributions",
+    "grid_cell_fractions",
+    "layer_attribution_maps",
+    "make_chaos_data",
+    "make_grid_images",
+    "split_cells",
+    "stitch_cells",
+    "topk_recall",
+    "upsample_maps",
     "BlockData",
     "DirectLogitAttribution",
     "FeatureVis",

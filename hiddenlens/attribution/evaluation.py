@@ -40,6 +40,7 @@ __all__ = [
     "diffroar",
     "region_fraction",
     "grid_pointing_game",
+    "grid_cell_fractions",
 ]
 
 
@@ -196,6 +197,40 @@ def region_fraction(
     return np.where(total > 0, inside / np.where(total > 0, total, 1), np.nan)
 
 
+def grid_cell_fractions(
+    attributions: np.ndarray | Tensor,
+    grid: tuple[int, int],
+    cell: int | np.ndarray,
+    *,
+    positive: bool = True,
+) -> np.ndarray:
+    """[N] share of positive attribution in the grid cell (row-major index) of each example.
+
+    attributions: [N, h, w] or [N, C, h, w] at any resolution that splits into ``grid`` (rows,
+    cols) of equal cells (an image, or a cell-aligned feature map); NaN where no mass is positive.
+    """
+    a = (
+        attributions.detach().cpu().numpy()
+        if isinstance(attributions, Tensor)
+        else np.asarray(attributions)
+    )
+    n, h, w = a.shape[0], a.shape[-2], a.shape[-1]
+    rows, cols = grid
+    if h % rows or w % cols:
+        raise ValueError(f"map {h}x{w} does not split into a {rows}x{cols} grid")
+    cells = np.broadcast_to(np.asarray(cell), (n,))
+    if cells.min() < 0 or cells.max() >= rows * cols:
+        raise ValueError(
+            f"cell index must be in 0..{rows * cols - 1}, got {cells.min()}..{cells.max()}"
+        )
+    region = np.zeros((n, h, w), dtype=bool)
+    ch, cw = h // rows, w // cols
+    for i, c in enumerate(cells):
+        r, q = divmod(int(c), cols)
+        region[i, r * ch : (r + 1) * ch, q * cw : (q + 1) * cw] = True
+    return region_fraction(a, region, positive=positive)
+
+
 def grid_pointing_game(
     attributions: np.ndarray | Tensor,
     grid: tuple[int, int],
@@ -207,23 +242,4 @@ def grid_pointing_game(
 
     attributions: [N, H, W] or [N, C, H, W] of images made of a ``grid`` (rows, cols) of equal cells.
     """
-    a = (
-        attributions.detach().cpu().numpy()
-        if isinstance(attributions, Tensor)
-        else np.asarray(attributions)
-    )
-    n, h, w = a.shape[0], a.shape[-2], a.shape[-1]
-    rows, cols = grid
-    if h % rows or w % cols:
-        raise ValueError(f"image {h}x{w} does not split into a {rows}x{cols} grid")
-    cells = np.broadcast_to(np.asarray(cell), (n,))
-    if cells.min() < 0 or cells.max() >= rows * cols:
-        raise ValueError(
-            f"cell index must be in 0..{rows * cols - 1}, got {cells.min()}..{cells.max()}"
-        )
-    region = np.zeros((n, h, w), dtype=bool)
-    ch, cw = h // rows, w // cols
-    for i, c in enumerate(cells):
-        r, q = divmod(int(c), cols)
-        region[i, r * ch : (r + 1) * ch, q * cw : (q + 1) * cw] = True
-    return float(np.nanmean(region_fraction(a, region, positive=positive)))
+    return float(np.nanmean(grid_cell_fractions(attributions, grid, cell, positive=positive)))

@@ -77,7 +77,7 @@ def layer_gradient_x_activation(
     """activation * dF/dactivation at each hook point, one forward and one backward pass.
 
     Returns {hook point: Attribution} with attributions of the activation's shape; the raw
-    gradient is in ``info["gradient"]``.
+    gradient is in ``info["gradient"]``, the activation in ``info["activation"]``.
     """
 
     names = _resolve(model, hook_points)
@@ -90,7 +90,7 @@ def layer_gradient_x_activation(
             seen[n][0] * g,
             "layer_gradient_x_activation",
             target_values=values.detach(),
-            info={"gradient": g, "hook_point": n},
+            info={"gradient": g, "activation": seen[n][0], "hook_point": n},
         )
         for n, g in zip(names, grads)
     }

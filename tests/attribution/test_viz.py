@@ -49,3 +49,26 @@ def test_layer_score_notes_name_a_bar():
     assert any("by construction" in t.get_text() for t in fig.axes[0].texts)
     with pytest.raises(ValueError, match="not one of the bars"):
         V.plot_layer_scores({"l0": 1.0}, notes={"l9": "x"})
+
+
+def test_attribution_evaluation_figures_build():
+    from hiddenlens.viz.attribution_eval import (
+        plot_aggatt,
+        plot_layer_method_scores,
+        plot_recall_vs_noise,
+    )
+
+    rng = np.random.default_rng(0)
+    labels = ["0-2%", "2-50%", "50-100%"]
+    maps = {"grad": rng.random((3, 8, 8)), "gradcam": rng.random((3, 8, 8))}
+    figs = [
+        plot_aggatt(maps, bin_labels=labels, box=(0, 0, 4, 4), scores={k: [1, 0.5, 0.2] for k in maps}),
+        plot_layer_method_scores({"input": {"grad": 1.0, "gradcam": 0.4}, "final": {"grad": 0.9}},
+                                 chance=0.25),
+        plot_recall_vs_noise({"saliency": [1.0, 0.5]}, levels=[10, 100], chance=[0.3, 0.05]),
+    ]
+    assert all(isinstance(f, Figure) for f in figs)
+    with pytest.raises(ValueError, match="has 3 bin maps but 2 bin labels"):
+        plot_aggatt(maps, bin_labels=labels[:2])
+    with pytest.raises(ValueError, match="has 1 values for 2 levels"):
+        plot_recall_vs_noise({"saliency": [1.0]}, levels=[10, 100])
