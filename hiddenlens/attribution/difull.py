@@ -102,6 +102,31 @@ class DisconnectedGrid(nn.Module):
         self.stages = nn.Sequential(*[PerCell(s, self.grid) for s in stages])
         self.head = head
 
+    @classmethod
+    def from_sequential(
+        cls, model: nn.Sequential, stage_ends: Sequence[str], grid: Sequence[int] = (2, 2)
+    ) -> DisconnectedGrid:
+        """Cut an ``nn.Sequential`` into stages ending at the children named ``stage_ends``
+        (in order); the children after the last one form the head. Hook ``stages.i`` of the
+        result is the grid-layout output of child ``stage_ends[i]``."""
+        if not isinstance(model, nn.Sequential):
+            raise TypeError(f"from_sequential needs an nn.Sequential, got {type(model).__name__}")
+        names = [n for n, _ in model.named_children()]
+        ends = list(stage_ends)
+        missing = [e for e in ends if e not in names]
+        if missing or not ends:
+            raise ValueError(f"stage_ends {ends} must name children of the model: {names}")
+        pos = [names.index(e) for e in ends]
+        if pos != sorted(set(pos)) or pos[-1] == len(names) - 1:
+            raise ValueError(
+                f"stage_ends {ends} must be distinct, in order, and leave at least one child "
+                f"for the head (children: {names})"
+            )
+        children = list(model.children())
+        starts = [0] + [p + 1 for p in pos[:-1]]
+        stages = [nn.Sequential(*children[a : b + 1]) for a, b in zip(starts, pos)]
+        return cls(stages, nn.Sequential(*children[pos[-1] + 1 :]), grid)
+
     @property
     def n_cells(self) -> int:
         return self.grid[0] * self.grid[1]

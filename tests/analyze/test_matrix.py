@@ -210,7 +210,12 @@ def test_bn_cnn_per_position_rows(tmp_path):
     topic = (x.mean((1, 2, 3)) > 0).long().numpy()
     raw = _config(_models.bn_cnn(), {"x": x, "topic": topic}, ["1", "2"], "2",
                   cache={"rows": "position"})
+    raw["attribution"]["examples"] = 8
     result, dom = _run(raw, tmp_path / "run")
+    # DiFull on grids of the examples: backprop maps stay inside the head's cell exactly
+    for hook in ("input", "1", "2"):
+        assert metric(result.metrics, "attribution", "difull", f"{hook}/grad") == pytest.approx(1.0)
+    assert 0 <= metric(result.metrics, "attribution", "difull", "2/gradcam") <= 1
     store = hiddenlens.ActivationStore.open(tmp_path / "run" / "store")
     assert len(store) == 64 * 8 * 8 and store.d("2") == 4  # B*H*W rows of C channels
     assert "Spliced evaluation not applicable" in dom

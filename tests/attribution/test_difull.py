@@ -166,3 +166,22 @@ def test_aggatt_bins_hold_their_mean_score():
 def test_grid_scores_metrics():
     gs = GridScores("difull", {"stages.2": {"gradcam": np.array([0.5, np.nan, 1.0])}})
     assert gs.to_metrics() == {"attribution/difull/stages.2/gradcam": 0.75}
+
+
+def test_from_sequential_cuts_a_flatten_linear_cnn():
+    torch.manual_seed(0)
+    cnn = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 10),
+    ).eval()
+    model = DisconnectedGrid.from_sequential(cnn, ["3", "5"], (1, 2)).eval()
+    x = torch.randn(2, 1, 8, 16)
+    out = model(x).reshape(2, 2, 10)
+    assert torch.allclose(out[:, 1], cnn(x[..., 8:]), atol=1e-5)
+    maps = layer_attribution_maps(model, x, "stages.0", target=model.target_index(1, [3, 4], 10))
+    assert maps["grad"].shape == (2, 4, 8)
+    assert np.allclose(grid_cell_fractions(maps["ixg"], (1, 2), 1), 1.0)
+    with pytest.raises(ValueError, match="leave at least one child for the head"):
+        DisconnectedGrid.from_sequential(cnn, ["3", "7"])
+    with pytest.raises(ValueError, match="must name children"):
+        DisconnectedGrid.from_sequential(cnn, ["conv"])
