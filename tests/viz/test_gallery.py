@@ -76,6 +76,15 @@ SAMPLES = {
     "plot_logit_lens": (np.array([[5, 3], [1, 0]]), {"labels": ["0", "final"]}),
     "plot_head_dla": (R.normal(size=(2, 4)), {}),
     "plot_distributions": ({"a": R.random(20), "b": R.random(20)}, {}),
+    "plot_aggatt": (
+        {"grad": R.random((3, 8, 8)), "gradcam": R.random((3, 8, 8))},
+        {"bin_labels": ["0-2%", "2-50%", "50-100%"], "box": (0, 0, 4, 4)},
+    ),
+    "plot_layer_method_scores": (
+        {"input": {"grad": 1.0, "gradcam": 0.3}, "final": {"grad": 0.9, "gradcam": 0.5}},
+        {"chance": 0.25},
+    ),
+    "plot_recall_vs_noise": ({"saliency": [0.9, 0.6]}, {"levels": [5, 100], "chance": [0.5, 0.05]}),
     "plot_code_usage": (np.array([5, 3, 0, 1]), {}),
     "plot_code_label_matrix": (R.integers(0, 4, 50), {"labels": R.integers(0, 3, 50)}),
     "plot_code_vs_neuron": ({"digit": (0.9, 0.5), "upper": (0.6, 0.7)}, {}),
