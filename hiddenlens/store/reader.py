@@ -1,8 +1,9 @@
 """Read an activation store: memory-mapped rows, metadata, statistics, checksums.
 
-Every shard file is verified against the sha256 in ``manifest.json`` the first time it is
-read (``ActivationStore.verify()`` checks them all at once); nothing is unpickled
-(``np.load(..., allow_pickle=False)``, JSON only).
+Every shard file is verified against its size and xxh3 in the shard table the first time
+it is read, through the memory map its rows are then sliced from
+(``ActivationStore.verify()`` checks every sha256 at once); nothing is unpickled (``.npy``
+headers parsed without pickles, JSON only).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from hiddenlens.store import format as fmt
-from hiddenlens.store.verify import AheadVerifier, file_digest
+from hiddenlens.store.verify import AheadVerifier, buffer_digest, file_digest, map_file, npy_array
 
 
 class ActivationStore:
@@ -27,11 +28,15 @@ class ActivationStore:
         self._manifest = manifest
         self._verify = verify
         self._verified: set[tuple[int, str]] = set()
-        self._maps: dict[tuple[int, str], np.ndarray] = {}
+        self._maps: dict[tuple[int, str], np.ndarray] = {}  # verified arrays, ready to slice
+        self._mmaps: dict[tuple[int, str], object] = {}  # one memory map per file: hashed, sliced
         self._lock = threading.Lock()
         self._meta: dict[str, np.ndarray] | None = None
         self._ahead: AheadVerifier | None = None
-        self._starts = np.array([s["row_start"] for s in manifest.shards], dtype=np.int64)
+        if not isinstance(manifest.shards, fmt.ShardTable):
+            raise TypeError("open a store with ActivationStore.open (its shards are a table)")
+        self._table: fmt.ShardTable = manifest.shards
+        self._starts = self._table.row_start
 
     @classmethod
     def open(cls, path: str | Path, *, verify: bool = True) -> ActivationStore:
@@ -48,7 +53,7 @@ class ActivationStore:
             manifest = fmt.Manifest.load(path / fmt.MANIFEST)
         except (ValueError, KeyError, TypeError, AttributeError) as err:  # JSON / Unicode too
             raise ValueError(f"corrupt manifest {path / fmt.MANIFEST}: {err}") from err
-        fmt.check_manifest(manifest, path / fmt.MANIFEST)
+        manifest.shards = fmt.check_manifest(manifest, path / fmt.MANIFEST)
         if not manifest.complete:
             raise ValueError(f"{path / fmt.MANIFEST} does not mark the store complete")
         return cls(path, manifest, verify=verify)
@@ -61,6 +66,7 @@ class ActivationStore:
 
     @property
     def manifest(self) -> dict[str, Any]:
+        """The manifest as one dict, shard records listed (built on each call: O(shards))."""
         return self._manifest.to_dict()
 
     def __len__(self) -> int:
@@ -96,18 +102,33 @@ class ActivationStore:
     # -- files and checksums -----------------------------------------------------------
     @property
     def n_shards(self) -> int:
-        return len(self._manifest.shards)
+        return len(self._table)
 
     def shard_rows(self, shard: int) -> tuple[int, int]:
         """Global (start, stop) row range of shard ``shard``."""
-        s = self._manifest.shards[shard]
-        return s["row_start"], s["row_start"] + s["rows"]
+        start = int(self._starts[shard])
+        return start, start + int(self._table.rows[shard])
+
+    def _path(self, shard: int, name: str) -> Path:
+        return self.path / self._table.name(shard) / name
+
+    def _mapping(self, shard: int, name: str):
+        """The one read-only memory map of a file (created on first use, by any thread)."""
+        key = (shard, name)
+        with self._lock:
+            mm = self._mmaps.get(key)
+            if mm is None:
+                mm = self._mmaps[key] = map_file(self._path(shard, name))
+        return mm
 
     def _check_file(self, shard: int, name: str, strong: bool = False) -> None:
-        """Size and digest of one file (xxh3 when recorded, else or if ``strong`` sha256)."""
-        entry = self._manifest.shards[shard]
-        path = self.path / entry["name"] / name
-        expected = entry["files"][name]
+        """Size and digest of one file (xxh3 when recorded, else or if ``strong`` sha256).
+
+        The lazy check hashes the memory map the rows are then read from; ``strong`` (the
+        full ``verify``) hashes a temporary map, so checking a store holds no maps open.
+        """
+        path = self._path(shard, name)
+        expected = self._table.entry(shard, name)
         if not path.is_file():
             raise FileNotFoundError(f"store file missing: {path}")
         size = path.stat().st_size
@@ -117,7 +138,7 @@ class ActivationStore:
                 f"{expected['bytes']} (truncated or overwritten?)"
             )
         kind = "sha256" if strong or "xxh3" not in expected else "xxh3"
-        digest = file_digest(path, kind)
+        digest = file_digest(path, kind) if strong else buffer_digest(self._mapping(shard, name), kind)
         if digest != expected[kind]:
             raise ValueError(
                 f"corrupt store file {path}: {kind} {digest} does not match the "
@@ -135,23 +156,21 @@ class ActivationStore:
             if ahead is None or not ahead.wait(key):  # not queued: check it here
                 self._check_file(shard, name)
             self._verified.add(key)
+        path = self._path(shard, name)
+        arr = npy_array(self._mapping(shard, name), path)  # a plain ndarray view of the map
+        dtype, shape = self._expected(shard, name)
+        if arr.dtype != dtype or arr.shape != shape:
+            raise ValueError(
+                f"corrupt store file {path}: its .npy header says {arr.dtype} {arr.shape}, "
+                f"the manifest {dtype} {shape}"
+            )
         with self._lock:
-            path = self.path / self._manifest.shards[shard]["name"] / name
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            dtype, shape = self._expected(shard, name)
-            if arr.dtype != dtype or arr.shape != shape:
-                raise ValueError(
-                    f"corrupt store file {path}: its .npy header says {arr.dtype} {arr.shape}, "
-                    f"the manifest {dtype} {shape}"
-                )
-            # a plain ndarray view of the map: slicing it skips np.memmap's Python overhead
-            arr = arr.view(np.ndarray)
             self._maps[key] = arr
         return arr
 
     def _expected(self, shard: int, name: str) -> tuple[np.dtype, tuple[int, ...]]:
         """(dtype, shape) the manifest implies for file ``name`` of ``shard``."""
-        rows = self._manifest.shards[shard]["rows"]
+        rows = int(self._table.rows[shard])
         for info in self._manifest.hooks.values():
             if name == info.file:
                 return np.dtype(info.storage_dtype), (rows, info.d)
@@ -177,8 +196,8 @@ class ActivationStore:
     def verify(self) -> None:
         """Check every file's size and sha256 now; raise naming each corrupt file."""
         problems = []
-        for i, shard in enumerate(self._manifest.shards):
-            for name in shard["files"]:
+        for i in range(self.n_shards):
+            for name in self._table.files:
                 try:
                     self._check_file(i, name, strong=True)
                     self._verified.add((i, name))

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 def write_progress_header(out: Path, manifest: Manifest) -> None:
     """Write ``progress.json``: the run's header, i.e. the manifest without its shards."""
-    header = dict(manifest.to_dict(), shards=[], n_rows=0, complete=False)
+    header = dict(manifest.to_dict(shards=False), shards=[], n_rows=0, complete=False)
     _io.write_json(out / PROGRESS, header, indent=1)
 
 

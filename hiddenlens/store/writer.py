@@ -194,7 +194,7 @@ def _discard_unstarted(out: Path) -> None:
 
 def _only_store_files(out: Path) -> bool:
     """True when every entry of ``out`` is something a store run writes (safe to delete)."""
-    known = (fmt.MANIFEST, fmt.PROGRESS, fmt.SHARD_LOG, LOCK)
+    known = (fmt.MANIFEST, fmt.TABLE, fmt.PROGRESS, fmt.SHARD_LOG, LOCK)
     return all(
         p.name in known or p.name.startswith((fmt.SHARD_PREFIX, fmt.TMP_PREFIX))
         for p in out.iterdir()

@@ -71,3 +71,23 @@ class InterruptAfter(nn.Module):
         if self.calls == self.n:
             raise KeyboardInterrupt
         return x
+
+
+def as_schema1(out, edit=None) -> dict:
+    """Rewrite the store in ``out`` in the schema-1 layout (every shard record listed inline
+    in manifest.json, no shards.npy), as stores written before the shard table are;
+    ``edit(manifest_dict)`` may change it first. Returns the manifest written."""
+    import json
+    from pathlib import Path
+
+    from hiddenlens.store import ActivationStore
+    from hiddenlens.store import format as fmt
+
+    out = Path(out)
+    m = ActivationStore.open(out, verify=False).manifest
+    m["schema_version"] = 1
+    if edit is not None:
+        edit(m)
+    (out / fmt.TABLE).unlink()
+    (out / fmt.MANIFEST).write_text(json.dumps(m, indent=1))
+    return m

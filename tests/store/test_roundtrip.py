@@ -123,21 +123,33 @@ def test_max_rows_exact(tmp_path, text_handle, texts):
 
 
 def test_readable_without_hiddenlens(tmp_path, mlp_model, tensor_data):
-    """The documented format: manifest.json + plain .npy files, sha256 per file."""
+    """The documented format: manifest.json, the shard table shards.npy and plain .npy
+    files, read with json + numpy alone; sha256 per file and of the table."""
     import hashlib
 
-    store = cache_activations(mlp_model, tensor_data, ["2"], tmp_path / "s", shard_size_mb=0.004)
+    store = cache_activations(mlp_model, tensor_data, ["2"], tmp_path / "s", batch_size=50,
+                              shard_size_mb=0.001)
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert manifest["format"] == "hiddenlens.activation_store" and manifest["complete"]
+    assert manifest["schema_version"] == 2 and "shards" not in manifest
+    entry = manifest["shard_table"]
+    raw = (tmp_path / "s" / entry["file"]).read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == entry["sha256"] and len(raw) == entry["bytes"]
+    table = np.load(tmp_path / "s" / entry["file"], allow_pickle=False)
+    assert len(table) == entry["count"] == store.n_shards >= 3
     hook = manifest["hooks"]["2"]
+    j = entry["files"].index(hook["file"])
     parts = []
-    for shard in manifest["shards"]:
-        path = tmp_path / "s" / shard["name"] / hook["file"]
+    for i in range(len(table)):
+        assert table["rank"][i] == -1  # one process: shard_NNNNN at the top level
+        path = tmp_path / "s" / f"shard_{table['index'][i]:05d}" / hook["file"]
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        assert digest == shard["files"][hook["file"]]["sha256"]
+        assert digest == table["sha256"][i, j].tobytes().hex()
         parts.append(np.load(path, allow_pickle=False))
     assert np.array_equal(np.concatenate(parts), store.rows("2"))
-    assert sum(s["rows"] for s in manifest["shards"]) == manifest["n_rows"] == 300
+    assert table["rows"].sum() == manifest["n_rows"] == 300
+    assert list(table["row_start"]) == list(np.cumsum(table["rows"]) - table["rows"])
+    assert store.manifest["shards"][1]["files"][hook["file"]]["sha256"] == table["sha256"][1, j].tobytes().hex()
 
 
 def test_to_hf_dataset(tmp_path, mlp_model, tensor_data):

@@ -92,7 +92,7 @@ def test_manifest_written_once_and_progress_files_removed(tmp_path, monkeypatch)
     assert store.n_shards >= 5
     # the header at the start and once the layout is known, the manifest at the end
     assert writes == [fmt.PROGRESS, fmt.PROGRESS, fmt.MANIFEST]
-    assert sorted(p.name for p in out.iterdir() if not p.is_dir()) == [fmt.MANIFEST]
+    assert sorted(p.name for p in out.iterdir() if not p.is_dir()) == [fmt.MANIFEST, fmt.TABLE]
     assert len(ActivationStore.open(out)) == 600
 
 

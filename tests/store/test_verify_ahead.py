@@ -12,6 +12,7 @@ import xxhash
 from torch import nn
 
 from hiddenlens.store import ActivationStore, cache_activations
+from tests.store.conftest import as_schema1
 
 
 @pytest.fixture
@@ -63,13 +64,12 @@ def test_corrupt_file_named_before_its_rows_are_used(store_dir, shard):
 
 
 def test_stores_without_xxh3_fall_back_to_sha256(store_dir):
-    import json
+    def drop_xxh3(m):  # a schema-1 store written before xxh3 was recorded
+        for shard in m["shards"]:
+            for entry in shard["files"].values():
+                del entry["xxh3"]
 
-    m = json.loads((store_dir / "manifest.json").read_text())
-    for shard in m["shards"]:
-        for entry in shard["files"].values():
-            del entry["xxh3"]
-    (store_dir / "manifest.json").write_text(json.dumps(m))
+    as_schema1(store_dir, drop_xxh3)
     target = store_dir / "shard_00001" / "act.0.npy"
     raw = bytearray(target.read_bytes())
     raw[-1] ^= 0x01
@@ -78,3 +78,19 @@ def test_stores_without_xxh3_fall_back_to_sha256(store_dir):
     assert np.array_equal(store.rows("0", 0, 10), store.rows("0", 0, 10))
     with pytest.raises(ValueError, match=r"shard_00001/act\.0\.npy: sha256"):
         list(store.batches("0", 64))
+
+
+def test_schema1_store_opens_and_reads_the_same(store_dir, tmp_path):
+    """A store in the layout before the shard table (records inline in manifest.json)."""
+    new = ActivationStore.open(store_dir)
+    rows, meta = new.rows("0"), new.meta["sample_idx"]
+    batches = torch.cat(list(new.batches("0", 64, seed=1)))
+    records = new.manifest["shards"]
+    as_schema1(store_dir)
+    assert not (store_dir / "shards.npy").exists()
+    old = ActivationStore.open(store_dir)
+    assert old.manifest["schema_version"] == 1 and old.manifest["shards"] == records
+    assert old.n_shards == new.n_shards and old.shard_rows(3) == new.shard_rows(3)
+    assert np.array_equal(old.rows("0"), rows) and np.array_equal(old.meta["sample_idx"], meta)
+    assert torch.equal(torch.cat(list(old.batches("0", 64, seed=1))), batches)
+    old.verify()  # every sha256 from the inline records
