@@ -39,18 +39,47 @@ class _BlockOrder:
         boundary = self.pos * self.k + self.short
         return r // self.k if r < boundary else (r + self.k - self.short) // self.k
 
-    def rows(self, r0: int, r1: int) -> np.ndarray:
-        """Global row ids of permuted rows [r0, r1)."""
+    def runs(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Permuted rows [r0, r1) as runs of consecutive global rows: (first row, length)."""
         j = np.arange(self._position(r0), self._position(r1 - 1) + 1)
         blocks = self.order[j]
         begin = self._start(j)
         length = np.where(blocks == self.last, self.short, self.k)
         take_from = np.maximum(r0 - begin, 0)
         take_to = np.minimum(r1 - begin, length)
-        n = take_to - take_from
-        offsets = np.cumsum(n) - n
-        first = blocks * self.k + take_from
-        return np.repeat(first - offsets, n) + np.arange(r1 - r0)
+        return blocks * self.k + take_from, take_to - take_from
+
+    def rows(self, r0: int, r1: int) -> np.ndarray:
+        """Global row ids of permuted rows [r0, r1)."""
+        return _expand(*self.runs(r0, r1))
+
+
+def _expand(first: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The row ids of runs (first, length), concatenated."""
+    offsets = np.cumsum(n) - n
+    return np.repeat(first - offsets, n) + np.arange(int(n.sum()))
+
+
+def _by_shard(first: np.ndarray, n: np.ndarray, bounds: np.ndarray):
+    """Runs split at shard boundaries and grouped by shard (stably: permuted order kept).
+
+    ``bounds`` holds every shard's first row and then the row count. Returns the shard of
+    each run, the run's first row local to its shard, and the run lengths. Planning per run
+    (a batch of 4096 rows in blocks of 16 is 256 runs), not per row, keeps it cheap.
+    """
+    shard = np.searchsorted(bounds, first, side="right") - 1
+    last = np.searchsorted(bounds, first + n - 1, side="right") - 1
+    if (last != shard).any():  # shards shorter than a block: cut runs at shard starts
+        pieces = [
+            (max(f, bounds[s]), min(f + m, bounds[s + 1]), s)
+            for f, m, a, b in zip(first.tolist(), n.tolist(), shard.tolist(), last.tolist())
+            for s in range(a, b + 1)
+        ]
+        lo, hi, shard = (np.array(x, dtype=np.int64) for x in zip(*pieces))
+        first, n = lo, hi - lo
+    order = np.argsort(shard, kind="stable")
+    shard, first, n = shard[order], first[order], n[order]
+    return shard, first - bounds[shard], n
 
 
 def rank_range(n: int, rank: int, world_size: int, drop_last: bool) -> tuple[int, int]:
@@ -101,17 +130,9 @@ def iter_batches(
         raise ValueError(f"start_batch must be a non-negative int, got {start_batch!r}")
     ranges = _batch_ranges(len(store), batch_size, rank, world_size, drop_last, interleave)
     ranges = ranges[start_batch:]
-    shard_starts = np.array([store.shard_rows(s)[0] for s in range(store.n_shards)])
+    bounds = np.array([store.shard_rows(s)[0] for s in range(store.n_shards)] + [len(store)])
     group_seed = (seed, rank, world_size, start_batch) if shuffle else None
-    return _generate(
-        store,
-        infos,
-        single,
-        blocks,
-        ranges,
-        shard_starts,
-        group_seed,
-    )
+    return _generate(store, infos, single, blocks, ranges, bounds, group_seed)
 
 
 def _batch_ranges(n, batch_size, rank, world_size, drop_last, interleave) -> list[tuple[int, int]]:
@@ -135,28 +156,27 @@ def _batch_ranges(n, batch_size, rank, world_size, drop_last, interleave) -> lis
     return out
 
 
-def _generate(store, infos, single, blocks, ranges, shard_starts, group_seed):
+def _generate(store, infos, single, blocks, ranges, bounds, group_seed):
     for i, (r0, r1) in enumerate(ranges):
         # per-batch generator: skipping batches (start_batch) leaves later batches unchanged
         rng = None
         if group_seed is not None:
             seed, rank, world, start = group_seed
             rng = np.random.default_rng([seed, rank, world, start + i])
-        rows = blocks.rows(r0, r1)
-        shard = np.searchsorted(shard_starts, rows, side="right") - 1
         # one gather per shard: rows grouped by shard (stable: block order kept inside)
-        by_shard = np.argsort(shard, kind="stable")
-        shard, local = shard[by_shard], rows[by_shard] - shard_starts[shard[by_shard]]
-        cuts = np.flatnonzero(np.diff(shard)) + 1
-        groups = list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(rows)].tolist()))
+        shard, first, n = _by_shard(*blocks.runs(r0, r1), bounds)
+        local = _expand(first, n)
+        heads = np.r_[0, np.flatnonzero(np.diff(shard)) + 1]  # first run of each shard
+        at = (np.cumsum(n) - n)[heads].tolist()
+        groups = list(zip(shard[heads].tolist(), at, at[1:] + [len(local)]))
         if rng is not None and len(groups) > 1:  # which shard's rows come first is random too
             groups = [groups[i] for i in rng.permutation(len(groups))]
         out = []
         for info in infos:
-            batch = np.empty((len(rows), info.d), dtype=_storage(info))
+            batch = np.empty((len(local), info.d), dtype=_storage(info))
             at = 0
-            for g0, g1 in groups:
-                src = store.array(int(shard[g0]), info.file)
+            for s, g0, g1 in groups:
+                src = store.array(s, info.file)
                 # mode="clip": with the default "raise" numpy buffers `out` (an extra copy)
                 np.take(src, local[g0:g1], axis=0, out=batch[at : at + g1 - g0], mode="clip")
                 at += g1 - g0

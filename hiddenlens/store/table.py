@@ -26,6 +26,7 @@ TABLE = "shards.npy"
 RANKED = re.compile(r"rank_(\d{3,})/shard_(\d{5,})")
 PLAIN = re.compile(r"shard_(\d{5,})")
 DIGESTS = {"sha256": 32, "xxh3": 16}  # raw bytes per file digest
+SIZES = {**DIGESTS, "data_sha256": 32}
 RECORD_KEYS = {"name", "rows", "row_start", "sample_stop", "data_sha256", "sum_norm", "files"}
 
 
@@ -117,10 +118,34 @@ class ShardTable(Sequence):
         xxh3 = all(isinstance(r, dict) and _has_xxh3(r) for r in records)
         data = all(isinstance(r, dict) and "data_sha256" in r for r in records)
         arr = np.zeros(len(records), table_dtype(len(files), len(hooks), xxh3=xxh3, data=data))
+        cols: dict[str, list] = {k: [] for k in ("rows", "row_start", "sample_stop", "rank",
+                                                 "index", "bytes", "sum_norm")}  # fmt: skip
+        hexes: dict[str, list[str]] = {k: [] for k in (*DIGESTS, "data_sha256")}
         row = 0
         for i, r in enumerate(records):
-            _fill(arr[i], i, r, files, hooks, row, bad)
+            _check_record(i, r, files, hooks, row, bad)
             row += r["rows"]
+            for k in ("rows", "row_start", "sample_stop"):
+                cols[k].append(r[k])
+            rank, index = _split_name(r["name"])
+            cols["rank"].append(rank)
+            cols["index"].append(index)
+            cols["bytes"].append([r["files"][f]["bytes"] for f in files])
+            cols["sum_norm"].append([np.nan if r["sum_norm"][h] is None else r["sum_norm"][h]
+                                     for h in hooks])  # fmt: skip
+            for kind in DIGESTS:
+                if kind in arr.dtype.names:
+                    hexes[kind] += [r["files"][f][kind] for f in files]
+            if data:
+                hexes["data_sha256"].append(r["data_sha256"])
+        if records:
+            for k, v in cols.items():
+                arr[k] = np.asarray(v, dtype=arr.dtype[k].base).reshape(arr[k].shape)
+            for k, v in hexes.items():
+                if k in arr.dtype.names:
+                    where = (lambda j, k=k: f"shards[{j}].{k}") if k == "data_sha256" else (
+                        lambda j, k=k: f"shards[{j // len(files)}].files[{files[j % len(files)]!r}].{k}")  # fmt: skip
+                    arr[k] = _unhex(v, SIZES[k], where, bad).reshape(arr[k].shape)
         return cls(arr, files, hooks)
 
 
@@ -145,23 +170,32 @@ def _split_name(name: Any) -> tuple[int, int] | None:
     return (-1, int(m[1])) if m else None
 
 
-def _hex(value: Any, n: int, what: str, bad) -> bytes:
+def _unhex(values: list, n: int, where: Callable[[int], str], bad) -> np.ndarray:
+    """Hex digests of ``n`` bytes each as one uint8 array; a bad one is named (``where(k)``)."""
+    for k, v in enumerate(values):
+        if not isinstance(v, str) or len(v) != 2 * n:
+            raise bad(f"{where(k)}={v!r} is not {2 * n} hex digits")
     try:
-        raw = bytes.fromhex(value)
-    except (TypeError, ValueError):
-        raw = b""
-    if len(raw) != n:
-        raise bad(f"{what}={value!r} is not {2 * n} hex digits")
-    return raw
+        return np.frombuffer(bytes.fromhex("".join(values)), np.uint8)
+    except ValueError:
+        k = next(k for k, v in enumerate(values) if not _is_hex(v))
+        raise bad(f"{where(k)}={values[k]!r} is not {2 * n} hex digits") from None
 
 
-def _fill(out, i: int, r: Any, files: list[str], hooks: list[str], row: int, bad) -> None:
-    """Check record ``i`` and write it into table row ``out``."""
+def _is_hex(v: str) -> bool:
+    try:
+        bytes.fromhex(v)
+        return True
+    except ValueError:
+        return False
+
+
+def _check_record(i: int, r: Any, files: list[str], hooks: list[str], row: int, bad) -> None:
+    """Check shard record ``i`` (its rows start at global row ``row``)."""
     if not isinstance(r, dict):
         raise bad(f"shards[{i}] is not an object")
     name, rows, start, entries = r.get("name"), r.get("rows"), r.get("row_start"), r.get("files")
-    where = _split_name(name)
-    if where is None:
+    if _split_name(name) is None:
         raise bad(f"shards[{i}].name={name!r} is not a shard directory name")
     if type(rows) is not int or rows < 1:
         raise bad(f"shards[{i}].rows={rows!r} is not a positive int")
@@ -174,19 +208,6 @@ def _fill(out, i: int, r: Any, files: list[str], hooks: list[str], row: int, bad
     if type(stop) is not int or not isinstance(norms, dict) or norms.keys() != set(hooks):
         raise bad(f"shards[{i}] needs an int sample_stop and sum_norm for {hooks}, got "
                   f"{stop!r} and {norms!r}")  # fmt: skip
-    out["rows"], out["row_start"], out["sample_stop"] = rows, start, stop
-    out["rank"], out["index"] = where
-    out["sum_norm"] = [np.nan if norms[h] is None else norms[h] for h in hooks]  # null = NaN
-    if "data_sha256" in out.dtype.names:
-        out["data_sha256"] = np.frombuffer(
-            _hex(r["data_sha256"], 32, f"shards[{i}].data_sha256", bad), np.uint8
-        )
-    for j, f in enumerate(files):
-        e = entries[f]
+    for f, e in entries.items():
         if not isinstance(e, dict) or type(e.get("bytes")) is not int:
             raise bad(f"shards[{i}].files[{f!r}]={e!r} needs an int 'bytes'")
-        out["bytes"][j] = e["bytes"]
-        for kind, n in DIGESTS.items():
-            if kind in out.dtype.names:
-                raw = _hex(e.get(kind), n, f"shards[{i}].files[{f!r}].{kind}", bad)
-                out[kind][j] = np.frombuffer(raw, np.uint8)

@@ -129,3 +129,26 @@ def test_interleaved_ranks_split_the_single_process_batches(tmp_path):
         b[:, 0].tolist() for b in store.batches("0", 20, seed=3, block_rows=4, start_batch=4)
     ]
     assert resumed == single[4:]
+
+
+def test_shards_shorter_than_a_block_give_the_in_memory_batches(tmp_path):
+    """Runs of a block that span several shards are cut at every shard start: each batch
+    holds the rows of the in-memory batch (one shard, same seed and blocks), grouped by
+    shard with each shard's rows in the in-memory order."""
+    from torch import nn
+
+    from hiddenlens.store import MemorySource, cache_activations
+
+    x = torch.arange(300, dtype=torch.float32)[:, None].repeat(1, 2)
+    store = cache_activations(nn.Sequential(nn.Identity()), x, "0", tmp_path / "s",
+                              batch_size=3, shard_size_mb=1e-5)  # fmt: skip  (3-row shards)
+    assert store.n_shards == 100
+    mem = MemorySource({"0": store.rows("0")})
+    for kw in [dict(seed=0, block_rows=16), dict(seed=1, block_rows=10, world_size=2, rank=1)]:
+        pairs = list(zip(store.batches("0", 64, **kw), mem.batches("0", 64, **kw), strict=True))
+        for a, b in pairs:
+            ids, ref = a[:, 0].long().numpy(), b[:, 0].long().numpy()
+            shard = ids // 3
+            assert (np.diff(shard) != 0).sum() == len(set(shard)) - 1  # one group per shard
+            for s in set(shard):
+                assert list(ids[shard == s]) == list(ref[ref // 3 == s])
