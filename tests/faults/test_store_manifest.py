@@ -124,28 +124,22 @@ TABLE_CASES = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("case", list(SCHEMA1_CASES) + list(HEADER_CASES))
-def test_corrupt_schema1_manifest_refused_on_open(good, tmp_path, case):
-    edit, message = {**SCHEMA1_CASES, **HEADER_CASES}[case]
-    out = _corrupt_schema1(good, tmp_path, edit)
-    with pytest.raises(ValueError, match=message):
-        ActivationStore.open(out)
+LAYOUTS = {  # how each kind of case reaches the store: (make the corrupt copy, cases)
+    "schema1": (_corrupt_schema1, {**SCHEMA1_CASES, **HEADER_CASES}),
+    "header": (_corrupt, HEADER_CASES),
+    "table": (_corrupt_table, TABLE_CASES),
+}
 
 
-@pytest.mark.parametrize("case", list(HEADER_CASES))
-def test_corrupt_manifest_header_refused_on_open(good, tmp_path, case):
-    edit, message = HEADER_CASES[case]
-    out = _corrupt(good, tmp_path, edit)
-    with pytest.raises(ValueError, match=message):
-        ActivationStore.open(out)
+@pytest.mark.parametrize(
+    "layout,case", [(lay, c) for lay, (_, cases) in LAYOUTS.items() for c in cases]
+)
+def test_corrupt_manifest_refused_on_open(good, tmp_path, layout, case):
+    import numpy.lib.recfunctions  # noqa: F401  (drop_fields, in TABLE_CASES)
 
-
-@pytest.mark.parametrize("case", list(TABLE_CASES))
-def test_corrupt_shard_table_refused_on_open(good, tmp_path, case):
-    import numpy.lib.recfunctions  # noqa: F401  (drop_fields)
-
-    edit, message = TABLE_CASES[case]
-    out = _corrupt_table(good, tmp_path, edit)
+    corrupt, cases = LAYOUTS[layout]
+    edit, message = cases[case]
+    out = corrupt(good, tmp_path, edit)
     with pytest.raises(ValueError, match=message):
         ActivationStore.open(out)
 
