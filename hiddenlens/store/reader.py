@@ -30,6 +30,7 @@ class ActivationStore:
         self._verified: set[tuple[int, str]] = set()
         self._maps: dict[tuple[int, str], np.ndarray] = {}  # verified arrays, ready to slice
         self._mmaps: dict[tuple[int, str], object] = {}  # one memory map per file: hashed, sliced
+        self._max_maps = max_open_maps()  # each map holds a file descriptor
         self._lock = threading.Lock()
         self._meta: dict[str, np.ndarray] | None = None
         self._ahead: AheadVerifier | None = None
@@ -113,12 +114,21 @@ class ActivationStore:
         return self.path / self._table.name(shard) / name
 
     def _mapping(self, shard: int, name: str):
-        """The one read-only memory map of a file (created on first use, by any thread)."""
+        """The one read-only memory map of a file (created on first use, by any thread).
+
+        Each open map holds a file descriptor, so at most ``max_open_maps()`` are kept: the
+        least recently created is dropped (with its array; arrays still in use keep their
+        map alive) and mapped again when needed. Its verification is remembered.
+        """
         key = (shard, name)
         with self._lock:
             mm = self._mmaps.get(key)
             if mm is None:
                 mm = self._mmaps[key] = map_file(self._path(shard, name))
+                while len(self._mmaps) > self._max_maps:
+                    old = next(iter(self._mmaps))
+                    del self._mmaps[old]
+                    self._maps.pop(old, None)
         return mm
 
     def _check_file(self, shard: int, name: str, strong: bool = False) -> None:
@@ -320,6 +330,17 @@ class ActivationStore:
                     columns[name] = pa.array(np.asarray(self.array(shard, info["file"])))
             tables.append(pa.table(columns))
         return datasets.Dataset(datasets.table.InMemoryTable(pa.concat_tables(tables)))
+
+
+def max_open_maps() -> int:
+    """How many memory maps a store keeps open: half the soft limit on open files (>= 64)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 512
+    return 1 << 20 if soft == resource.RLIM_INFINITY else max(64, soft // 2)
 
 
 def bf16_to_float32(bits: np.ndarray) -> np.ndarray:

@@ -94,3 +94,18 @@ def test_schema1_store_opens_and_reads_the_same(store_dir, tmp_path):
     assert np.array_equal(old.rows("0"), rows) and np.array_equal(old.meta["sample_idx"], meta)
     assert torch.equal(torch.cat(list(old.batches("0", 64, seed=1))), batches)
     old.verify()  # every sha256 from the inline records
+
+
+def test_open_maps_are_bounded_and_reads_unchanged(store_dir):
+    """Each memory map holds a file descriptor: a store keeps at most _max_maps open and
+    maps a dropped file again (without hashing it again) when it is read again."""
+    ref = torch.cat(list(ActivationStore.open(store_dir).batches("0", 64, seed=3)))
+    store = ActivationStore.open(store_dir)
+    store._max_maps = 2
+    checked = []
+    real = store._check_file
+    store._check_file = lambda *a, **k: (checked.append(a), real(*a, **k))[1]
+    for _ in range(2):
+        assert torch.equal(torch.cat(list(store.batches("0", 64, seed=3))), ref)
+        assert len(store._mmaps) <= 2 and len(store._maps) <= 2
+    assert len(checked) == store.n_shards  # each file hashed once, on the first pass
