@@ -61,7 +61,14 @@ from hiddenlens.attribution.lens import (
     direct_logit_attribution,
     logit_lens,
 )
-from hiddenlens.attribution.masking import layer_masked_forward, neighbour_fill
+from hiddenlens.attribution.masking import (
+    MASKINGS,
+    MissingnessBias,
+    layer_masked_forward,
+    masked_forward,
+    missingness_bias,
+    neighbour_fill,
+)
 from hiddenlens.attribution.mlatt import LAYER_METHODS, layer_attribution_maps, upsample_maps
 from hiddenlens.attribution.patching import (
     BackPatchingResult,
@@ -115,6 +122,10 @@ __all__ = [
     "grid_pointing_game",
     "keep_by_attribution",
     "layer_masked_forward",
+    "MASKINGS",
+    "MissingnessBias",
+    "masked_forward",
+    "missingness_bias",
     "logit_lens",
     "make_block_digits",
     "multifaceted_visualisation",

@@ -9,19 +9,38 @@ approximates running the network on the unmasked region only.
 
 A unit at a coarser layer is kept when any input position in its cell is kept (max pooling
 of the keep mask), as in the paper's mask propagation.
+
+:func:`missingness_bias` measures the paper's quantity: how far a masking method moves the
+prediction when the removed region carries no information (a blank or background region), as
+|Δ logit| of the clean prediction, KL(p_clean ‖ p_masked) and the prediction flip rate, for
+black, grey, neighbour fill at the input only, and layer masking (:data:`MASKINGS`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hiddenlens._keys import metric_key
 from hiddenlens.attribution._core import run_model
 
-__all__ = ["neighbour_fill", "layer_masked_forward"]
+__all__ = [
+    "MASKINGS",
+    "MissingnessBias",
+    "neighbour_fill",
+    "layer_masked_forward",
+    "masked_forward",
+    "missingness_bias",
+]
+
+#: How removed positions are handled: painted 0, painted ``grey``, filled from kept neighbours at
+#: the input only, or layer masking (neighbour fill at the input and every listed hook point).
+MASKINGS = ("black", "grey", "neighbour", "layer")
 
 
 def neighbour_fill(x: Tensor, keep: Tensor, max_iter: int | None = None) -> Tensor:
@@ -86,3 +105,109 @@ def layer_masked_forward(
         return run_model(model, x_in)
     with patch(model, {h: fn for h in hook_points}):
         return run_model(model, x_in)
+
+
+def _check_masking(method: str, hook_points: Sequence[str]) -> None:
+    if method not in MASKINGS:
+        raise ValueError(f"unknown masking method {method!r}; accepted: {MASKINGS}")
+    if method == "layer" and not hook_points:
+        raise ValueError(
+            "masking 'layer' needs hook_points (the conv layers where the mask is applied); "
+            "with none it is the same as 'neighbour'"
+        )
+
+
+def masked_forward(
+    model,
+    x: Tensor,
+    keep: Tensor,
+    method: str,
+    *,
+    hook_points: Sequence[str] = (),
+    grey: float = 0.5,
+):
+    """Run ``model`` on ``x`` [N, C, H, W] with positions where ``keep`` is 0 removed by
+    ``method`` (one of :data:`MASKINGS`). keep: x's shape or broadcastable to it
+    ([N, 1, H, W], [1, 1, H, W]); 1 = kept. hook_points: the layers of layer masking."""
+    _check_masking(method, hook_points)
+    try:
+        keep = torch.as_tensor(keep).to(x).expand_as(x)
+    except RuntimeError as err:
+        raise ValueError(
+            f"keep mask shape {tuple(keep.shape)} does not broadcast to the input's "
+            f"{tuple(x.shape)}"
+        ) from err
+    if method == "black":
+        return run_model(model, x * keep)
+    if method == "grey":
+        return run_model(model, torch.where(keep > 0, x, torch.full_like(x, float(grey))))
+    return layer_masked_forward(
+        model, x, keep.contiguous(), tuple(hook_points) if method == "layer" else ()
+    )
+
+
+@dataclass
+class MissingnessBias:
+    """The prediction shift of one masking method on a removed region that should not matter.
+
+    dlogit [n]: |Δ| of the logit of the clean predicted class; kl [n]: KL(p_clean ‖ p_masked)
+    in nats; pred_clean, pred_masked [n]: argmax classes (a flip is where they differ).
+    """
+
+    method: str
+    dlogit: np.ndarray
+    kl: np.ndarray
+    pred_clean: np.ndarray
+    pred_masked: np.ndarray
+
+    @property
+    def flip_rate(self) -> float:
+        return float(np.mean(self.pred_clean != self.pred_masked))
+
+    def to_metrics(self, where: str | None = None) -> dict[str, float]:
+        """``attribution/missingness_{dlogit,kl,flip_rate}/<where>`` (``where`` defaults to
+        the method; e.g. ``"grey/k=4"``)."""
+        w = where or self.method
+        return {
+            metric_key("attribution", "missingness_dlogit", w): float(self.dlogit.mean()),
+            metric_key("attribution", "missingness_kl", w): float(self.kl.mean()),
+            metric_key("attribution", "missingness_flip_rate", w): self.flip_rate,
+        }
+
+
+def missingness_bias(
+    model,
+    x: Tensor,
+    keep: Tensor,
+    method: str,
+    *,
+    hook_points: Sequence[str] = (),
+    grey: float = 0.5,
+    batch_size: int = 256,
+) -> MissingnessBias:
+    """Missingness bias of ``method`` (Balasubramanian & Feizi 2023): ``model``'s logits [n, K]
+    on ``x`` [n, C, H, W] against its logits when the positions where ``keep`` is 0 are removed.
+    Meant for removed regions that hold no evidence (blank background), where an unbiased
+    removal leaves the prediction unchanged. keep: as in :func:`masked_forward`."""
+    _check_masking(method, hook_points)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    keep = torch.as_tensor(keep)
+    per_row = keep.shape[0] == x.shape[0] and keep.shape[0] > 1
+    clean, masked = [], []
+    with torch.no_grad():
+        for s in range(0, x.shape[0], batch_size):
+            xb = x[s : s + batch_size]
+            kb = keep[s : s + batch_size] if per_row else keep
+            clean.append(run_model(model, xb))
+            masked.append(masked_forward(model, xb, kb, method, hook_points=hook_points, grey=grey))
+    lc, lm = torch.cat(clean).double(), torch.cat(masked).double()  # [n, K]
+    if lc.ndim != 2:
+        raise ValueError(f"the model must return logits [n, classes], got {tuple(lc.shape)}")
+    pred = lc.argmax(1)
+    logp, logq = lc.log_softmax(1), lm.log_softmax(1)
+    kl = (logp.exp() * (logp - logq)).sum(1)
+    dlogit = (lm - lc).gather(1, pred[:, None])[:, 0].abs()
+    return MissingnessBias(
+        method, dlogit.numpy(), kl.clamp_min(0).numpy(), pred.numpy(), lm.argmax(1).numpy()
+    )

@@ -1,4 +1,5 @@
-"""Neural-collapse geometry: NC1–NC4, CDNV, simplex ETF, UFM simulator, tracking.
+"""Neural-collapse geometry: NC1–NC4, CDNV, simplex ETF, UFM simulator, tracking,
+mixed-input (mixup) feature geometry.
 
 Papyan, Han & Donoho, "Prevalence of neural collapse during the terminal phase of deep
 learning training" (PNAS 2020), and the follow-ups cited in each module.
@@ -16,6 +17,13 @@ from hiddenlens.collapse.metrics import (
     nc4,
     stats_metrics,
 )
+from hiddenlens.collapse.mixup import (
+    MixupGeometry,
+    mix_pairs,
+    mixup_batch,
+    mixup_geometry,
+    plane_coordinates,
+)
 from hiddenlens.collapse.stats import ClassStats, ClassStatsAccumulator, accumulate
 from hiddenlens.collapse.tracking import CollapseTracker, zero_error_epochs
 from hiddenlens.collapse.ufm import UFMConfig, UFMResult, simulate_ufm
@@ -24,6 +32,7 @@ __all__ = [
     "ClassStats",
     "ClassStatsAccumulator",
     "CollapseTracker",
+    "MixupGeometry",
     "SigmaBWarning",
     "UFMConfig",
     "UFMResult",
@@ -36,6 +45,10 @@ __all__ = [
     "layer_metrics",
     "layer_stats",
     "metrics",
+    "mix_pairs",
+    "mixup_batch",
+    "mixup_geometry",
+    "plane_coordinates",
     "nc1",
     "nc4",
     "simplex_etf",
