@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hiddenlens.collapse import CollapseTracker
+from hiddenlens.collapse import CollapseTracker, mixup_batch
 
 
 @dataclass
@@ -39,8 +39,11 @@ class Recipe:
     minority: tuple[int, ...] = ()
     minority_keep: float = 0.1
     seed: int = 0
+    mixup_alpha: float = 0.0  # > 0: train on mixup batches, λ ~ Beta(α, α) (Zhang et al. 2018)
 
     def __post_init__(self) -> None:
+        if not (self.mixup_alpha >= 0 and np.isfinite(self.mixup_alpha)):
+            raise ValueError(f"mixup_alpha must be >= 0 (0 = no mixup), got {self.mixup_alpha}")
         if self.arch not in ("mlp", "cnn") or self.loss not in ("ce", "mse"):
             raise ValueError(f"arch must be mlp/cnn and loss ce/mse, got {self.arch}/{self.loss}")
         if self.epochs < 1 or self.depth < 1 or not 0 < self.minority_keep <= 1:
@@ -137,10 +140,11 @@ def build_model(r: Recipe) -> tuple[nn.Module, list[str]]:
 
 
 def _loss(r: Recipe, logits, y):
+    """CE or per-sample squared error against class ids [B] or soft labels [B, K] (mixup)."""
     if r.loss == "ce":
         return nn.functional.cross_entropy(logits, y)
-    onehot = nn.functional.one_hot(y, logits.shape[1]).to(logits.dtype)
-    return ((logits - onehot) ** 2).sum(1).mean()  # squared error per sample
+    target = y if y.ndim == 2 else nn.functional.one_hot(y, logits.shape[1]).to(logits.dtype)
+    return ((logits - target) ** 2).sum(1).mean()  # squared error per sample
 
 
 def train(r: Recipe, data, *, track_every: int = 1) -> RunResult:
@@ -158,13 +162,17 @@ def train(r: Recipe, data, *, track_every: int = 1) -> RunResult:
     steps = [int(m * r.epochs) for m in r.milestones]
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, steps, gamma=0.1)
     gen = torch.Generator().manual_seed(r.seed)
+    rng = np.random.default_rng(r.seed)
     errors, t0 = [], time.perf_counter()
     for epoch in range(r.epochs):
         model.train()
         for idx in torch.randperm(len(yt), generator=gen).split(r.batch_size):
             if len(idx) < 2:  # BatchNorm needs two rows
                 continue
-            loss = _loss(r, model(xt[idx]), yt[idx])
+            xb, yb = xt[idx], yt[idx]
+            if r.mixup_alpha > 0:
+                xb, yb, _ = mixup_batch(xb, yb, 10, alpha=r.mixup_alpha, rng=rng)
+            loss = _loss(r, model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

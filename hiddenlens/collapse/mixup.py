@@ -79,6 +79,8 @@ def mix_pairs(x, y, pairs, lams, *, n_per: int = 8, seed: int = 0):
 
         w = torch.as_tensor(w, dtype=x.dtype)
         ia, ib = torch.as_tensor(ia), torch.as_tensor(ib)
+    elif np.asarray(x).dtype.kind == "f":
+        x, w = np.asarray(x), w.astype(np.asarray(x).dtype)  # keep float32 inputs float32
     return w * x[ia] + (1 - w) * x[ib], np.asarray(ya), np.asarray(yb), lam
 
 

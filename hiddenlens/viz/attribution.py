@@ -269,15 +269,17 @@ def plot_metric_by_k(
     *,
     ks: Sequence[float],
     ylabel: str = "DiffROAR",
+    xlabel: str = "fraction of features kept (k)",
     ax=None,
     title: str | None = None,
 ) -> Figure:
-    """Line per model / method of a metric against the kept fraction k (DiffROAR)."""
+    """Line per model / method of a metric against k (DiffROAR against the kept fraction;
+    missingness bias against the mask size)."""
     fig, ax = new_figure(ax)
     for i, (name, vals) in enumerate(series.items()):
         ax.plot(ks, vals, marker="o", label=name, color=PALETTE[i % len(PALETTE)])
     ax.axhline(0.0, color="#888888", linewidth=0.8)
-    finish_axes(ax, xlabel="fraction of features kept (k)", ylabel=ylabel, title=title, legend=True)
+    finish_axes(ax, xlabel=xlabel, ylabel=ylabel, title=title, legend=True)
     return fig
 
 
