@@ -5,7 +5,7 @@ Balasubramanian & Feizi, "Towards Improved Input Masking for Convolutional Neura
 it never saw in training, so its prediction moves even when the removed part carries no
 evidence (missingness bias); *layer masking* (the mask applied at every layer, holes filled
 from kept neighbours) moves it far less. Setting here: scikit-learn digits (8×8) placed at a
-random spot on a 20×20 canvas of smooth random texture (independent of the label, so the
+jittered central spot on a 20×20 canvas of smooth random texture (independent of the label, so the
 background is uninformative by construction), a small CNN, and k×k squares removed from the
 background only. Measured per masking method and k: |Δ logit| of the clean prediction,
 KL(p_clean ‖ p_masked) and the prediction flip rate; and the occlusion maps each masking
@@ -212,9 +212,12 @@ def build_report(cfg: MaskingConfig, acc: float, metrics: dict, curves: dict, ma
     from hiddenlens.report import Report
     from hiddenlens.viz.attribution import plot_image_attributions, plot_metric_by_k
 
-    rep = Report("Layer masking vs grey / black masking (digits on texture)",
-                 config=dataclasses.asdict(cfg))
-    sec = rep.add_section("Setup", text=_SETUP.format(acc=acc, centre=CENTRE, **dataclasses.asdict(cfg)))
+    rep = Report(
+        "Layer masking vs grey / black masking (digits on texture)", config=dataclasses.asdict(cfg)
+    )
+    sec = rep.add_section(
+        "Setup", text=_SETUP.format(acc=acc, centre=CENTRE, **dataclasses.asdict(cfg))
+    )
     sec.add_text(_findings(cfg, metrics))
     rows = []
     for method in MASKINGS:
@@ -227,17 +230,26 @@ def build_report(cfg: MaskingConfig, acc: float, metrics: dict, curves: dict, ma
             row[name] = round(metrics[metric_key("attribution", name, method)], 4)
         rows.append(row)
     sec.add_table(rows, caption="per masking method: missingness bias by mask size k; occlusion")
-    for stat, label in (("dlogit", "mean |Δ logit| of the clean prediction"),
-                        ("kl", "mean KL(p_clean ‖ p_masked) (nats)"), ("flip", "flip rate")):
+    for stat, label in (
+        ("dlogit", "mean |Δ logit| of the clean prediction"),
+        ("kl", "mean KL(p_clean ‖ p_masked) (nats)"),
+        ("flip", "flip rate"),
+    ):
         series = {m: curves[f"{m} {stat}"] for m in MASKINGS}
         sec.add_figure(
-            plot_metric_by_k(series, ks=cfg.sizes, ylabel=label, xlabel="side k of the removed "
-                             "background square (pixels)", title=f"missingness bias: {stat}"),
+            plot_metric_by_k(
+                series,
+                ks=cfg.sizes,
+                ylabel=label,
+                xlabel="side k of the removed background square (pixels)",
+                title=f"missingness bias: {stat}",
+            ),
             f"missingness_{stat}",
         )
     sec.add_figure(
-        plot_image_attributions({f"occlusion, {m}": v for m, v in maps.items()},
-                                images=x[:6, 0].numpy()),
+        plot_image_attributions(
+            {f"occlusion, {m}": v for m, v in maps.items()}, images=x[:6, 0].numpy()
+        ),
         "occlusion_maps",
         caption="occlusion maps (window 4, stride 2) with each way of removing the window",
     )
@@ -313,16 +325,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rep.add_metrics(metrics)
     path = rep.write(args.out)
     print(f"test accuracy {acc:.3f}")
-    print(f"{'masking':10s} " + " ".join(f"dlogit/kl/flip k={k:<2d}      " for k in cfg.sizes)
-          + " occl_on_digit")
+    print(
+        f"{'masking':10s} "
+        + " ".join(f"dlogit/kl/flip k={k:<2d}      " for k in cfg.sizes)
+        + " occl_on_digit"
+    )
     for meth in MASKINGS:
         cells = [
-            "/".join(f"{metrics[metric_key('attribution', f'missingness_{s}', f'{meth}/k={k}')]:.3f}"
-                     for s in ("dlogit", "kl", "flip_rate"))
+            "/".join(
+                f"{metrics[metric_key('attribution', f'missingness_{s}', f'{meth}/k={k}')]:.3f}"
+                for s in ("dlogit", "kl", "flip_rate")
+            )
             for k in cfg.sizes
         ]
-        print(f"{meth:10s} " + " ".join(f"{c:22s}" for c in cells)
-              + f" {metrics[metric_key('attribution', 'occlusion_on_digit', meth)]:.3f}")
+        print(
+            f"{meth:10s} "
+            + " ".join(f"{c:22s}" for c in cells)
+            + f" {metrics[metric_key('attribution', 'occlusion_on_digit', meth)]:.3f}"
+        )
     print(f"report: {path}  ({time.perf_counter() - t0:.0f} s)")
     return metrics
 

@@ -57,15 +57,20 @@ def analyse(res, x_tr, y_tr, n_per: int, seed: int) -> dict:
         features(res.model, torch.from_numpy(xm)), lam, ya, yb, stats, classifier=res.model.fc
     )
     face = [(a, b) for a, b in combinations(FACE, 2)]
-    xf, fa, fb, fl = mix_pairs(x_tr, y_tr, face, np.linspace(0, 1, 21), n_per=6, seed=seed + 1)
+    xf, _, _, fl = mix_pairs(x_tr, y_tr, face, np.linspace(0, 1, 21), n_per=6, seed=seed + 1)
     in_face = np.isin(y_tr, FACE)
     pts, verts = plane_coordinates(
         np.concatenate([features(res.model, torch.from_numpy(xf)), clean[in_face]]),
         stats.means[list(FACE)],
     )
-    proj = {"points": pts[: len(fl)], "lam": fl, "vertices": verts, "clean": pts[len(fl) :],
-            "labels": [str(c) for c in FACE]}
-    return {"nc": nc, "geo": geo, "proj": proj, "pairs": (fa, fb)}
+    proj = {
+        "points": pts[: len(fl)],
+        "lam": fl,
+        "vertices": verts,
+        "clean": pts[len(fl) :],
+        "labels": [str(c) for c in FACE],
+    }
+    return {"nc": nc, "geo": geo, "proj": proj}
 
 
 def summarise(name: str, res, out: dict) -> dict[str, float]:
@@ -90,27 +95,40 @@ def build_report(runs: dict, outs: dict, metrics: dict, args):
         row = {"run": name}
         for key, v in metrics.items():
             _, metric, where = key.split("/", 2)
-            if where == name:
-                row[metric.removeprefix("mixup_")] = round(v, 4)
+            if where == name and not metric.endswith("_std"):
+                sd = metrics[metric_key("collapse", f"{metric}_std", name)]
+                row[metric.removeprefix("mixup_")] = f"{v:.4g} ± {sd:.2g}"
         rows.append(row)
-    sec.add_table(rows, caption="per run: clean NC metrics (training set) and mixed-input geometry")
+    sec.add_table(
+        rows,
+        caption=f"per run, mean ± std over seeds {args.seeds}: clean NC metrics (training set) "
+        "and mixed-input geometry",
+    )
     curves = {n: o["geo"].curve(11) for n, o in outs.items()}
     for what, ylabel, ref in (
         ("position", "position t on the μ_b→μ_a segment", lambda lam: lam),
         ("gap", "normalised logit gap g", lambda lam: 2 * lam - 1),
     ):
         lines = {n: (c["lam"], c[what]) for n, c in curves.items()}
-        lines["convex combination"] = (curves[next(iter(curves))]["lam"],
-                                       ref(curves[next(iter(curves))]["lam"]))
+        lines["convex combination"] = (
+            curves[next(iter(curves))]["lam"],
+            ref(curves[next(iter(curves))]["lam"]),
+        )
         sec.add_figure(
-            plot_nc_curves(lines, logy=False, xlabel="λ (weight of class a)", ylabel=ylabel,
-                           title=f"mixed pairs of different classes: {what} against λ"),
+            plot_nc_curves(
+                lines,
+                logy=False,
+                xlabel="λ (weight of class a)",
+                ylabel=ylabel,
+                title=f"mixed pairs of different classes: {what} against λ",
+            ),
             f"{what}_vs_lambda",
         )
     for name, o in outs.items():
         sec.add_figure(
-            plot_mixup_projection(o["proj"], title=f"{name}: mixes of classes {FACE} in the "
-                                  "plane of their means"),
+            plot_mixup_projection(
+                o["proj"], title=f"{name}: mixes of classes {FACE} in the plane of their means"
+            ),
             f"projection_{name}",
             caption="grey: clean training features; coloured: mixed inputs by λ",
         )
@@ -147,11 +165,25 @@ def _findings(m: dict) -> str:
         f"{g('mixup_line_dist', 'mixup'):.3f}. Same-class mixes vs classifier rows (cosine): ERM "
         f"{g('mixup_same_class_cos', 'erm'):.3f}, mixup {g('mixup_same_class_cos', 'mixup'):.3f}. "
         f"Clean NC1: ERM {g('nc1', 'erm'):.3g}, mixup {g('nc1', 'mixup'):.3g}; test accuracy "
-        f"ERM {g('test_acc', 'erm'):.3f}, mixup {g('test_acc', 'mixup'):.3f}. The paper's claim "
-        "holds here where the mixup run has a boundary share well above the convex-combination "
-        "value (1/3) and a large |g − (2λ − 1)|; see the report's conclusion in "
-        "experiments/mixup_collapse/README.md for the measured verdict."
+        f"ERM {g('test_acc', 'erm'):.3f}, mixup {g('test_acc', 'mixup'):.3f} (means over "
+        "seeds). Figures: the first seed."
     )
+
+
+def aggregate(per_seed: dict[str, float], names) -> dict[str, float]:
+    """Mean and std over seeds: ``collapse/<metric>/<run>`` and ``collapse/<metric>_std/<run>``
+    from the per-seed keys ``collapse/<metric>/<run>/seed=<s>``."""
+    out = {}
+    for name in names:
+        by_metric: dict[str, list[float]] = {}
+        for key, v in per_seed.items():
+            _, metric, where = key.split("/", 2)
+            if where.split("/", 1)[0] == name:
+                by_metric.setdefault(metric, []).append(v)
+        for metric, vals in by_metric.items():
+            out[metric_key("collapse", metric, name)] = float(np.mean(vals))
+            out[metric_key("collapse", f"{metric}_std", name)] = float(np.std(vals))
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -160,33 +192,49 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--alpha", type=float, default=1.0, help="mixup Beta(α, α)")
     ap.add_argument("--n-per", type=int, default=6, help="mixed examples per pair and λ")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--fast", action="store_true", help="8 epochs, 2 mixes per pair and λ")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--fast", action="store_true", help="8 epochs, 2 mixes per pair and λ, 1 seed")
     args = ap.parse_args(argv)
     if args.fast:
-        args.epochs, args.n_per = 8, 2
+        args.epochs, args.n_per, args.seeds = 8, 2, args.seeds[:1]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    data = load_data(args.seed)
-    base = Recipe("erm", epochs=args.epochs, seed=args.seed)
-    recipes = [base, dataclasses.replace(base, name="mixup", mixup_alpha=args.alpha)]
-    runs, outs, metrics = {}, {}, {}
-    for r in recipes:
-        runs[r.name] = res = train(r, data, track_every=args.epochs)
-        outs[r.name] = analyse(res, data[0], data[1], args.n_per, args.seed)
-        metrics.update(summarise(r.name, res, outs[r.name]))
-        logger.info("%s: trained in %.1f s", r.name, res.seconds)
+    runs, outs, per_seed = {}, {}, {}
+    for seed in args.seeds:
+        data = load_data(seed)
+        base = Recipe("erm", epochs=args.epochs, seed=seed)
+        for r in (base, dataclasses.replace(base, name="mixup", mixup_alpha=args.alpha)):
+            res = train(r, data, track_every=args.epochs)
+            out = analyse(res, data[0], data[1], args.n_per, seed)
+            per_seed.update(summarise(f"{r.name}/seed={seed}", res, out))
+            if seed == args.seeds[0]:  # figures from the first seed
+                runs[r.name], outs[r.name] = res, out
+            logger.info("%s seed %d: trained in %.1f s", r.name, seed, res.seconds)
+    metrics = aggregate(per_seed, runs)
     metrics[metric_key("run", "seconds", "total")] = time.perf_counter() - t0
     rep = build_report(runs, outs, metrics, args)
-    rep.add_metrics(metrics)
+    rep.add_metrics({**metrics, **per_seed})
     path = rep.write(args.out)
-    cols = ("boundary_share", "gap_err", "pos_err", "pos_corr", "line_dist", "same_class_cos")
-    print(f"{'run':6s} " + " ".join(f"{c:>15s}" for c in (*cols, "nc1", "test_acc")))
+    cols = (
+        "boundary_share",
+        "gap_err",
+        "pos_err",
+        "line_dist",
+        "same_class_cos",
+        "nc1",
+        "test_acc",
+    )
+    print(f"mean ± std over seeds {args.seeds}")
+    print(f"{'run':6s} " + " ".join(f"{c:>17s}" for c in cols))
     for name in runs:
-        vals = [metrics[metric_key("collapse", f"mixup_{c}", name)] for c in cols]
-        vals += [metrics[metric_key("collapse", k, name)] for k in ("nc1", "test_acc")]
-        print(f"{name:6s} " + " ".join(f"{v:15.4f}" for v in vals))
+        cells = []
+        for c in cols:
+            metric = c if c in ("nc1", "test_acc") else f"mixup_{c}"
+            mu = metrics[metric_key("collapse", metric, name)]
+            sd = metrics[metric_key("collapse", f"{metric}_std", name)]
+            cells.append(f"{mu:.4f}±{sd:.4f}")
+        print(f"{name:6s} " + " ".join(f"{c:>17s}" for c in cells))
     print(f"report: {path}  ({time.perf_counter() - t0:.0f} s)")
     return metrics
 

@@ -109,9 +109,7 @@ class MixupGeometry:
         out = {"lam": (edges[:-1] + edges[1:]) / 2}
         for name in ("position", "gap", "line_dist"):
             v = getattr(self, name)
-            out[name] = np.array(
-                [_nanmean(v[(idx == k) & self.cross]) for k in range(n_bins)]
-            )
+            out[name] = np.array([_nanmean(v[(idx == k) & self.cross]) for k in range(n_bins)])
         return out
 
     def to_metrics(self, where: str | None = None) -> dict[str, float]:

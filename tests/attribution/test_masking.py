@@ -62,8 +62,13 @@ def test_fill_methods_are_exact_on_blank_images():
     # constant, so neighbour fill and layer masking restore it exactly; black and grey do not
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3),
+        nn.Conv2d(1, 4, 3),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
     ).eval()
     x = torch.full((4, 1, 10, 10), 0.3)
     keep = torch.ones(4, 1, 10, 10)

@@ -107,3 +107,22 @@ def test_plane_coordinates_and_bad_input():
         mixup_geometry(np.zeros((1, 6)), [0.5], [0], [7], stats)
     with pytest.raises(ValueError, match="rows"):
         mixup_geometry(np.zeros((2, 6)), [0.5], [0], [1], stats)
+
+
+def test_plot_mixup_projection():
+    from matplotlib.figure import Figure
+
+    from hiddenlens.viz.collapse import plot_mixup_projection
+
+    verts = np.array([[0.0, 0], [1, 0], [0.5, 0.8]])
+    lam = np.linspace(0, 1, 5)
+    pts = lam[:, None] * verts[0] + (1 - lam[:, None]) * verts[1]
+    fig = plot_mixup_projection(
+        {"points": pts, "lam": lam, "vertices": verts, "clean": verts}, title="t"
+    )
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert ax.get_title() == "t" and len(ax.collections) == 2  # clean + mixed scatters
+    np.testing.assert_allclose(ax.collections[1].get_array(), lam)  # coloured by λ
+    with pytest.raises(ValueError, match=r"vertices must be \[3, 2\]"):
+        plot_mixup_projection({"points": pts, "lam": lam, "vertices": verts[:2]})
