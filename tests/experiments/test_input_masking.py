@@ -45,3 +45,12 @@ def test_config_checks_sizes_against_the_background_band():
     with pytest.raises(ValueError, match=r"sizes must lie in 1\.\.4"):
         MaskingConfig(sizes=(2, 5), jitter=1)
     MaskingConfig(sizes=(5,), jitter=0)
+
+
+def test_frame_removes_the_border_only():
+    from experiments.input_masking.run import frame
+
+    keep = frame(2, 4)
+    assert keep.shape == (2, 1, CANVAS, CANVAS)
+    assert (keep == 0).sum() == 2 * (CANVAS**2 - (CANVAS - 8) ** 2)
+    assert keep[:, :, 4:16, 4:16].min() == 1  # the digit box (corner 6 ± 1) is never touched
