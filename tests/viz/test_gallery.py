@@ -92,6 +92,15 @@ SAMPLES = {
     "plot_nc_curves": ({"nc1": (np.arange(4), [1.0, 0.5, 0.2, 0.1])}, {}),
     "plot_cosine_matrix": (np.eye(3), {}),
     "plot_norms_vs_counts": ({"w": [1.0, 2.0]}, {"counts": [10, 20]}),
+    "plot_mixup_projection": (
+        {
+            "points": R.random((8, 2)),
+            "lam": np.linspace(0, 1, 8),
+            "vertices": np.array([[0.0, 0.0], [1.0, 0.0], [0.5, 0.9]]),
+            "clean": R.random((5, 2)),
+        },
+        {},
+    ),
     "plot_information_plane": (PLANE, {}),
     "plot_information_plane_interactive": (PLANE, {}),
     "plot_epoch_curves": (
