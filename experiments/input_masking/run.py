@@ -29,10 +29,21 @@ from torch import nn
 
 from hiddenlens import metric_key
 from hiddenlens.attribution import occlusion, region_fraction
-from hiddenlens.attribution.masking import MASKINGS, missingness_bias
+from hiddenlens.attribution.masking import missingness_bias
 
 logger = logging.getLogger("input_masking")
 HOOKS = ["1", "3", "6"]  # post-ReLU conv maps of :func:`cnn`: where layer masking applies
+#: The compared removals: name -> (masking method, layer-masking hooks). "layer" is the paper's
+#: layer masking: fill at the conv maps and, at the map that feeds the global average pool,
+#: pool over kept positions only; "layer_fillpool" also neighbour-fills that last map, so the
+#: pool averages over filled positions too (an ablation of the masked pooling).
+VARIANTS = {
+    "black": ("black", ()),
+    "grey": ("grey", ()),
+    "neighbour": ("neighbour", ()),
+    "layer": ("layer", {"1": "fill", "3": "fill", "6": "mean"}),
+    "layer_fillpool": ("layer", {h: "fill" for h in HOOKS}),
+}
 CANVAS, DIGIT = 20, 8
 CENTRE = (CANVAS - DIGIT) // 2  # the digit box's corner without jitter
 
@@ -173,8 +184,8 @@ def bias_table(model, x, at, cfg: MaskingConfig, rng) -> tuple[dict, dict]:
     for shape in SHAPES:
         for k in cfg.sizes:
             keep = removal(shape, at, k, rng)
-            for method in MASKINGS:
-                res = missingness_bias(model, x, keep, method, hook_points=HOOKS, grey=cfg.grey)
+            for method, (kind, hooks) in VARIANTS.items():
+                res = missingness_bias(model, x, keep, kind, hook_points=hooks, grey=cfg.grey)
                 where = f"{method}/{shape}={k}"
                 metrics.update(res.to_metrics(where))
                 stats = {"dlogit": res.dlogit.mean(), "kl": res.kl.mean(), "flip": res.flip_rate}
@@ -207,7 +218,8 @@ def occlusion_scores(model, x, at, cfg: MaskingConfig) -> tuple[dict, dict]:
         "black": {"baseline": 0.0},
         "grey": {"baseline": cfg.grey},
         "neighbour": {"layer_mask_hooks": []},
-        "layer": {"layer_mask_hooks": HOOKS},
+        "layer": {"layer_mask_hooks": VARIANTS["layer"][1]},
+        "layer_fillpool": {"layer_mask_hooks": VARIANTS["layer_fillpool"][1]},
     }
     metrics, maps = {}, {}
     for method, extra in settings.items():
@@ -233,7 +245,7 @@ def build_report(cfg: MaskingConfig, acc: float, metrics: dict, curves: dict, ma
     sec.add_text(_findings(cfg, metrics))
     for shape in SHAPES:
         rows = []
-        for method in MASKINGS:
+        for method in VARIANTS:
             row = {"masking": method}
             for k in cfg.sizes:
                 for name in ("dlogit", "kl", "flip_rate"):
@@ -244,7 +256,7 @@ def build_report(cfg: MaskingConfig, acc: float, metrics: dict, curves: dict, ma
     names = ("occlusion_on_digit", "occlusion_abs_background")
     rows = [
         {"masking": m, **{n: round(metrics[metric_key("attribution", n, m)], 4) for n in names}}
-        for m in MASKINGS
+        for m in VARIANTS
     ]
     sec.add_table(rows, caption="occlusion maps made with each masking")
     labels = {
@@ -255,7 +267,7 @@ def build_report(cfg: MaskingConfig, acc: float, metrics: dict, curves: dict, ma
     for shape in SHAPES:
         for stat, label in labels.items():
             fig = plot_metric_by_k(
-                {m: curves[(shape, m, stat)] for m in MASKINGS},
+                {m: curves[(shape, m, stat)] for m in VARIANTS},
                 ks=cfg.sizes,
                 ylabel=label,
                 xlabel=f"k ({_SHAPE_TEXT[shape]})",
@@ -284,8 +296,11 @@ _SETUP = (
     "k×k square per test image, placed uniformly among positions at least one pixel clear of "
     "the digit box, or a frame, the outer k pixels of the canvas (k = 4 removes 64% of the "
     "image). black = 0, grey = {grey}, neighbour = the hole filled from kept 3×3 neighbours at "
-    "the input only, layer = layer masking (neighbour fill at the input and at the three "
-    "post-ReLU conv maps, the mask max-pooled to each map's resolution). Occlusion: {n_att} "
+    "the input only, layer = layer masking (neighbour fill at the input and at the first two "
+    "post-ReLU conv maps, the mask max-pooled to each map's resolution; the global average "
+    "pool averages over kept positions of the last map only, as in the paper's masked "
+    "pooling), layer_fillpool = the same but the last map is neighbour-filled too, so the pool "
+    "also averages filled positions. Occlusion: {n_att} "
     "test images, window {window}, stride {stride}, each masking as the way to remove the "
     "window; occlusion_on_digit = share of positive attribution inside the 8×8 digit box, "
     "occlusion_abs_background = mean |attribution| per background pixel."
@@ -300,10 +315,10 @@ def _findings(cfg: MaskingConfig, m: dict) -> str:
         cells = "; ".join(
             f"{meth} |Δlogit| {g('missingness_dlogit', f'{meth}/{shape}={k}'):.3f}, flips "
             f"{g('missingness_flip_rate', f'{meth}/{shape}={k}'):.3f}"
-            for meth in MASKINGS
+            for meth in VARIANTS
         )
         parts.append(f"{_SHAPE_TEXT[shape]} (k = {k}): {cells}")
-    occ = ", ".join(f"{meth} {g('occlusion_on_digit', meth):.3f}" for meth in MASKINGS)
+    occ = ", ".join(f"{meth} {g('occlusion_on_digit', meth):.3f}" for meth in VARIANTS)
     return ". ".join(parts) + f". Share of positive occlusion attribution on the digit: {occ}."
 
 
@@ -350,7 +365,7 @@ def _print_headline(cfg: MaskingConfig, acc: float, metrics: dict) -> None:
     print(f"test accuracy {acc:.3f}")
     for shape in SHAPES:
         print(f"{shape}: |dlogit| / KL / flip rate for k = {cfg.sizes}")
-        for meth in MASKINGS:
+        for meth in VARIANTS:
             cells = [
                 "/".join(
                     f"{metrics[metric_key('attribution', f'missingness_{s}', f'{meth}/{shape}={k}')]:.3f}"
@@ -360,7 +375,7 @@ def _print_headline(cfg: MaskingConfig, acc: float, metrics: dict) -> None:
             ]
             print(f"  {meth:10s} " + "  ".join(f"{c:20s}" for c in cells))
     occ = "  ".join(
-        f"{m} {metrics[metric_key('attribution', 'occlusion_on_digit', m)]:.3f}" for m in MASKINGS
+        f"{m} {metrics[metric_key('attribution', 'occlusion_on_digit', m)]:.3f}" for m in VARIANTS
     )
     print(f"occlusion share on the digit: {occ}")
 

@@ -18,7 +18,7 @@ black, grey, neighbour fill at the input only, and layer masking (:data:`MASKING
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +30,7 @@ from hiddenlens._keys import metric_key
 from hiddenlens.attribution._core import run_model
 
 __all__ = [
+    "HOOK_MODES",
     "MASKINGS",
     "MissingnessBias",
     "neighbour_fill",
@@ -79,35 +80,69 @@ def _keep_at(keep: Tensor, act: Tensor) -> Tensor | None:
     return None
 
 
+#: What layer masking does at a hook point: ``"fill"`` neighbour-fills removed positions (image
+#: maps; sequences are zeroed); ``"mean"`` sets them to the per-channel mean of the kept ones, so
+#: a following global average pool averages over kept positions only, as the paper's masked
+#: pooling does.
+HOOK_MODES = ("fill", "mean")
+
+
+def _hook_modes(hook_points: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+    modes = (
+        dict(hook_points)
+        if isinstance(hook_points, Mapping)
+        else dict.fromkeys(hook_points, "fill")
+    )
+    bad = {h: m for h, m in modes.items() if m not in HOOK_MODES}
+    if bad:
+        raise ValueError(f"layer-masking modes {bad} unknown; accepted per hook: {HOOK_MODES}")
+    return modes
+
+
+def _masked_act(act: Tensor, keep: Tensor, mode: str, max_iter: int | None) -> Tensor:
+    k = _keep_at(keep, act)
+    if k is None:
+        return act
+    if act.ndim == 3:
+        k = k.unsqueeze(-1).to(act)  # [n, T, 1]
+    if mode == "mean":
+        dims = tuple(range(2, act.ndim)) if act.ndim == 4 else (1,)
+        kept = k.to(act)
+        mean = (act * kept).sum(dims, keepdim=True) / kept.sum(dims, keepdim=True).clamp_min(1)
+        return torch.where(kept > 0, act, mean)
+    if act.ndim == 4:
+        return neighbour_fill(act, k, max_iter)
+    return act * k
+
+
 def layer_masked_forward(
-    model, x: Tensor, keep: Tensor, hook_points: Sequence[str], *, max_iter: int | None = None
+    model,
+    x: Tensor,
+    keep: Tensor,
+    hook_points: Sequence[str] | Mapping[str, str],
+    *,
+    max_iter: int | None = None,
 ):
     """Run ``model`` on ``x`` with the keep mask (same shape as x, 1 = kept) applied at the input
     and at every hook point: image-like maps [N, C, H, W] are neighbour-filled, sequences
-    [N, T, D] have removed positions zeroed; other activations pass unchanged."""
+    [N, T, D] have removed positions zeroed; other activations pass unchanged. hook_points: a
+    list (every hook ``"fill"``) or ``{hook: mode}`` with modes from :data:`HOOK_MODES`."""
     from hiddenlens.hooks import patch
 
     if keep.shape != x.shape:
         raise ValueError(
             f"keep mask shape {tuple(keep.shape)} must equal the input's {tuple(x.shape)}"
         )
+    modes = _hook_modes(hook_points)
     x_in = neighbour_fill(x, keep.amin(1, keepdim=True), max_iter) if x.ndim == 4 else x * keep
-
-    def fn(act: Tensor) -> Tensor:
-        k = _keep_at(keep, act)
-        if k is None:
-            return act
-        if act.ndim == 4:
-            return neighbour_fill(act, k, max_iter)
-        return act * k.unsqueeze(-1).to(act)
-
-    if not hook_points:
+    if not modes:
         return run_model(model, x_in)
-    with patch(model, {h: fn for h in hook_points}):
+    fns = {h: (lambda act, m=m: _masked_act(act, keep, m, max_iter)) for h, m in modes.items()}
+    with patch(model, fns):
         return run_model(model, x_in)
 
 
-def _check_masking(method: str, hook_points: Sequence[str]) -> None:
+def _check_masking(method: str, hook_points) -> None:
     if method not in MASKINGS:
         raise ValueError(f"unknown masking method {method!r}; accepted: {MASKINGS}")
     if method == "layer" and not hook_points:
@@ -123,12 +158,14 @@ def masked_forward(
     keep: Tensor,
     method: str,
     *,
-    hook_points: Sequence[str] = (),
+    hook_points: Sequence[str] | Mapping[str, str] = (),
     grey: float = 0.5,
 ):
     """Run ``model`` on ``x`` [N, C, H, W] with positions where ``keep`` is 0 removed by
     ``method`` (one of :data:`MASKINGS`). keep: x's shape or broadcastable to it
-    ([N, 1, H, W], [1, 1, H, W]); 1 = kept. hook_points: the layers of layer masking."""
+    ([N, 1, H, W], [1, 1, H, W]); 1 = kept. hook_points: the layers of layer masking, as in
+    :func:`layer_masked_forward` (e.g. ``{"conv1": "fill", "conv2": "mean"}`` where conv2
+    feeds a global average pool)."""
     _check_masking(method, hook_points)
     try:
         keep = torch.as_tensor(keep).to(x).expand_as(x)
@@ -142,7 +179,7 @@ def masked_forward(
     if method == "grey":
         return run_model(model, torch.where(keep > 0, x, torch.full_like(x, float(grey))))
     return layer_masked_forward(
-        model, x, keep.contiguous(), tuple(hook_points) if method == "layer" else ()
+        model, x, keep.contiguous(), hook_points if method == "layer" else ()
     )
 
 
@@ -181,7 +218,7 @@ def missingness_bias(
     keep: Tensor,
     method: str,
     *,
-    hook_points: Sequence[str] = (),
+    hook_points: Sequence[str] | Mapping[str, str] = (),
     grey: float = 0.5,
     batch_size: int = 256,
 ) -> MissingnessBias:

@@ -97,3 +97,27 @@ def test_masking_rejects_bad_input():
         masked_forward(model, x, torch.ones(1, 1, 4, 4), "grey")
     with pytest.raises(ValueError, match="batch_size"):
         missingness_bias(model, x, torch.ones(1, 1, 8, 8), "grey", batch_size=0)
+
+
+def test_mean_mode_pools_over_kept_positions_only():
+    # conv 1x1 → ReLU → global average pool → linear: with "mean" at the pool's input, layer
+    # masking gives exactly the average over kept positions of the clean map (the removed
+    # pixels' content cannot matter: the 1x1 conv never mixes positions)
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(2, 3, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 4)
+    ).eval()
+    x = torch.randn(2, 2, 6, 6)
+    keep = torch.ones(2, 1, 6, 6)
+    keep[0, :, :3] = 0
+    keep[1, :, 2:5, 1:4] = 0
+    with torch.no_grad():
+        h = model[1](model[0](x))  # [2, 3, 6, 6]
+        pooled = (h * keep).sum((2, 3)) / keep.sum((2, 3))
+        want = model[4](pooled)
+        got = masked_forward(model, x, keep, "layer", hook_points={"1": "mean"})
+        torch.testing.assert_close(got, want)
+        filled = masked_forward(model, x, keep, "layer", hook_points=["1"])
+    assert not torch.allclose(filled, want, atol=1e-4)  # "fill" weights the edge positions
+    with pytest.raises(ValueError, match="modes .* unknown"):
+        masked_forward(model, x, keep, "layer", hook_points={"1": "zero"})
