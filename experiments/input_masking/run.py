@@ -248,7 +248,7 @@ def build_report(cfg: MaskingConfig, acc: float, metrics: dict, curves: dict, ma
         for method in VARIANTS:
             row = {"masking": method}
             for k in cfg.sizes:
-                for name in ("dlogit", "kl", "flip_rate"):
+                for name in ("dlogit", "kl", "flip_rate", "dprob"):
                     key = metric_key("attribution", f"missingness_{name}", f"{method}/{shape}={k}")
                     row[f"{name} k={k}"] = round(metrics[key], 4)
             rows.append(row)
@@ -303,7 +303,10 @@ _SETUP = (
     "also averages filled positions. Occlusion: {n_att} "
     "test images, window {window}, stride {stride}, each masking as the way to remove the "
     "window; occlusion_on_digit = share of positive attribution inside the 8×8 digit box, "
-    "occlusion_abs_background = mean |attribution| per background pixel."
+    "occlusion_abs_background = mean |attribution| per background pixel. dlogit = |Δ| of the "
+    "clean predicted class's logit, dprob = signed change of its probability (> 0: more "
+    "confident), flip_top_class_share (metrics) = share of flips that land on the single most "
+    "common new class."
 )
 
 
@@ -364,16 +367,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 def _print_headline(cfg: MaskingConfig, acc: float, metrics: dict) -> None:
     print(f"test accuracy {acc:.3f}")
     for shape in SHAPES:
-        print(f"{shape}: |dlogit| / KL / flip rate for k = {cfg.sizes}")
+        print(f"{shape}: |dlogit| / KL / flip rate / signed dprob for k = {cfg.sizes}")
         for meth in VARIANTS:
             cells = [
                 "/".join(
                     f"{metrics[metric_key('attribution', f'missingness_{s}', f'{meth}/{shape}={k}')]:.3f}"
-                    for s in ("dlogit", "kl", "flip_rate")
+                    for s in ("dlogit", "kl", "flip_rate", "dprob")
                 )
                 for k in cfg.sizes
             ]
-            print(f"  {meth:10s} " + "  ".join(f"{c:20s}" for c in cells))
+            print(f"  {meth:14s} " + "  ".join(f"{c:27s}" for c in cells))
     occ = "  ".join(
         f"{m} {metrics[metric_key('attribution', 'occlusion_on_digit', m)]:.3f}" for m in VARIANTS
     )

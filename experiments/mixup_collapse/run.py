@@ -166,7 +166,27 @@ def _findings(m: dict) -> str:
         f"{g('mixup_same_class_cos', 'erm'):.3f}, mixup {g('mixup_same_class_cos', 'mixup'):.3f}. "
         f"Clean NC1: ERM {g('nc1', 'erm'):.3g}, mixup {g('nc1', 'mixup'):.3g}; test accuracy "
         f"ERM {g('test_acc', 'erm'):.3f}, mixup {g('test_acc', 'mixup'):.3f} (means over "
-        "seeds). Figures: the first seed."
+        "seeds). Figures: the first seed. " + verdict(m)
+    )
+
+
+def verdict(m: dict) -> str:
+    """The claim's two parts, judged on the measured means."""
+    g = lambda k, n: m[metric_key("collapse", k, n)]  # noqa: E731
+    bs, bs_erm = g("mixup_boundary_share", "mixup"), g("mixup_boundary_share", "erm")
+    off, off_erm = g("mixup_line_dist", "mixup"), g("mixup_line_dist", "erm")
+    cross = bs > max(1 / 3, bs_erm) + 0.1 and off > 2 * off_erm
+    same = g("mixup_same_class_cos", "mixup") >= g("mixup_same_class_cos", "erm")
+    return (
+        "Different-class mixes: "
+        + ("reproduced" if cross else "not reproduced")
+        + " (criterion: boundary share > max(1/3, ERM's) + 0.1 and distance to the class-mean "
+        "line > 2× ERM's: the features leave the segment between the class means and gather at "
+        "the decision boundary). Same-class mixes aligned with the classifier at least as well "
+        "as ERM's features: "
+        + ("yes" if same else "no")
+        + f" (cosine {g('mixup_same_class_cos', 'mixup'):.3f} vs ERM "
+        f"{g('mixup_same_class_cos', 'erm'):.3f})."
     )
 
 
@@ -235,6 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             sd = metrics[metric_key("collapse", f"{metric}_std", name)]
             cells.append(f"{mu:.4f}±{sd:.4f}")
         print(f"{name:6s} " + " ".join(f"{c:>17s}" for c in cells))
+    print(verdict(metrics))
     print(f"report: {path}  ({time.perf_counter() - t0:.0f} s)")
     return metrics
 

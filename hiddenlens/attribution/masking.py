@@ -188,7 +188,8 @@ class MissingnessBias:
     """The prediction shift of one masking method on a removed region that should not matter.
 
     dlogit [n]: |Δ| of the logit of the clean predicted class; kl [n]: KL(p_clean ‖ p_masked)
-    in nats; pred_clean, pred_masked [n]: argmax classes (a flip is where they differ).
+    in nats; pred_clean, pred_masked [n]: argmax classes (a flip is where they differ); dprob
+    [n]: signed change of the clean predicted class's probability (> 0: more confident).
     """
 
     method: str
@@ -196,19 +197,21 @@ class MissingnessBias:
     kl: np.ndarray
     pred_clean: np.ndarray
     pred_masked: np.ndarray
+    dprob: np.ndarray
 
     @property
     def flip_rate(self) -> float:
         return float(np.mean(self.pred_clean != self.pred_masked))
 
     def to_metrics(self, where: str | None = None) -> dict[str, float]:
-        """``attribution/missingness_{dlogit,kl,flip_rate}/<where>`` (``where`` defaults to
-        the method; e.g. ``"grey/k=4"``)."""
+        """``attribution/missingness_{dlogit,kl,flip_rate,dprob}/<where>`` (means; ``where``
+        defaults to the method, e.g. ``"grey/k=4"``)."""
         w = where or self.method
         return {
             metric_key("attribution", "missingness_dlogit", w): float(self.dlogit.mean()),
             metric_key("attribution", "missingness_kl", w): float(self.kl.mean()),
             metric_key("attribution", "missingness_flip_rate", w): self.flip_rate,
+            metric_key("attribution", "missingness_dprob", w): float(self.dprob.mean()),
         }
 
 
@@ -244,7 +247,14 @@ def missingness_bias(
     pred = lc.argmax(1)
     logp, logq = lc.log_softmax(1), lm.log_softmax(1)
     kl = (logp.exp() * (logp - logq)).sum(1)
-    dlogit = (lm - lc).gather(1, pred[:, None])[:, 0].abs()
+    at = pred[:, None]
+    dlogit = (lm - lc).gather(1, at)[:, 0].abs()
+    dprob = (logq.exp() - logp.exp()).gather(1, at)[:, 0]
     return MissingnessBias(
-        method, dlogit.numpy(), kl.clamp_min(0).numpy(), pred.numpy(), lm.argmax(1).numpy()
+        method,
+        dlogit.numpy(),
+        kl.clamp_min(0).numpy(),
+        pred.numpy(),
+        lm.argmax(1).numpy(),
+        dprob.numpy(),
     )

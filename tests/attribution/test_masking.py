@@ -50,10 +50,11 @@ def test_closed_form_shift_per_masking():
         p = torch.softmax(torch.tensor([g0 + 0.3, -g0], dtype=torch.float64), 0)
         q = torch.softmax(torch.tensor([g1 + 0.3, -g1], dtype=torch.float64), 0)
         np.testing.assert_allclose(res.kl, float((p * (p / q).log()).sum()), atol=1e-9)
+        np.testing.assert_allclose(res.dprob, float(q[1] - p[1]), atol=1e-9)  # class 1 predicted
     m = res.to_metrics("layer/k=1")
     assert m["attribution/missingness_flip_rate/layer/k=1"] == 0.0
     assert set(m) == {
-        f"attribution/missingness_{k}/layer/k=1" for k in ("dlogit", "kl", "flip_rate")
+        f"attribution/missingness_{k}/layer/k=1" for k in ("dlogit", "kl", "flip_rate", "dprob")
     }
 
 

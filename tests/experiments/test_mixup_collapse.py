@@ -28,3 +28,20 @@ def test_aggregate_over_seeds():
     out = aggregate(per, ["erm", "mixup"])
     assert out["collapse/nc1/erm"] == 2.0 and out["collapse/nc1_std/erm"] == 1.0
     assert out["collapse/nc1/mixup"] == 5.0 and np.isclose(out["collapse/nc1_std/mixup"], 0)
+
+
+def test_verdict_follows_the_criterion():
+    from experiments.mixup_collapse.run import verdict
+
+    def metrics(bs, off):
+        out = {}
+        for run, b, o, c in (("erm", 0.15, 0.1, 0.99), ("mixup", bs, off, 0.85)):
+            out[f"collapse/mixup_boundary_share/{run}"] = b
+            out[f"collapse/mixup_line_dist/{run}"] = o
+            out[f"collapse/mixup_same_class_cos/{run}"] = c
+        return out
+
+    assert verdict(metrics(0.58, 0.4)).startswith("Different-class mixes: reproduced")
+    assert "not reproduced" in verdict(metrics(0.40, 0.4))  # below 1/3 + 0.1
+    assert "not reproduced" in verdict(metrics(0.58, 0.15))  # still near the segment
+    assert "classifier at least as well as ERM's features: no" in verdict(metrics(0.58, 0.4))
