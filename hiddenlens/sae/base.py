@@ -193,8 +193,8 @@ class BaseSAE(nn.Module, metaclass=abc.ABCMeta):
         g = self.W_dec.grad
         if g is None:
             return
-        par = (g * self.W_dec).sum(-1, keepdim=True)
-        g -= par * self.W_dec
+        par = torch.linalg.vecdot(g, self.W_dec).unsqueeze(-1)  # no [d_sae, d_in] temporary
+        g.addcmul_(par, self.W_dec, value=-1.0)
 
     def save(self, path, *, sparsity: Tensor | None = None) -> None:
         """Write ``cfg.json`` + ``sae_weights.safetensors`` (+ ``sparsity.safetensors``)."""

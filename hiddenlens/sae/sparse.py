@@ -108,7 +108,9 @@ class _EncodeAt(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             g_bdec = -(w_enc @ per_latent)
         if ctx.needs_input_grad[2]:
-            g_w = a._group_by_latent(x_c, g).t()
+            g_w = a._group_by_latent(x_c, g).t()  # [d_in, d_sae], transposed storage
+            if not w_enc.t().is_contiguous():  # laid out like W_enc (the fused Adam needs it)
+                g_w = g_w.contiguous()
         g_b = per_latent if ctx.needs_input_grad[3] else None
         return None, g_bdec, g_w, g_b, None, None
 
