@@ -11,6 +11,7 @@ O(nnz * d_in) instead of O(batch * d_sae * d_in).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -73,14 +74,20 @@ class Active:
         out[self.rows, self.cols] = values
         return out
 
+    @functools.cached_property
+    def _latent_bags(self) -> tuple[Tensor, Tensor]:
+        """(row of each pair in latent order, latent offsets), int32 where they fit: both
+        weight gradients use them, and ``embedding_bag`` is ~1.8x faster on int32 (CPU)."""
+        rows = self.rows[self.by_latent]
+        if self.n_rows < 2**31 - 1 and self.nnz < 2**31 - 1:
+            return rows.int(), self.latent_offsets.int()
+        return rows, self.latent_offsets
+
     def _group_by_latent(self, table: Tensor, weights: Tensor) -> Tensor:
         """[d_sae, d] = sum over pairs (r, l) of weights * table[r], grouped by latent l."""
+        rows, offsets = self._latent_bags
         return F.embedding_bag(
-            self.rows[self.by_latent],
-            table,
-            self.latent_offsets,
-            mode="sum",
-            per_sample_weights=weights[self.by_latent],
+            rows, table, offsets, mode="sum", per_sample_weights=weights[self.by_latent]
         )
 
 

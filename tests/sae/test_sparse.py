@@ -64,3 +64,22 @@ def test_auxk_loss_and_gradients_equal_dense_reference():
     (mse + aux).backward()
     for n, p in sae.named_parameters():
         assert torch.allclose(sparse_grads[n], p.grad, atol=1e-10), n
+
+
+def test_hierarchical_topk_chooses_the_same_entries_as_torch_topk():
+    from hiddenlens.sae.architectures.topk import topk_indices
+
+    g = torch.Generator().manual_seed(0)
+    for c, n, k in [(64, 6144, 32), (33, 4096, 32), (40, 2048, 5), (7, 1000, 3), (5, 256, 16)]:
+        score = torch.randn(c, n, generator=g)
+        score[:, ::7] -= 3.0  # uneven groups
+        score[0, :k] = float("-inf")
+        got = topk_indices(score, k)
+        ref = score.topk(k, dim=1).indices
+        assert torch.equal(got.sort(1).values, ref.sort(1).values), (c, n, k)
+    ties = torch.randint(0, 4, (16, 6144), generator=g).float()  # many equal values
+    got = topk_indices(ties, 32)
+    assert (got.sort(1).values.diff(dim=1) > 0).all()  # distinct columns in every row
+    assert torch.equal(
+        ties.gather(1, got).sort(1).values, ties.topk(32, dim=1).values.sort(1).values
+    )

@@ -5,7 +5,10 @@ pre-activations (then ReLU), no sparsity penalty; AuxK reconstructs the residual
 the top k_aux dead latents, weight alpha = 1/32. Training is sparse (see
 ``hiddenlens.sae.sparse``): only the dense encoder matmul touches every latent, and it is
 done in row chunks so the bias add and the top-k selection run on cache-resident tiles;
-the full [batch, d_sae] pre-activation matrix is never stored. With
+the full [batch, d_sae] pre-activation matrix is never stored. The top-k of each tile is
+exact but hierarchical (:func:`topk_indices`): the k largest entries of a row lie in the k
+groups with the largest maxima, so two rounds of "group maxima, top-k groups, gather their
+entries" shrink each row from d_sae to 8k candidates before ``torch.topk``. With
 ``sae.selection_dtype = torch.bfloat16`` (``TrainConfig.encoder_dtype``) that matmul runs
 in bf16 for the choice only; the chosen pairs' pre-activations are recomputed in fp32 from
 the fp32 master weights (k of d_sae dot products), so the values and gradients stay fp32.
@@ -34,6 +37,40 @@ class Selection:
     aux_pre: Tensor | None = None
 
 
+#: (group size, sub-group size) of the two rounds of :func:`topk_indices`
+TOPK_GROUPS = (32, 8)
+
+
+def _top_groups(v: Tensor, g: int, k: int) -> tuple[Tensor, Tensor]:
+    """Ids [c, k] of the k groups of ``g`` columns of ``v`` [c, L] with the largest maxima,
+    and their entries [c, k * g] (group by group)."""
+    c, n_groups = v.shape[0], v.shape[1] // g
+    ids = v.view(c, n_groups, g).amax(-1).topk(k, dim=1, sorted=False).indices
+    rows = torch.arange(0, c * n_groups, n_groups, device=v.device).unsqueeze(1)
+    entries = v.reshape(c * n_groups, g).index_select(0, (ids + rows).view(-1))
+    return ids, entries.view(c, k * g)
+
+
+def topk_indices(score: Tensor, k: int) -> Tensor:
+    """Column indices [c, k] (unordered) of the k largest entries of each row of ``score``.
+
+    The same set as ``score.topk(k, dim=1).indices`` (among tied values either may be
+    chosen): an entry among a row's k largest lies in one of the k groups with the largest
+    maxima (else k groups hold a larger entry each). Two rounds of that filter leave k * g2
+    candidates; on a d_sae = 6144, k = 32 tile it is ~25% faster than ``torch.topk``,
+    whose cost grows with the row length. Short or indivisible rows use ``torch.topk``.
+    """
+    c, n = score.shape
+    g1, g2 = TOPK_GROUPS
+    if n % g1 or n // g1 < 4 * k or not score.is_contiguous() or score.device.type != "cpu":
+        return score.topk(k, dim=1, sorted=False).indices
+    ids1, cand1 = _top_groups(score, g1, k)
+    ids2, cand2 = _top_groups(cand1, g2, k)
+    j = cand2.topk(k, dim=1, sorted=False).indices  # position in cand2
+    pos = ids2.gather(1, j // g2) * g2 + j % g2  # position in cand1
+    return ids1.gather(1, pos // g1) * g1 + pos % g1
+
+
 def _sorted_pairs(idx: Tensor, pre: Tensor) -> tuple[Tensor, Tensor]:
     idx, perm = idx.sort(dim=1)
     return idx, pre.gather(1, perm)
@@ -59,7 +96,7 @@ def select_topk(
         rows = slice(s, min(s + CHUNK_ROWS, n))
         p = torch.addmm(b, xs[rows], w)  # [c, d_sae]
         score = p if score_fn is None else score_fn(p, rows)
-        i = score.topk(k, dim=1, sorted=False).indices
+        i = topk_indices(score, k)
         idx[rows], pre[rows] = _sorted_pairs(
             i, p.gather(1, i) if exact else _pre_at(sae, x_c[rows], i)
         )
