@@ -112,12 +112,12 @@ def _train(store, arch: str, k: int, args):
 
 
 @torch.no_grad()
-def grad_selected_fvu(sae, store) -> dict[str, float]:
+def grad_selected_fvu(sae, store, hook: str = HOOK) -> dict[str, float]:
     """FVU / L0 on the held-out rows when the g-SAE selects with the true gradient."""
     from hiddenlens.sae.evaluation import reconstruction_metrics
 
-    x = torch.from_numpy(store.rows(HOOK).copy()).float()
-    g = torch.from_numpy(store.rows(HOOK + "#grad").copy()).float()
+    x = torch.from_numpy(store.rows(hook).copy()).float()
+    g = torch.from_numpy(store.rows(hook + "#grad").copy()).float()
     z = sae.encode_with_grad(x, g)
     m = reconstruction_metrics(x, sae.decode(z))
     return {"fvu": m["fvu"], "l0": float((z != 0).sum(1).float().mean())}

@@ -22,6 +22,13 @@ from pathlib import Path
 import torch
 
 SEQ, VOCAB, SPECIALS = 128, 4096, ["<pad>", "<bos>", "<eos>"]
+TRAIN_FRACTION = 0.95
+
+
+def split_corpus(texts: list[str]) -> tuple[list[str], list[str]]:
+    """(training documents, held-out documents): the first 95% and the rest, in order."""
+    split = int(TRAIN_FRACTION * len(texts))
+    return texts[:split], texts[split:]
 
 
 def train_tokenizer(texts: list[str]):
@@ -93,10 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     from hiddenlens._io import write_json
     from hiddenlens.corpus import demo_corpus
 
-    texts = demo_corpus()
-    split = int(0.95 * len(texts))
-    tok = train_tokenizer(texts[:split])
-    train_blocks, test_blocks = packed(tok, texts[:split]), packed(tok, texts[split:])
+    train_texts, test_texts = split_corpus(demo_corpus())
+    tok = train_tokenizer(train_texts)
+    train_blocks, test_blocks = packed(tok, train_texts), packed(tok, test_texts)
     model = build_model(len(tok))
     before = held_out_loss(model, test_blocks)
     info = train(model, train_blocks, args.minutes * 60)
