@@ -1,7 +1,8 @@
 """Outputs of the g-SAE vs TopK run on the causal LM: verdicts, the figure (CE increase and
 the paired difference against k, with bootstrap CIs, drawn by
-:func:`hiddenlens.viz.plot_layer_curves`), ``metrics.json`` / ``report.html`` (via
-:class:`hiddenlens.report.Report`), ``report.md`` and ``gsae_results.json``."""
+:func:`hiddenlens.viz.layers.plot_layer_curves`), ``metrics.json`` / ``report.html`` (via
+:class:`hiddenlens.report.Report`), ``report.md`` and ``gsae_results.json`` (the summary,
+one row per SAE, and the per-document values [seeds, docs] with their token counts)."""
 
 from __future__ import annotations
 
@@ -155,7 +156,11 @@ def write_outputs(args, res: dict, summary: dict) -> list[str]:
     sec.add_table(_table(summary), caption="seed means; CIs resample held-out documents")
     sec.add_text("\n".join(k_lines(summary)))
     report.write(out)
-    write_json(out / "gsae_results.json", {"summary": {str(k): v for k, v in summary.items()},
-                                           "saes": res["saes"]})  # fmt: skip
+    per_doc = {m: {str(k): {key: v.tolist() for key, v in d.items()} for k, d in by.items()}
+               for m, by in res["per_doc"].items()}  # fmt: skip
+    write_json(out / "gsae_results.json", {
+        "summary": {str(k): v for k, v in summary.items()}, "saes": res["saes"],
+        "per_doc": per_doc, "n_ce": res["n_ce"].tolist(), "n_kl": res["n_kl"].tolist(),
+    })  # fmt: skip
     write_text(out / "report.md", markdown(args, res, summary))
     return k_lines(summary) + [verdict(summary, m) for m in ("gsae", "gsae_oracle")]

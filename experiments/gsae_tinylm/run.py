@@ -55,8 +55,8 @@ def _args(argv):
     ap.add_argument("--n-boot", type=int, default=2000)
     args = ap.parse_args(argv)
     if args.fast:
-        args.ks, args.seeds, args.d_sae, args.tokens, args.batch = [4, 8], [0, 1], 64, 4096, 256
-        args.train_docs, args.test_docs, args.n_boot = 48, 8, 200
+        args.ks, args.seeds, args.d_sae, args.tokens, args.batch = [4, 8], [0], 64, 2048, 256
+        args.train_docs, args.test_docs, args.n_boot = 24, 4, 200
     if min(args.ks) < 1 or max(args.ks) > args.d_sae or len(set(args.seeds)) < 1:
         raise ValueError(f"--ks must lie in [1, --d-sae={args.d_sae}], got {args.ks}")
     return args
