@@ -56,8 +56,8 @@ def k_lines(summary: dict) -> list[str]:
 
 
 def figure(summary: dict):
-    from hiddenlens.viz.style import new_grid
     from hiddenlens.viz.layers import LayerCurves, plot_layer_curves
+    from hiddenlens.viz.style import new_grid
 
     ks = list(summary)
     names = [f"k={k} (L0 {summary[k]['topk']['l0']:.1f})" for k in ks]

@@ -78,8 +78,13 @@ def _stores(handle, train, test, args):
 
     return {
         name: cache_activations(
-            handle, docs, [args.hook], args.out / f"store_{name}", batch_size=32,
-            grads=True, loss_fn=ev.next_token_loss,
+            handle,
+            docs,
+            [args.hook],
+            args.out / f"store_{name}",
+            batch_size=32,
+            grads=True,
+            loss_fn=ev.next_token_loss,
         )  # fmt: skip
         for name, docs in (("train", train), ("test", test))
     }
@@ -117,9 +122,7 @@ def _run(args) -> dict:
     handle = load_model(args.model)
     train_docs, test_docs = _docs(args)
     stores = _stores(handle, train_docs, test_docs, args)
-    encoded = ev.encode_docs(handle, test_docs)
-    grads = ev.doc_gradients(handle, args.hook, encoded)
-    n_ce, n_kl = ev.token_counts(handle, encoded)
+    held = ev.held_out(handle, args.hook, test_docs)
     # per_doc[method][k][metric]: [seeds, docs]; saes: one summary row per trained SAE
     per_doc = {m: {k: {} for k in args.ks} for m in METHODS}
     saes, t0 = [], time.perf_counter()
@@ -130,20 +133,20 @@ def _run(args) -> dict:
                 methods = ("topk",) if arch == "topk" else ("gsae", "gsae_oracle")
                 for method in methods:
                     oracle = method == "gsae_oracle"
-                    docs = ev.per_doc_spliced(
-                        sae, handle, args.hook, encoded, grads if oracle else None
-                    )
+                    docs = ev.per_doc_spliced(sae, handle, args.hook, held, oracle)
                     for key, v in docs.items():
                         per_doc[method][k].setdefault(key, []).append(v)
                     row = {"k": k, "seed": seed, "method": method}
                     row.update(_store_metrics(sae, stores["test"], args.hook, oracle))
                     saes.append(row)
     return {
-        "per_doc": {m: {k: {key: np.stack(v) for key, v in d.items()} for k, d in by.items()}
-                    for m, by in per_doc.items()},  # fmt: skip
+        "per_doc": {
+            m: {k: {key: np.stack(v) for key, v in d.items()} for k, d in by.items()}
+            for m, by in per_doc.items()
+        },  # fmt: skip
         "saes": saes,
-        "n_ce": n_ce,
-        "n_kl": n_kl,
+        "n_ce": held.n_ce,
+        "n_kl": held.n_kl,
         "n_train_rows": len(stores["train"]),
         "n_train_docs": len(train_docs),
         "seconds_train_and_eval": time.perf_counter() - t0,

@@ -30,38 +30,42 @@ def _sae(arch: str, beta: float = 1.0):
 def test_next_token_loss_is_the_hf_lm_loss(lm):
     batch = lm.tokenize(SENTENCES[:1])
     ref = lm.model(input_ids=batch["input_ids"], labels=batch["input_ids"]).loss
-    assert float(ev.next_token_loss(lm.forward(batch), batch)) == pytest.approx(float(ref), 1e-5)
+    loss = ev.next_token_loss(lm.forward(batch), batch).detach()
+    assert float(loss) == pytest.approx(float(ref), 1e-5)
     with pytest.raises(ValueError, match=">= 2 real tokens"):
         ev.next_token_loss(lm.forward(batch), {"input_ids": batch["input_ids"][:, :1]})
 
 
 def test_per_document_weights_give_the_pooled_spliced_metrics(lm):
-    """Token-weighted per-document means equal spliced_metrics on all documents at once."""
+    """Token-weighted per-document means equal spliced_metrics on all documents at once,
+    for plain and gradient-selected splices (SAELens's special-token rules included)."""
     from hiddenlens.sae.spliced import spliced_metrics
 
-    sae = _sae("topk")
-    docs = ev.encode_docs(lm, SENTENCES)
-    per = ev.per_doc_spliced(sae, lm, HOOK, docs)
-    n_ce, n_kl = ev.token_counts(lm, docs)
+    sae = _sae("gradient_topk", beta=50.0)
+    held = ev.held_out(lm, HOOK, SENTENCES, batch_size=4)
+    real = np.concatenate([b["attention_mask"].sum(1).numpy() for b in held.batches])
+    assert (held.n_kl == real - 2).all()  # <bos> and <eos> are not counted ...
+    assert (held.n_ce == held.n_kl).all()  # ... but the last word predicts <eos>, a real token
     pooled = spliced_metrics(sae, lm, HOOK, list(SENTENCES), batch_size=2)
-    real = np.array([int(d["attention_mask"].sum()) for d in docs])
-    assert (n_kl == real - 2).all()  # <bos> and <eos> are not counted ...
-    assert (n_ce == n_kl).all()  # ... but the last word predicts <eos>, a real token
-    for key, w in (("ce_spliced", n_ce), ("ce_clean", n_ce), ("kl_spliced", n_kl)):
+    per = ev.per_doc_spliced(sae, lm, HOOK, held)
+    for key, w in (("ce_spliced", held.n_ce), ("ce_clean", held.n_ce),
+                   ("ce_zero", held.n_ce), ("kl_spliced", held.n_kl)):  # fmt: skip
         assert (per[key] * w).sum() / w.sum() == pytest.approx(pooled[key], rel=1e-6)
+    oracle = ev.per_doc_spliced(sae, lm, HOOK, held, oracle=True)
+    assert not np.allclose(oracle["ce_spliced"], per["ce_spliced"])
 
 
 def test_gradient_selection_is_plain_topk_at_beta_zero_and_differs_otherwise(lm):
-    docs = ev.encode_docs(lm, SENTENCES[:3])
-    grads = ev.doc_gradients(lm, HOOK, docs)
-    a = torch.randn(*grads[0].shape[:2], 16)
+    held = ev.held_out(lm, HOOK, SENTENCES[:3])
+    grad = held.grads[0]
+    assert grad.shape[:2] == held.batches[0]["input_ids"].shape and grad.abs().sum() > 0
+    a = torch.randn(*grad.shape[:2], 16)
     plain = _sae("gradient_topk", beta=0.0)
-    torch.testing.assert_close(ev.GradSelected(plain, grads[0]).reconstruct(a), plain.reconstruct(a))
+    torch.testing.assert_close(ev.GradSelected(plain, grad).reconstruct(a), plain.reconstruct(a))
     strong = _sae("gradient_topk", beta=50.0)
-    assert not torch.allclose(ev.GradSelected(strong, grads[0]).reconstruct(a), strong.reconstruct(a))
-    assert all(g.abs().sum() > 0 and g.shape[:2] == d["input_ids"].shape for g, d in zip(grads, docs))
+    assert not torch.allclose(ev.GradSelected(strong, grad).reconstruct(a), strong.reconstruct(a))
     with pytest.raises(ValueError, match="gradient"):
-        ev.GradSelected(strong, grads[0]).reconstruct(a[:, :1])
+        ev.GradSelected(strong, grad).reconstruct(a[:, :1])
 
 
 def test_bootstrap_ratio_closed_forms():
