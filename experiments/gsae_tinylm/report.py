@@ -24,10 +24,18 @@ def _side(d: dict) -> str:
     return "no resolved difference"
 
 
+def _count(summary: dict, method: str, metric: str) -> tuple[list, list]:
+    """(k values where g-SAE is lower, where TopK is lower) with the paired CI off 0."""
+    diffs = {k: e[f"{method}-topk"][metric] for k, e in summary.items()}
+    return [k for k, d in diffs.items() if d["ci_high"] < 0], [
+        k for k, d in diffs.items() if d["ci_low"] > 0
+    ]
+
+
 def verdict(summary: dict, method: str = "gsae") -> str:
     """Does the g-SAE's spliced CE increase beat TopK's (CI of the paired difference < 0)?"""
-    wins = [k for k, e in summary.items() if e[f"{method}-topk"]["ce_increase"]["ci_high"] < 0]
-    losses = [k for k, e in summary.items() if e[f"{method}-topk"]["ce_increase"]["ci_low"] > 0]
+    wins, losses = _count(summary, method, "ce_increase")
+    kl_wins, kl_losses = _count(summary, method, "kl_spliced")
     ks = list(summary)
     if len(wins) == len(ks):
         claim = "reproduces"
@@ -38,7 +46,8 @@ def verdict(summary: dict, method: str = "gsae") -> str:
     tail = f"; TopK is lower at k = {', '.join(map(str, losses))}" if losses else ""
     return (
         f"{LABELS[method]}: the claim {claim} (CE increase lower than TopK's with the 95% CI "
-        f"of the paired difference below 0 at {len(wins)} of {len(ks)} k values{tail})."
+        f"of the paired difference below 0 at {len(wins)} of {len(ks)} k values{tail}; "
+        f"KL lower at {len(kl_wins)}, higher at {len(kl_losses)} of {len(ks)})."
     )
 
 
@@ -72,8 +81,12 @@ def figure(summary: dict):
 
     inc = curves(lambda e, m: e[m]["ce_increase"], "spliced CE increase (nats)", METHODS)
     plot_layer_curves(inc, ax=axes[0], title="CE increase when the SAE is spliced in (95% CI)")
-    diff = curves(lambda e, m: e[f"{m}-topk"]["ce_increase"], "g-SAE - TopK (nats)",
-                  ("gsae", "gsae_oracle"), reference=0.0)  # fmt: skip
+    zero = {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}  # TopK - TopK: keeps the colours
+
+    def paired(e, m):
+        return zero if m == "topk" else e[f"{m}-topk"]["ce_increase"]
+
+    diff = curves(paired, "g-SAE - TopK (nats)", METHODS, reference=0.0)
     plot_layer_curves(diff, ax=axes[1], title="Paired difference of the CE increase (95% CI)")
     return fig
 
