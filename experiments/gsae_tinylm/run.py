@@ -59,6 +59,11 @@ def _args(argv):
         args.train_docs, args.test_docs, args.n_boot = 24, 4, 200
     if min(args.ks) < 1 or max(args.ks) > args.d_sae or len(set(args.seeds)) < 1:
         raise ValueError(f"--ks must lie in [1, --d-sae={args.d_sae}], got {args.ks}")
+    if not Path(args.model).is_dir():
+        raise FileNotFoundError(
+            f"--model {args.model!r} is not a directory; train the causal LM first: "
+            "python -m experiments.tinylm.train --out runs/tinylm/model"
+        )
     return args
 
 

@@ -84,6 +84,11 @@ def test_bootstrap_ratio_closed_forms():
         ev.bootstrap_ratio(w[:4], w[:4], counts)
 
 
+def test_missing_model_names_the_training_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="experiments.tinylm.train"):
+        run.main(["--fast", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_gsae_tinylm_fast(tmp_path):
     out = tmp_path / "gsae"
