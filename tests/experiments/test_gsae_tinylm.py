@@ -29,7 +29,7 @@ def _sae(arch: str, beta: float = 1.0):
 
 def test_next_token_loss_is_the_hf_lm_loss(lm):
     batch = lm.tokenize(SENTENCES[:1])
-    ref = lm.model(input_ids=batch["input_ids"], labels=batch["input_ids"]).loss
+    ref = lm.model(input_ids=batch["input_ids"], labels=batch["input_ids"]).loss.detach()
     loss = ev.next_token_loss(lm.forward(batch), batch).detach()
     assert float(loss) == pytest.approx(float(ref), 1e-5)
     with pytest.raises(ValueError, match=">= 2 real tokens"):
