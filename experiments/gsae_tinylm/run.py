@@ -150,7 +150,7 @@ def _run(args) -> dict:
             for m, by in per_doc.items()
         },  # fmt: skip
         "saes": saes,
-        "n_ce": held.n_ce,
+        "n_ce": held.n_ce,  # token counts per held-out document
         "n_kl": held.n_kl,
         "n_train_rows": len(stores["train"]),
         "n_train_docs": len(train_docs),
