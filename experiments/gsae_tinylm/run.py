@@ -11,8 +11,8 @@ paper's setting at small scale: the bundled causal LM tinylm (4-layer GPT-2, d_m
 gradient at the hook is cached beside the activations. TopK and g-SAE share d_sae, k, the
 token budget, seed (so initialisation and data order) and schedule. They are evaluated on
 the LM's held-out documents (the 5% of the demo corpus neither the LM nor the SAEs saw)
-with ``hiddenlens.sae.spliced`` (SAELens conventions), one document at a time; CE and KL
-are token-weighted means; 95% percentile bootstrap CIs resample documents, the paired
+with ``hiddenlens.sae.spliced``'s CE / KL (SAELens conventions) read per document; CE and
+KL are token-weighted means; 95% percentile bootstrap CIs resample documents, the paired
 difference g-SAE - TopK averaged over seeds inside each resample.
 
     python -m experiments.gsae_tinylm.run --model runs/tinylm/model --out runs/gsae_tinylm [--fast]
