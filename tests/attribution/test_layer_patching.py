@@ -302,3 +302,31 @@ def test_back_patching_sweep_figure_shows_the_lower_triangle():
     assert "failed queries fixed" in fig.axes[0].get_title()
     with pytest.raises(ValueError, match="labels"):
         plot_back_patching(np.zeros((3, 3)), labels=["a"])
+
+
+def test_back_patching_sweep_on_transformer_lens_equals_run_with_hooks(tiny_tl):
+    model = tiny_tl
+    tokens = torch.randint(0, 20, (12, 6), generator=torch.Generator().manual_seed(2))
+    hooks = [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
+    hooks = ["blocks.0.hook_resid_pre"] + hooks
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens)
+        answers = model(tokens)[:, -1].topk(2).indices[:, 1]  # the runner-up: all queries fail
+
+    def correct(out):
+        return out[:, -1].argmax(-1) == answers
+
+    sweep = A.back_patching_sweep(model, tokens, hooks, correct)
+    assert not sweep.baseline.any()
+    for j in range(1, len(hooks)):
+        for i in range(j):
+
+            def inject(act, hook, j=j):
+                act[:, -1] = cache[hooks[j]][:, -1]
+                return act
+
+            with torch.no_grad():
+                ref = model.run_with_hooks(tokens, fwd_hooks=[(hooks[i], inject)])
+            assert np.array_equal(sweep.correct[j, i], correct(ref).numpy())
+    assert sweep.correct.any()  # some back-patches do change the answer here
+    assert sweep.fixed_by_any() == pytest.approx(sweep.correct.any((0, 1)).mean())
