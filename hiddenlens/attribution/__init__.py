@@ -2,9 +2,10 @@
 
 Gradient and perturbation attribution on inputs, layer and SAE-latent attribution at any hook
 point, activation / attribution patching and back-patching, TransformerLens direct logit
-attribution and logit lens, layer masking, feature visualisation, and the evaluation of
-attributions (deletion/insertion, ROAR/DiffROAR, BlockMNIST-style data, grid pointing game,
-DiFull models with cut receptive fields, ML-Att layer maps, AggAtt bins, ChaosMining recall).
+attribution, logit lens and tuned lens, layer masking, feature visualisation, and the
+evaluation of attributions (deletion/insertion, ROAR/DiffROAR, BlockMNIST-style data, grid
+pointing game, DiFull models with cut receptive fields, ML-Att layer maps, AggAtt bins,
+ChaosMining recall).
 """
 
 from hiddenlens.attribution._core import Attribution
@@ -87,6 +88,13 @@ from hiddenlens.attribution.text import (
     similarity_target,
     token_attributions,
 )
+from hiddenlens.attribution.tuned_lens import (
+    LensComparison,
+    LensDecoder,
+    TunedLens,
+    lens_decoder,
+    next_token_ids,
+)
 
 __all__ = [
     "AGGATT_BINS",
@@ -112,7 +120,10 @@ __all__ = [
     "BlockData",
     "DirectLogitAttribution",
     "FeatureVis",
+    "LensComparison",
+    "LensDecoder",
     "LogitLens",
+    "TunedLens",
     "PerturbationCurves",
     "activation_maximisation",
     "code_direction",
@@ -126,10 +137,12 @@ __all__ = [
     "MissingnessBias",
     "masked_forward",
     "missingness_bias",
+    "lens_decoder",
     "logit_lens",
     "make_block_digits",
     "multifaceted_visualisation",
     "neighbour_fill",
+    "next_token_ids",
     "pgd_attack",
     "region_fraction",
     "sae_latent",

@@ -50,6 +50,8 @@ KINDS = ("transformerlens", "hf-causal-lm", "hf-encoder", "module")
 _LEGACY_KINDS = {"transformer_lens": "transformerlens"}  # "hf" is resolved from the model
 _FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
 _HF_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+#: attribute names of the final norm on a Hugging Face base model (or its ``decoder``)
+_FINAL_NORMS = ("ln_f", "norm", "final_layer_norm", "final_layernorm", "final_norm")
 
 __all__ = ["KINDS", "MINILM_ALIASES", "ModelHandle", "load_model", "minilm_path", "pool_embeddings"]
 
@@ -150,6 +152,24 @@ class ModelHandle:
             return self.model.W_U.detach()
         head = getattr(self.model, "get_output_embeddings", lambda: None)()
         return None if head is None else head.weight.detach().T
+
+    def final_norm(self) -> nn.Module | None:
+        """The norm the model applies to its last residual before :meth:`unembedding`
+        (TransformerLens ``ln_final``, GPT-2 ``transformer.ln_f``, Llama ``model.norm``, OPT /
+        GPT-NeoX ``final_layer_norm``); ``nn.Identity()`` for a TransformerLens model without
+        one; None for a model without an LM head or whose final norm is not found."""
+        if not self.has_lm_head:
+            return None
+        if self.kind == "transformerlens":
+            norm = getattr(self.model, "ln_final", None)
+            return nn.Identity() if norm is None else norm
+        base = getattr(self.model, "base_model", None)
+        for owner in (base, getattr(base, "decoder", None)):
+            for name in _FINAL_NORMS:
+                found = getattr(owner, name, None)
+                if isinstance(found, nn.Module):
+                    return found
+        return None
 
     @torch.no_grad()
     def embed(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
