@@ -145,3 +145,35 @@ def test_given_logits_train_every_hook_including_the_last():
     lens = TunedLens(dec, n_steps=300, lr=3.0, batch_size=128).fit({"mid": X["mid"]}, target)
     res = lens.evaluate({"mid": X["mid"]}, target)
     assert lens.final_hook_ == "mid" and res.kl_tuned[0] < 0.1 * res.kl_logit[0]
+
+
+def test_clone_keeps_parameters_not_the_fit():
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    dec, X = _planted(n=100)
+    lens = TunedLens(dec, n_steps=3, lr=0.5, batch_size=16, seed=4)
+    with pytest.raises(NotFittedError):
+        lens.evaluate(X)
+    fitted = lens.fit(X)
+    twin = clone(fitted)
+    assert {k: v for k, v in twin.get_params().items() if k != "decoder"} == {
+        "n_steps": 3, "lr": 0.5, "batch_size": 16, "weight_decay": 1e-3, "seed": 4}
+    assert not hasattr(twin, "weight_")
+    torch.testing.assert_close(twin.fit(X).weight_, fitted.weight_)  # seeded: same fit
+
+
+def test_plot_lens_comparison_draws_both_lenses():
+    from hiddenlens.viz.lens import plot_lens_comparison
+
+    dec, X = _planted(n=200)
+    res = TunedLens(dec, n_steps=20, lr=3.0, batch_size=64).fit(X).evaluate(X)
+    ax = plot_lens_comparison(res).axes[0]
+    lines = {ln.get_label(): ln.get_ydata() for ln in ax.get_lines()}
+    np.testing.assert_allclose(lines["logit lens"][0], res.kl_logit[0])
+    np.testing.assert_allclose(lines["tuned lens"][0], res.kl_tuned[0])
+    assert np.isnan(lines["tuned lens"][1])  # KL 0 at the final layer: off the log axis
+    with pytest.raises(ValueError, match="ppl_logit"):
+        plot_lens_comparison(res, metric="perplexity")
+    with pytest.raises(ValueError, match="metric must be"):
+        plot_lens_comparison(res, metric="ce")

@@ -115,6 +115,11 @@ SAMPLES = {
     "plot_bias_lines": ({"relu": BAND}, {"x": [1, 2]}),
     "plot_bias_over_training": ({"relu": BAND}, {"steps": [0, 10]}),
     "plot_group_accuracy": ({"erm": {"g0": 0.5, "g1": 0.9}}, {}),
+    "plot_lens_comparison": (
+        {"hooks": L, "ppl_logit": [90.0, 40.0, 20.0], "ppl_tuned": [50.0, 30.0, 20.0],
+         "ppl_final": 20.0},
+        {"metric": "perplexity"},
+    ),
 }
 
 
