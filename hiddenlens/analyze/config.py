@@ -2,7 +2,7 @@
 
 A run is ``[model]``, ``[data]``, ``[cache]`` and one optional table per analyzer section
 (``[activations]``, ``[sae]``, ``[probe]``, ``[collapse]``, ``[info]``, ``[shortcut]``,
-``[attribution]``, ``[codebook]``) plus ``[report]``. A section runs when its table is
+``[attribution]``, ``[lens]``, ``[codebook]``) plus ``[report]``. A section runs when its table is
 present. Unknown tables or keys are errors that name the valid ones, so a typo never turns
 a setting silently into its default.
 """
@@ -21,7 +21,8 @@ else:  # Python 3.10: the same parser, as the tomli package
     import tomli as tomllib
 
 SECTION_ORDER = (
-    "activations", "sae", "probe", "collapse", "info", "shortcut", "attribution", "codebook",
+    "activations", "sae", "probe", "collapse", "info", "shortcut", "attribution", "lens",
+    "codebook",
 )
 
 
@@ -263,6 +264,29 @@ class AttributionSectionConfig:
 
 
 @dataclass
+class LensSectionConfig:
+    """``[lens]``: logit lens vs tuned lens (Belrose et al. 2023) on the cached layers, for a
+    model with an unembedding: translators trained on ``rows`` rows of 80% of the documents,
+    per-layer KL to the final distribution and perplexity on ``eval_rows`` of the rest."""
+
+    hooks: list[str] | None = None  # layers to decode (default: every cached hook of width d_model)
+    final_hook: str | None = None  # the last residual, decoded = the output (default: last hook)
+    rows: int = 20_000
+    eval_rows: int = 5_000
+    steps: int = 250
+    batch_size: int = 512
+    lr: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.hooks = _str_list("lens.hooks", self.hooks)
+        if self.final_hook is not None and not (isinstance(self.final_hook, str) and self.final_hook):
+            raise ValueError(f"lens.final_hook must be a hook name or absent, got {self.final_hook!r}")
+        for name in ("rows", "eval_rows", "steps", "batch_size"):
+            _pos_int(f"lens.{name}", getattr(self, name))
+        _pos_float("lens.lr", self.lr)
+
+
+@dataclass
 class CodebookSectionConfig:
     """``[codebook]``: a codebook bottleneck at one hook, k-means init, code-only finetune
     (distillation), code search for the labels against the best single neuron."""
@@ -307,6 +331,7 @@ SECTION_CLASSES = {
     "info": InfoSectionConfig,
     "shortcut": ShortcutSectionConfig,
     "attribution": AttributionSectionConfig,
+    "lens": LensSectionConfig,
     "codebook": CodebookSectionConfig,
 }
 _TABLES = {"model": ModelConfig, "data": DataConfig, "cache": CacheConfig, "report": ReportConfig}

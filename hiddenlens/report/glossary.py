@@ -269,6 +269,30 @@ _ATTRIBUTION = {
         HIGHER,
         "the cheap estimate tracks real patching with r = {value:.2f}",
     ),
+    "logit_lens_kl": MetricInfo(
+        "logit lens: KL to the final distribution",
+        "nats",
+        LOWER,
+        "decoding this layer as is lands {value:.3g} nats from the model's prediction",
+    ),
+    "tuned_lens_kl": MetricInfo(
+        "tuned lens: KL to the final distribution",
+        "nats",
+        LOWER,
+        "after its learned translator, this layer lands {value:.3g} nats from the prediction",
+    ),
+    "logit_lens_ppl": MetricInfo(
+        "logit lens: next-token perplexity",
+        "perplexity",
+        LOWER,
+        "decoded as is, this layer predicts the next token with perplexity {value:.3g}",
+    ),
+    "tuned_lens_ppl": MetricInfo(
+        "tuned lens: next-token perplexity",
+        "perplexity",
+        LOWER,
+        "through its translator, this layer predicts the next token with perplexity {value:.3g}",
+    ),
 }
 GLOSSARY: dict[str, dict[str, MetricInfo]] = {
     "sae": _SAE,

@@ -46,6 +46,7 @@ def test_bundled_configs_parse():
     assert set(cfg.sections) == {
         "activations", "sae", "probe", "collapse", "info", "shortcut", "attribution", "codebook"
     }
+    assert load_config(bundled_config("tinylm")).sections["lens"].steps == 250
     with pytest.raises(FileNotFoundError, match="bundled: "):
         bundled_config("nope")
 
@@ -78,6 +79,8 @@ def test_unknown_table_names_the_valid_ones():
         ("cache", {"hooks": []}, "cache.hooks must name at least one hook point"),
         ("cache", {"dtype": "int8"}, "cache.dtype = 'int8'; accepted"),
         ("probe", {"cv": 1}, "probe.cv must be an int >= 2, got 1"),
+        ("lens", {"steps": 0}, "lens.steps must be a positive int"),
+        ("lens", {"lr": -1.0}, "lens.lr must be a positive number, got -1.0"),
         ("data", {"labels": "topic"}, None),
     ],
 )

@@ -1,0 +1,42 @@
+"""The ``[lens]`` section: logit vs tuned lens on a causal LM, a reason elsewhere."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import hiddenlens
+from hiddenlens import metric_key
+from tests.analyze.test_matrix import _jsonl, _text_corpus
+
+
+def _raw(spec, source, hooks, **lens):
+    return {"model": {"spec": spec, "batch_size": 8}, "data": {"source": source},
+            "cache": {"hooks": hooks}, "lens": {"steps": 60, "batch_size": 128, **lens}}
+
+
+def test_gpt2_by_path_tuned_lens_is_closer_than_the_logit_lens(tmp_path, tiny_gpt2_dir):
+    raw = _raw(str(tiny_gpt2_dir), _text_corpus(tmp_path, n=60),
+               ["transformer.drop", "transformer.h.*"])
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    m = result.metrics
+    kl = {h: (m[metric_key("attribution", "logit_lens_kl", h)],
+              m[metric_key("attribution", "tuned_lens_kl", h)])
+          for h in ("transformer.drop", "transformer.h.0", "transformer.h.1")}
+    assert all(t < lo for lo, t in (kl["transformer.drop"], kl["transformer.h.0"]))
+    assert kl["transformer.h.1"] == (0.0, 0.0)  # the final residual is the model's output
+    assert m[metric_key("attribution", "tuned_lens_better_share")] == 1.0
+    assert m[metric_key("attribution", "lens_final_logprob_gap")] < 1e-4
+    ppl = m[metric_key("attribution", "logit_lens_ppl", "transformer.h.1")]
+    assert np.isclose(ppl, m[metric_key("attribution", "lens_model_ppl")])
+    html = result.report.read_text()
+    assert "Tuned lens vs logit lens" in html and "lens_kl" in html
+
+
+def test_encoder_says_why_no_lens(tmp_path, tiny_bert_dir):
+    docs = [("the cat sat on the mat .", "a"), ("hello world , the big red dog .", "b")] * 10
+    raw = _raw(str(tiny_bert_dir), _jsonl(tmp_path / "bert.jsonl", docs), ["encoder.layer.*"])
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    assert not any("lens" in k for k in result.metrics)
+    assert "has no unembedding" in result.report.read_text()
