@@ -44,7 +44,8 @@ def test_minimal_toml_from_the_issue(tmp_path):
 def test_bundled_configs_parse():
     cfg = load_config(bundled_config("demo"))
     assert set(cfg.sections) == {
-        "activations", "sae", "probe", "collapse", "info", "shortcut", "attribution", "codebook"
+        "activations", "sae", "probe", "collapse", "info", "shortcut", "attribution", "lens",
+        "codebook",
     }
     assert load_config(bundled_config("tinylm")).sections["lens"].steps == 250
     with pytest.raises(FileNotFoundError, match="bundled: "):
