@@ -263,10 +263,11 @@ def chaos_section(report, cfg: EvalConfig) -> tuple[dict[str, float], ChaosRecal
     per_level, chance, fits = [], [], []
     for lv in cfg.chaos_levels:
         runs = [chaos_level(cfg, lv, s) for s in cfg.seeds]
-        per_level.append({m: float(np.mean([r[0][m] for r in runs])) for m in runs[0][0]})
+        per_level.append({m: [r[0][m] for r in runs] for m in runs[0][0]})
         chance.append(runs[0][1])
         fits.append(float(np.mean([r[2] for r in runs])))
-        logger.info("chaos n_noise=%d: R2 %.3f %s", lv, fits[-1], per_level[-1])
+        logger.info("chaos n_noise=%d: R2 %.3f %s", lv, fits[-1],
+                    {m: round(float(np.mean(v)), 3) for m, v in per_level[-1].items()})
     res = ChaosRecall.from_levels(cfg.chaos_levels, per_level, chance, fits)
     sec = report.add_section(
         "ChaosMining: recall of the relevant features under rising noise",
@@ -283,12 +284,12 @@ def chaos_section(report, cfg: EvalConfig) -> tuple[dict[str, float], ChaosRecal
             {m: r for m, r in res.recall.items()}, levels=list(cfg.chaos_levels), chance=chance
         ),
         "chaos_recall",
-        caption="top-k recall per method (mean over seeds); test R^2 in the table",
+        caption="top-k recall per method (mean over seeds); ± sd over seeds and test R^2 in the table",
     )
     sec.add_table(
         [
             {"irrelevant": lv, "R2": round(fits[i], 3), "chance": round(chance[i], 3),
-             **{m: round(float(r[i]), 3) for m, r in res.recall.items()}}
+             **{m: _pm(res, m, i) for m in res.recall}}
             for i, lv in enumerate(cfg.chaos_levels)
         ],
         caption="per noise level",
@@ -326,6 +327,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     return metrics
 
 
+def _pm(res: ChaosRecall, method: str, i: int) -> str:
+    """``mean ± sd`` over seeds (just the mean for one seed)."""
+    mean = f"{res.recall[method][i]:.3f}"
+    return mean if res.sd is None else f"{mean} ± {res.sd[method][i]:.3f}"
+
+
 def summary(grid: dict, chaos: ChaosRecall) -> str:
     """The printed tables (the README quotes them)."""
     methods = [*METHODS, "occlusion"]
@@ -339,7 +346,7 @@ def summary(grid: dict, chaos: ChaosRecall) -> str:
     lines += ["", "| irrelevant | R2 | chance | " + " | ".join(chaos.recall) + " |",
               "|---" * (len(chaos.recall) + 3) + "|"]
     for i, lv in enumerate(chaos.levels):
-        cells = [f"{r[i]:.3f}" for r in chaos.recall.values()]
+        cells = [_pm(chaos, m, i) for m in chaos.recall]
         lines.append(f"| {lv:g} | {chaos.fit[i]:.3f} | {chaos.chance[i]:.3f} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -186,7 +186,9 @@ class ChaosRecall:
     """Top-k recall per method at each noise level.
 
     levels: the number of irrelevant features (or another noise knob) per level; recall:
-    {method: [n_levels] mean recall}; chance: [n_levels]; fit: [n_levels] test R^2 of the model.
+    {method: [n_levels] mean recall over seeds}; sd: {method: [n_levels]} standard deviation
+    over seeds (ddof 1; NaN for one seed), or None; chance: [n_levels]; fit: [n_levels] test
+    R^2 of the model.
     """
 
     levels: list[float]
@@ -194,14 +196,20 @@ class ChaosRecall:
     chance: np.ndarray
     fit: np.ndarray
     knob: str = "n_noise"
+    sd: dict[str, np.ndarray] | None = None
 
     def to_metrics(self) -> dict[str, float]:
-        """``attribution/chaos_recall_<method>/<knob>=<level>``, ``chaos_chance``, ``chaos_r2``."""
+        """``attribution/chaos_recall_<method>[_sd]/<knob>=<level>``, ``chaos_chance``,
+        ``chaos_r2``."""
         out: dict[str, float] = {}
         for i, lv in enumerate(self.levels):
             where = f"{self.knob}={lv:g}"
             for m, r in self.recall.items():
                 out[metric_key("attribution", f"chaos_recall_{m}", where)] = float(r[i])
+                if self.sd is not None:
+                    out[metric_key("attribution", f"chaos_recall_{m}_sd", where)] = float(
+                        self.sd[m][i]
+                    )
             out[metric_key("attribution", "chaos_chance", where)] = float(self.chance[i])
             out[metric_key("attribution", "chaos_r2", where)] = float(self.fit[i])
         return out
@@ -210,12 +218,21 @@ class ChaosRecall:
     def from_levels(
         cls,
         levels: Sequence[float],
-        per_level: Sequence[Mapping[str, float]],
+        per_level: Sequence[Mapping[str, float | Sequence[float]]],
         chance,
         fit,
         knob: str = "n_noise",
     ) -> ChaosRecall:
-        """Collect one {method: recall} dict per level."""
+        """Collect one {method: recall, or one recall per seed} dict per level."""
         methods = list(per_level[0])
-        recall = {m: np.asarray([p[m] for p in per_level], dtype=float) for m in methods}
-        return cls(list(levels), recall, np.asarray(chance, float), np.asarray(fit, float), knob)
+        runs = {m: [np.atleast_1d(np.asarray(p[m], dtype=float)) for p in per_level] for m in methods}
+        recall = {m: np.asarray([r.mean() for r in rs]) for m, rs in runs.items()}
+        sd = {
+            m: np.asarray([r.std(ddof=1) if len(r) > 1 else np.nan for r in rs])
+            for m, rs in runs.items()
+        }
+        multi = any(len(r) > 1 for rs in runs.values() for r in rs)
+        return cls(
+            list(levels), recall, np.asarray(chance, float), np.asarray(fit, float), knob,
+            sd if multi else None,
+        )

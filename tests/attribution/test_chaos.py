@@ -79,3 +79,12 @@ def test_chaos_recall_metrics_follow_the_key_grammar():
     assert all(parse_key(k)[0] == "attribution" for k in m)
     with pytest.raises(ValueError, match="accepted"):
         chaos_attributions(nn.Linear(3, 1), torch.zeros(2, 3), methods=["shap"])
+
+
+def test_chaos_recall_keeps_the_spread_over_seeds():
+    res = ChaosRecall.from_levels(
+        [10], [{"saliency": [0.5, 0.7, 0.9]}], chance=[0.1], fit=[0.9]
+    )
+    assert res.recall["saliency"][0] == pytest.approx(0.7)
+    assert res.sd["saliency"][0] == pytest.approx(0.2)
+    assert res.to_metrics()["attribution/chaos_recall_saliency_sd/n_noise=10"] == pytest.approx(0.2)
