@@ -13,6 +13,7 @@ trained on symbolic-functional data with a rising number of irrelevant features,
 attribution method is scored by the share of relevant features in its top-k.
 
     python -m experiments.attribution_eval.run [--out runs/attribution_eval] [--fast]
+        [--part all|grid|chaos]
 """
 
 from __future__ import annotations
@@ -303,6 +304,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--out", default="runs/attribution_eval")
     parser.add_argument("--fast", action="store_true", help="tiny settings for a smoke test")
     parser.add_argument("--seed", type=int, default=0, help="seed of the grid part")
+    parser.add_argument("--part", choices=("all", "grid", "chaos"), default="all",
+                        help="run both parts (default) or one")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
@@ -317,9 +320,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     report = Report("Attribution evaluation: DiFull, ML-Att, AggAtt, ChaosMining",
                     config=dataclasses.asdict(cfg))
     t0 = time.perf_counter()
-    metrics, grid = grid_section(report, cfg, args.seed)
-    chaos_metrics, chaos = chaos_section(report, cfg)
-    metrics.update(chaos_metrics)
+    metrics, grid, chaos = {}, None, None
+    if args.part in ("all", "grid"):
+        metrics, grid = grid_section(report, cfg, args.seed)
+    if args.part in ("all", "chaos"):
+        chaos_metrics, chaos = chaos_section(report, cfg)
+        metrics.update(chaos_metrics)
     report.add_metrics(metrics)
     path = report.write(args.out)
     print(summary(grid, chaos))
@@ -333,16 +339,20 @@ def _pm(res: ChaosRecall, method: str, i: int) -> str:
     return mean if res.sd is None else f"{mean} ± {res.sd[method][i]:.3f}"
 
 
-def summary(grid: dict, chaos: ChaosRecall) -> str:
-    """The printed tables (the README quotes them)."""
-    methods = [*METHODS, "occlusion"]
-    lines = [f"CNN single-digit test accuracy {grid['acc']:.3f}", "",
-             "| setting | layer | " + " | ".join(methods) + " |",
-             "|---" * (len(methods) + 2) + "|"]
-    for setting, per in grid["means"].items():
-        for la, by in per.items():
-            cells = [f"{by[m]:.3f}" if m in by else "" for m in methods]
-            lines.append(f"| {setting} | {la} | " + " | ".join(cells) + " |")
+def summary(grid: dict | None, chaos: ChaosRecall | None) -> str:
+    """The printed tables of the parts that ran (the README quotes them)."""
+    lines = []
+    if grid is not None:
+        methods = [*METHODS, "occlusion"]
+        lines += [f"CNN single-digit test accuracy {grid['acc']:.3f}", "",
+                  "| setting | layer | " + " | ".join(methods) + " |",
+                  "|---" * (len(methods) + 2) + "|"]
+        for setting, per in grid["means"].items():
+            for la, by in per.items():
+                cells = [f"{by[m]:.3f}" if m in by else "" for m in methods]
+                lines.append(f"| {setting} | {la} | " + " | ".join(cells) + " |")
+    if chaos is None:
+        return "\n".join(lines)
     lines += ["", "| irrelevant | R2 | chance | " + " | ".join(chaos.recall) + " |",
               "|---" * (len(chaos.recall) + 3) + "|"]
     for i, lv in enumerate(chaos.levels):
