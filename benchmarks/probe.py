@@ -1,10 +1,18 @@
-"""Probe sweep benchmark: hiddenlens.probe.sweep vs a loop of scikit-learn LogisticRegression.
+"""Probe sweep benchmark: hiddenlens.probe.sweep vs a loop of scikit-learn, side by side.
 
-Both sides fit the same model (L2 logistic regression, C = 1, on standardised features, the
-standardisation fitted on each training fold) on the same 5 stratified folds of the same
-rows, for every layer; the sweep fits all layers x folds in one batched L-BFGS.  Printed:
-the speed ratio (target >= 5x) and the largest per-layer difference in cross-validated
-accuracy (target <= 0.5 point).
+Two comparisons on the same 5 stratified outer folds of the same rows, for every layer:
+
+- ``cv`` (the sweep's default): the L2 strength chosen per layer and outer fold by 3-fold
+  inner cross-validation over C in 0.01 ... 100; scikit-learn's equivalent is
+  ``LogisticRegressionCV(Cs=the same grid, cv=the same inner folds)`` (lbfgs, which
+  warm-starts along the C path and refits at the best C) in a ``StandardScaler`` pipeline,
+  per layer and outer fold; the sweep fits all layers x outer folds x inner folds in one
+  batched L-BFGS per C, warm-started along the path.
+- ``fixed``: C = 1 (``sweep(alpha=1 / n_train)``) vs ``LogisticRegression(C=1)``.
+
+Printed per mode: the speed ratio (target >= 5x) and the largest per-layer difference in
+cross-validated accuracy (target <= 0.5 point; with CV, both sides' choice of C can
+differ where two candidates score alike).
 
 Data: a MiniLM ActivationStore when ``--store DIR`` points at one (the demo caches one at
 runs/demo/store; label: "token is a word continuation (##)"), otherwise synthetic
@@ -13,6 +21,7 @@ features, a few outlier dimensions with large means, a residual stream that drif
 layer to layer) with a planted label whose linear decodability rises with depth.
 
     python benchmarks/probe.py [--rows 20000] [--store runs/demo/store] [--threads 2]
+                               [--mode cv|fixed|both]
 """
 
 from __future__ import annotations
@@ -57,17 +66,52 @@ def from_store(path: Path, n: int):
     return arrays, y, f"MiniLM store {path} (label: is_continuation)"
 
 
-def sklearn_loop(arrays, y, folds):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_score
+def sklearn_loop(arrays, y, folds, mode: str):
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold, cross_validate
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    out = []
+    from hiddenlens.probe._alpha import C_GRID, N_INNER
+
+    if mode == "cv":  # the sweep's inner folds: StratifiedKFold(3, shuffle, seed) per training set
+        inner = StratifiedKFold(N_INNER, shuffle=True, random_state=0)
+        clf = LogisticRegressionCV(Cs=sorted(C_GRID), cv=inner, max_iter=1000)
+    else:
+        clf = LogisticRegression(C=1.0, max_iter=1000)
+    model = make_pipeline(StandardScaler(), clf)
+    acc, Cs = [], []
     for X in arrays.values():
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
-        out.append(cross_val_score(model, X, y, cv=folds).mean())
-    return np.array(out)
+        out = cross_validate(model, X, y, cv=folds, return_estimator=mode == "cv")
+        acc.append(out["test_score"].mean())
+        if mode == "cv":  # geometric mean of the chosen C over the outer folds
+            Cs.append(np.exp(np.mean([np.log(e[-1].C_[0]) for e in out["estimator"]])))
+    return np.array(acc), np.array(Cs) if Cs else np.ones(len(acc))
+
+
+def compare(arrays, y, folds, mode: str, tol: float) -> None:
+    """Time both sides in one run and print the ratio and the accuracy differences."""
+    from hiddenlens.probe import sweep
+
+    n = len(y)
+    alpha = None if mode == "cv" else 1.0 / (n * (folds.n_splits - 1) / folds.n_splits)
+    t0 = time.perf_counter()
+    res = sweep(arrays, y, cv=folds, alpha=alpha, n_boot=50, tol=tol)
+    t_ours = time.perf_counter() - t0
+    print(f"[{mode}] hiddenlens sweep: {t_ours:.2f} s", flush=True)
+    t0 = time.perf_counter()
+    ref, ref_C = sklearn_loop(arrays, y, folds, mode)
+    t_sk = time.perf_counter() - t0
+    name = "LogisticRegressionCV" if mode == "cv" else "LogisticRegression"
+    print(f"[{mode}] sklearn {name}(lbfgs) loop: {t_sk:.2f} s", flush=True)
+    ours = res.fold_scores.mean(1)
+    for h, a, b, c, rc in zip(arrays, ours, ref, res.extra["alpha"], ref_C):
+        C = 1.0 / (c * n * (folds.n_splits - 1) / folds.n_splits)
+        print(f"  {h}: accuracy hiddenlens {a:.4f}  sklearn {b:.4f}  diff {100 * (a - b):+.2f} pt"
+              f"  (C hiddenlens {C:.3g}, sklearn {rc:.3g})")
+    diff = 100 * np.abs(ours - ref).max()
+    print(f"[{mode}] speed ratio (sklearn / hiddenlens): {t_sk / t_ours:.2f}x (target >= 5x)")
+    print(f"[{mode}] max accuracy difference: {diff:.3f} points (target <= 0.5)", flush=True)
 
 
 def main() -> None:
@@ -77,13 +121,13 @@ def main() -> None:
     parser.add_argument("--cv", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch and BLAS threads")
     parser.add_argument("--tol", type=float, default=1e-3, help="sweep's L-BFGS gradient tolerance")
+    parser.add_argument("--mode", choices=("cv", "fixed", "both"), default="both",
+                        help="cv: alpha by inner CV (the default sweep); fixed: C = 1")
     args = parser.parse_args()
 
     import torch
     from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
-
-    from hiddenlens.probe import sweep
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -99,23 +143,8 @@ def main() -> None:
         flush=True,
     )
     folds = StratifiedKFold(args.cv, shuffle=True, random_state=0)
-    alpha = 1.0 / (n * (args.cv - 1) / args.cv)  # = scikit-learn's C = 1 on a training fold
-
-    t0 = time.perf_counter()
-    res = sweep(arrays, y, cv=folds, alpha=alpha, n_boot=50, tol=args.tol)
-    t_ours = time.perf_counter() - t0
-    print(f"hiddenlens sweep: {t_ours:.2f} s", flush=True)
-    t0 = time.perf_counter()
-    ref = sklearn_loop(arrays, y, folds)
-    t_sk = time.perf_counter() - t0
-    print(f"sklearn LogisticRegression(lbfgs) loop: {t_sk:.2f} s", flush=True)
-
-    ours = res.fold_scores.mean(1)
-    for h, a, b in zip(arrays, ours, ref):
-        print(f"  {h}: accuracy hiddenlens {a:.4f}  sklearn {b:.4f}  diff {100 * (a - b):+.2f} pt")
-    diff = 100 * np.abs(ours - ref).max()
-    print(f"speed ratio (sklearn / hiddenlens): {t_sk / t_ours:.2f}x (target >= 5x)")
-    print(f"max accuracy difference: {diff:.3f} points (target <= 0.5)")
+    for mode in ("cv", "fixed") if args.mode == "both" else (args.mode,):
+        compare(arrays, y, folds, mode, args.tol)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,9 @@ class BatchedFit:
     b: torch.Tensor  # [G, P, K]
     n_iter: int
     converged: bool
+    # the training rows' (mean [G, P, d], sd [G, P, d], correlation [G, d, d]): a warm start
+    # of the same problems (``fit_batched(init=...)``) reuses them instead of recomputing
+    stats: tuple | None = None
 
     def logits(self, X: torch.Tensor) -> torch.Tensor:
         """X [G, m, d] -> logits [G, P, m, K]."""
@@ -96,22 +99,24 @@ def _train_stats(X: torch.Tensor, w: torch.Tensor):
     return torch.stack(mus), torch.stack(sds), torch.stack(corrs)
 
 
-def _preconditioner(corr: torch.Tensor, delta: float, n_rows: int) -> torch.Tensor:
-    """M_g = L_g^-1 with L_g L_g^T = C_g + delta I, so V = u M turns the curvature
-    of the standardised problem (roughly C_g) into the identity: [G, d, d].
+def _preconditioner(corr: torch.Tensor, delta: float, n_rows: int):
+    """(M, L) [G, d, d] each: M_g = L_g^-1 with L_g L_g^T = C_g + delta I, so V = u M turns
+    the curvature of the standardised problem (roughly C_g) into the identity (u = V L).
 
     With fewer rows than ~2 d the correlation estimate is rank-deficient and the L2 term
     dominates the curvature anyway, so the identity is used (and the d^3 work skipped).
     """
     G, d, _ = corr.shape
     eye = torch.eye(d, dtype=corr.dtype)
+    identity = eye.expand(G, d, d).contiguous()
     if n_rows < 2 * d:
-        return eye.expand(G, d, d).contiguous()
+        return identity, identity
     eye64 = eye.double()
     L, info = torch.linalg.cholesky_ex(corr.double() + delta * eye64)
     if bool((info != 0).any()):  # numerically singular: fall back to plain standardisation
-        return eye.expand(G, d, d).contiguous()
-    return torch.linalg.solve_triangular(L, eye64.expand_as(L), upper=False).to(corr.dtype)
+        return identity, identity
+    M = torch.linalg.solve_triangular(L, eye64.expand_as(L), upper=False)
+    return M.to(corr.dtype), L.to(corr.dtype)
 
 
 class _Objective:
@@ -178,6 +183,7 @@ def fit_batched(
     tol: float = 1e-4,
     bias_alpha: float = 0.0,
     num_threads: int | None = None,
+    init: BatchedFit | None = None,
 ) -> BatchedFit:
     """Fit ``G x P`` linear models at once.
 
@@ -186,36 +192,46 @@ def fit_batched(
     mean-loss scale above); n_outputs = K (1 for binary logistic); bias_alpha: the
     intercept's L2 strength as a multiple of alpha (0 = unpenalised, as in scikit-learn; the
     MDL code needs > 0 so that a probe trained on a one-class prefix stays finite);
-    num_threads: torch threads for the fit (None: see ``_threads``).
+    num_threads: torch threads for the fit (None: see ``_threads``); init: a previous fit of
+    the same problems (same X, y and w, e.g. at another alpha on a regularisation path):
+    its solution is the starting point and its training statistics are reused.
     """
     with _threads(num_threads):
-        return _fit(X, y, w, alpha, n_outputs, loss, l1, max_iter, tol, bias_alpha)
+        return _fit(X, y, w, alpha, n_outputs, loss, l1, max_iter, tol, bias_alpha, init)
 
 
-def _fit(X, y, w, alpha, n_outputs, loss, l1, max_iter, tol, bias_alpha) -> BatchedFit:
+def _fit(X, y, w, alpha, n_outputs, loss, l1, max_iter, tol, bias_alpha, init) -> BatchedFit:
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     if (w.sum(1) <= 0).any():
         raise ValueError("every problem needs at least one row with positive weight")
-    mu, sd, corr = _train_stats(X, w)
+    stats = init.stats if init is not None and init.stats is not None else _train_stats(X, w)
+    mu, sd, corr = stats
     obj = _Objective(X, y, w.to(X.dtype), alpha.to(X.dtype), mu, sd, loss, n_outputs, bias_alpha)
+    start = None
+    if init is not None:  # raw weights back to the standardised variables
+        V0 = init.W.to(X.dtype) * obj.sd
+        start = (V0, init.b.to(X.dtype) + (obj.mu * init.W.to(X.dtype)).sum(-1))
     if l1 > 0:
-        V, c, n_iter, ok = _fista(obj, l1, max_iter, tol)
+        V, c, n_iter, ok = _fista(obj, l1, max_iter, tol, start)
     else:
         scale = 0.25 if loss == "logistic" else 1.0  # curvature of the loss at the start
         delta = max(float(alpha.min()) / scale, 1e-4)
-        V, c, n_iter, ok = _lbfgs(obj, _preconditioner(corr, delta, X.shape[1]), max_iter, tol)
+        Pc = _preconditioner(corr, delta, X.shape[1])
+        V, c, n_iter, ok = _lbfgs(obj, Pc, max_iter, tol, start)
     if not ok:
         logger.warning("batched probe fit stopped before convergence (%d iterations)", n_iter)
     W, b = obj.raw(V, c)
-    return BatchedFit(W, b, n_iter, ok)
+    return BatchedFit(W, b, n_iter, ok, stats)
 
 
-def _lbfgs(obj: _Objective, Pc: torch.Tensor, max_iter: int, tol: float):
-    """L-BFGS-B on the preconditioned variables u (V = u @ M per layer)."""
+def _lbfgs(obj: _Objective, Pc, max_iter: int, tol: float, start=None):
+    """L-BFGS-B on the preconditioned variables u (V = u @ M per layer; Pc = (M, L));
+    start: (V, c) to begin from (default zeros)."""
     from scipy.optimize import minimize
     from threadpoolctl import threadpool_limits
 
+    Pc, L = Pc
     G, P, K, d = obj.shape
     nV = G * P * K * d
     dtype = obj.X.dtype
@@ -234,6 +250,9 @@ def _lbfgs(obj: _Objective, Pc: torch.Tensor, max_iter: int, tol: float):
         return float(value), grad
 
     theta0 = np.zeros(nV + G * P * K)
+    if start is not None:
+        u0 = torch.bmm(start[0].reshape(G, P * K, d), L)
+        theta0 = torch.cat([u0.reshape(-1), start[1].reshape(-1)]).double().numpy()
     # scipy's BLAS threads would spin against torch's for the tiny L-BFGS-B updates
     with threadpool_limits(limits=1, user_api="blas"):
         res = minimize(
@@ -253,11 +272,13 @@ def _soft(x: torch.Tensor, t: float) -> torch.Tensor:
     return torch.sign(x) * (x.abs() - t).clamp_min(0.0)
 
 
-def _fista(obj: _Objective, l1: float, max_iter: int, tol: float):
+def _fista(obj: _Objective, l1: float, max_iter: int, tol: float, start=None):
     """Accelerated proximal gradient; the prox (soft threshold) applies to V, not to c."""
     G, P, K, d = obj.shape
     x_v = torch.zeros(G, P, K, d, dtype=obj.X.dtype)
     x_c = torch.zeros(G, P, K, dtype=obj.X.dtype)
+    if start is not None:
+        x_v, x_c = start[0].clone(), start[1].clone()
     y_v, y_c = x_v.clone(), x_c.clone()
     t, lip, step = 1.0, 1.0, float("inf")
     for it in range(1, max_iter + 1):  # noqa: B007 (returned)

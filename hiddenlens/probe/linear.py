@@ -6,8 +6,8 @@
 is ``mean_i loss_i + alpha / 2 ||W||^2 + l1 ||W||_1`` on standardised features, so
 ``alpha = 1 / (C * n)`` matches scikit-learn's ``LogisticRegression(C=C)`` on standardised
 data.  By default ``LinearProbe`` chooses alpha by 3-fold inner cross-validation over a
-small grid (as ``LogisticRegressionCV`` does; ``_alpha``), all candidates in one batched
-fit, and keeps it in ``alpha_``; ``alpha=`` fixes it.  ``NearestMeanProbe`` assigns the class whose training mean is closest (the
+small grid (as ``LogisticRegressionCV`` does; ``_alpha``), all inner folds in one batched
+fit per candidate along a warm-started path, and keeps it in ``alpha_``; ``alpha=`` fixes it.  ``NearestMeanProbe`` assigns the class whose training mean is closest (the
 continual-learning baseline of Rebuffi et al. 2017, and the NC4 comparison classifier of
 Papyan et al. 2020).
 """
@@ -19,7 +19,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
-from hiddenlens.probe._alpha import alpha_grid, choose_alpha
+from hiddenlens.probe._alpha import N_INNER, c_grid, fit_cv
 from hiddenlens.probe._solver import fit_batched
 
 
@@ -72,7 +72,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(
-        self, alpha=None, l1=0.0, max_iter=500, tol=1e-4, device="cpu", alphas=None, cv=3
+        self, alpha=None, l1=0.0, max_iter=500, tol=1e-4, device="cpu", alphas=None, cv=N_INNER
     ):
         self.alpha = alpha
         self.l1 = l1
@@ -98,29 +98,24 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             max_iter=int(self.max_iter),
             tol=float(self.tol),
         )
-        self.alpha_ = self._alpha(Xt, yt, w.astype(np.float32), kw)
-        fit = fit_batched(
-            Xt,
-            yt,
-            torch.as_tensor(w, dtype=torch.float32, device=self.device)[None],
-            torch.tensor([self.alpha_]),
-            **kw,
-        )
+        fit, self.alpha_ = self._fit(Xt, yt, w.astype(np.float32), kw)
         self.coef_ = fit.W[0, 0].cpu().numpy()
         self.intercept_ = fit.b[0, 0].cpu().numpy()
         self.n_iter_ = fit.n_iter
         return self
 
-    def _alpha(self, X, y, w, kw) -> float:
-        if self.alpha is not None:
-            return float(self.alpha)
-        if not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
+    def _fit(self, X, y, w, kw):
+        """(the fit, its alpha): the given alpha, or the best of the grid by inner CV."""
+        if self.alpha is None and (not isinstance(self.cv, (int, np.integer)) or self.cv < 2):
             raise ValueError(f"cv (inner folds choosing alpha) must be an int >= 2, got {self.cv!r}")
-        grid = alpha_grid(self.alphas, w.sum())
-        if len(grid) == 1:
-            return float(grid[0])
-        best = choose_alpha(X, y, w[None], grid, n_inner=int(self.cv), **kw)
-        return float(grid[best[0, 0]])
+        n = float(w.sum())
+        Cs = c_grid([self.alpha] if self.alpha is not None else self.alphas, n)
+        if len(Cs) == 1:
+            alpha = float(self.alpha) if self.alpha is not None else 1.0 / (Cs[0] * n)
+            wt = torch.as_tensor(w, device=self.device)[None]
+            return fit_batched(X, y, wt, torch.tensor([alpha]), **kw), alpha
+        fit, best = fit_cv(X, y, w[None], Cs, n_inner=int(self.cv), **kw)
+        return fit, float(1.0 / (Cs[best[0, 0]] * n))
 
     def decision_function(self, X) -> np.ndarray:
         """Logits [n] (binary) or [n, K]."""

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from hiddenlens._keys import ci_names, metric_key
-from hiddenlens.probe._alpha import alpha_grid, choose_alpha
+from hiddenlens.probe._alpha import C_GRID, fit_cv
 from hiddenlens.probe._folds import fold_assignment, resolve_groups, task_of
 from hiddenlens.probe._solver import fit_batched, nll
 from hiddenlens.store.source import as_source, read_hooks, row_labels
@@ -107,11 +107,14 @@ def sweep(
     or the name of a ``meta`` column; hook_points: names or
     None for all; probe: "linear" (batched logistic / ridge), "nearest_mean", or any
     scikit-learn estimator (fitted in a loop on the same folds); cv: number of folds or a
-    scikit-learn splitter; alpha: L2 strength (default ``1 / n_train``, i.e. scikit-learn's
-    C = 1), or "cv": chosen per layer and outer fold by 3-fold inner cross-validation over
-    scikit-learn's C in 0.01 ... 100 (as ``LinearProbe()`` does), every layer x fold x
-    candidate in one batched fit (about 20x the work of a fixed alpha); the alpha used per
-    layer (geometric mean over folds) is in ``extra["alpha"]`` and ``to_metrics``; groups: "auto" (default: the source's
+    scikit-learn splitter; alpha: the L2 strength in the mean-loss scale on standardised
+    features (``1 / (C n_train)``: scikit-learn's C); None (default) or "cv": chosen per
+    layer and outer fold by 3-fold inner cross-validation (grouped like the outer folds)
+    over scikit-learn's C in 0.01 ... 100, as ``LinearProbe()`` and ``LogisticRegressionCV``
+    do, every layer x fold x inner fold in one batched fit per candidate along a
+    warm-started path (``_alpha.fit_cv``); a number fixes it; the alpha used per layer
+    (geometric mean over folds) is in ``extra["alpha"]`` and ``to_metrics``; groups: "auto"
+    (default: the source's
     ``sample_idx`` whenever several rows share one, i.e. token rows are grouped by
     document), None (ungrouped rows: an explicit choice, recorded in ``extra["groups"]``;
     a per-document label then warns), a ``meta`` column name or a group id per row; grouped
@@ -140,7 +143,7 @@ def sweep(
     enc, n_out, classes = _encode(y, task)
     strat = enc if task == "classification" else None
     test_fold, train_w = fold_assignment(strat, n, cv, groups, seed)
-    alpha = _check_alpha(alpha, train_w)
+    alpha = _check_alpha(alpha)
     oof = np.zeros((len(hooks), n, n_out), np.float32)
     fit_info = {"n_iter": 0, "converged": True}
     chosen = np.full(len(hooks), np.nan)
@@ -194,9 +197,9 @@ def _encode(y: np.ndarray, task: str):
     return enc, (1 if len(classes) == 2 else len(classes)), classes
 
 
-def _check_alpha(alpha, train_w) -> float | str:
+def _check_alpha(alpha) -> float | str:
     if alpha is None:
-        return 1.0 / float(train_w.sum(1).mean())
+        return "cv"
     if isinstance(alpha, str):
         if alpha != "cv":
             raise ValueError(f"alpha must be a number >= 0, None or 'cv', got {alpha!r}")
@@ -233,8 +236,7 @@ def _oof(X, enc, train_w, test_fold, probe, task, n_out, kw, groups) -> tuple[np
 
 def _linear_logits(X, target, W, task, n_out, kw, groups) -> tuple[torch.Tensor, dict]:
     """Logits [G, P, n, K] of every fold's linear probe; alpha fixed or chosen per layer
-    and fold by inner CV (then every candidate is fitted and each (layer, fold) keeps its
-    own)."""
+    and fold by inner CV (``_alpha.fit_cv``: each (layer, fold) keeps its own)."""
     fit_kw = dict(
         n_outputs=n_out,
         loss="mse" if task == "regression" else "logistic",
@@ -242,26 +244,16 @@ def _linear_logits(X, target, W, task, n_out, kw, groups) -> tuple[torch.Tensor,
         max_iter=kw["max_iter"],
         tol=kw["tol"],
     )
-    P = W.shape[0]
     if kw["alpha"] != "cv":
-        fit = fit_batched(X, target, W, torch.full((P,), kw["alpha"]), **fit_kw)
+        fit = fit_batched(X, target, W, torch.full((W.shape[0],), kw["alpha"]), **fit_kw)
         alpha = np.full(X.shape[0], kw["alpha"])
         return fit.logits(X), {"n_iter": fit.n_iter, "converged": fit.converged, "alpha": alpha}
-    grid = alpha_grid(None, float(W.sum(1).mean()))
-    A = len(grid)
-    best = choose_alpha(X, target, W.numpy(), grid, groups=groups, seed=kw["seed"], **fit_kw)
-    fit = fit_batched(
-        X,
-        target,
-        W.repeat_interleave(A, 0),
-        torch.tensor(np.tile(grid, P), dtype=torch.float32),
-        **fit_kw,
-    )
-    Z = fit.logits(X).unflatten(1, (P, A))  # [G, P, A, n, K]
-    pick = torch.from_numpy(best)[:, :, None, None, None].expand(-1, -1, 1, *Z.shape[3:])
-    alpha = np.exp(np.log(grid[best]).mean(1))  # geometric mean over folds, per layer
+    Cs = np.asarray(C_GRID)
+    fit, best = fit_cv(X, target, W.numpy(), Cs, groups=groups, seed=kw["seed"], **fit_kw)
+    alpha = 1.0 / (Cs[best] * W.sum(1).numpy()[None])  # [G, P]
+    alpha = np.exp(np.log(alpha).mean(1))  # geometric mean over folds, per layer
     info = {"n_iter": fit.n_iter, "converged": fit.converged, "alpha": alpha}
-    return Z.gather(2, pick)[:, :, 0], info
+    return fit.logits(X), info
 
 
 def _nearest_mean_logits(X, enc, W, K) -> torch.Tensor:

@@ -102,26 +102,3 @@ def test_bad_input(planted):
         sweep(layers, y, probe="mlp")
     with pytest.raises(TypeError, match="cannot read activations from list"):
         sweep([1, 2], y)
-
-
-def test_sweep_alpha_cv_chooses_per_layer_and_reports_it():
-    rng = np.random.default_rng(0)
-    n, d = 240, 120
-    y = rng.integers(0, 2, n)
-    mu = rng.normal(size=d) * 0.15
-    layers = {
-        "weak": (rng.normal(size=(n, d)) + np.outer(2 * y - 1, mu)).astype(np.float32),
-        "strong": (rng.normal(size=(n, d)) + np.outer(2 * y - 1, 4 * mu)).astype(np.float32),
-    }
-    res = sweep(layers, y, cv=3, alpha="cv", n_boot=20)
-    grid = 1 / (np.array([100, 10, 1, 0.1, 0.01]) * n * 2 / 3)
-    alpha = res.extra["alpha"]
-    assert alpha.shape == (2,) and np.all((alpha >= grid.min() * 0.99) & (alpha <= grid.max() * 1.01))
-    m = res.to_metrics()
-    assert m["probe/alpha/weak"] == pytest.approx(alpha[0])
-    fixed = sweep(layers, y, cv=3, n_boot=20)  # default: scikit-learn's C = 1
-    assert fixed.extra["alpha"] == pytest.approx([1 / (n * 2 / 3)] * 2)
-    # the CV choice is at least as good as C = 1 where overfitting costs (the weak layer)
-    assert res.score[0] >= fixed.score[0] - 0.02
-    with pytest.raises(ValueError, match="'cv'"):
-        sweep(layers, y, alpha="auto")
