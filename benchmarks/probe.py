@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +77,11 @@ def sklearn_loop(arrays, y, folds, mode: str):
 
     if mode == "cv":  # the sweep's inner folds: StratifiedKFold(3, shuffle, seed) per training set
         inner = StratifiedKFold(N_INNER, shuffle=True, random_state=0)
-        clf = LogisticRegressionCV(Cs=sorted(C_GRID), cv=inner, max_iter=1000)
+        clf = LogisticRegressionCV(Cs=sorted(C_GRID), cv=inner, scoring="accuracy", max_iter=1000)
     else:
         clf = LogisticRegression(C=1.0, max_iter=1000)
     model = make_pipeline(StandardScaler(), clf)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # sklearn 1.9's notices of 1.10 changes
     acc, Cs = [], []
     for X in arrays.values():
         out = cross_validate(model, X, y, cv=folds, return_estimator=mode == "cv")

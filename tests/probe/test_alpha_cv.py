@@ -29,6 +29,7 @@ def _planted(seed, n=160, d=120, signals=(0.2,)):
     return layers, y
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # sklearn 1.9's notices of 1.10 changes
 def test_default_sweep_within_a_point_of_logistic_regression_cv():
     """Same outer folds, same inner folds, same C grid: nested LogisticRegressionCV."""
     ours, ref = [], []
@@ -37,7 +38,7 @@ def test_default_sweep_within_a_point_of_logistic_regression_cv():
         outer = StratifiedKFold(4, shuffle=True, random_state=s)
         res = sweep(layers, y, cv=outer, n_boot=10)
         inner = StratifiedKFold(N_INNER, shuffle=True, random_state=0)
-        lrcv = LogisticRegressionCV(Cs=sorted(C_GRID), cv=inner)
+        lrcv = LogisticRegressionCV(Cs=sorted(C_GRID), cv=inner, scoring="accuracy")
         for i, X in enumerate(layers.values()):
             with threadpool_limits(1):  # BLAS threads on a shared machine only spin
                 sk = cross_val_score(make_pipeline(StandardScaler(), lrcv), X, y, cv=outer)

@@ -46,7 +46,7 @@ def run_probes(arrays: dict[str, np.ndarray], labels: dict[str, np.ndarray], typ
         if (counts > 0).sum() < 2 or counts[counts > 0].min() < 2 * cfg.cv:
             run.skipped[name] = f"too few rows per class in the sample: {counts.tolist()}"
             continue
-        if len(np.unique(groups)) < cfg.cv:
+        if not _enough_groups(groups, cfg.cv):
             kw["groups"] = None
         control = None
         if types is not None and (controlled is None or name in controlled):
@@ -73,6 +73,19 @@ def run_probes(arrays: dict[str, np.ndarray], labels: dict[str, np.ndarray], typ
     return run
 
 
+def _enough_groups(groups: np.ndarray, cv: int) -> bool:
+    """Whether grouped folds work: ``cv`` outer folds, and every outer training set holding
+    enough documents for the inner folds that choose the L2 strength (``probe._alpha``)."""
+    from sklearn.model_selection import GroupKFold
+
+    from hiddenlens.probe._alpha import N_INNER
+
+    if len(np.unique(groups)) < cv:
+        return False
+    split = GroupKFold(cv).split(groups, groups=groups)
+    return all(len(np.unique(groups[tr])) >= N_INNER for tr, _ in split)
+
+
 def summary_rows(run: ProbeRun) -> list[dict]:
     """One table row per label: best layer, its accuracy, chance, selectivity, MDL."""
     table = []
@@ -85,6 +98,7 @@ def summary_rows(run: ProbeRun) -> list[dict]:
             "accuracy": round(float(task.score[i]), 4),
             "95% CI": f"[{task.ci_low[i]:.3f}, {task.ci_high[i]:.3f}]",
             "majority class": round(task.chance, 4),
+            "L2 alpha (inner CV)": float(f"{task.extra['alpha'][i]:.3g}"),
             "MDL compression (task)": round(float(mdl_task.compression[i]), 3),
         }
         if name in run.controls:
@@ -183,7 +197,9 @@ def run(ctx, cfg, report) -> None:
     )
     sec.add_text(
         f"Linear probes (L2 logistic regression, all layers and folds fitted in one batched "
-        f"L-BFGS) on {len(rows):,} sampled rows, {cfg.cv}-fold cross-validation grouped by "
+        f"L-BFGS; the L2 strength chosen per layer and fold by 3-fold inner cross-validation "
+        f"over scikit-learn's C in 0.01 ... 100, reported as probe/..._alpha) on "
+        f"{len(rows):,} sampled rows, {cfg.cv}-fold cross-validation grouped by "
         f"document. {control}The MDL online code is computed on "
         f"{min(cfg.mdl_rows, len(rows)):,} rows; CKA on {min(cfg.cka_rows, len(rows)):,}."
     )
