@@ -17,9 +17,9 @@ proportionally larger alpha, as ``LogisticRegressionCV`` has it).  Instead of
   preconditioner statistics.
 
 A step whose change of alpha moves the gradient by less than ``tol`` stops at once (seen
-at C >= 10 on near-separable MiniLM rows with the sweep's tol 1e-3); its predictions then
-equal its predecessor's, the tie goes to the stronger penalty, and the alpha reported is
-the one the kept solution was fitted at.
+at C >= 10 on near-separable MiniLM rows with the sweep's tol 1e-3): its solution is its
+predecessor's up to round-off, so which of the two is kept does not change the scores,
+but the alpha reported may then name the weaker penalty of the pair.
 """
 
 from __future__ import annotations
