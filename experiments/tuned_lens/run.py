@@ -33,7 +33,7 @@ def cache(model: str, texts: list[str], out: Path, max_rows: int, seq_len: int):
     from hiddenlens.store import cache_activations
 
     return cache_activations(model, texts, HOOKS, out, seq_len=seq_len, max_rows=max_rows,
-                             overwrite=True, batch_size=16)
+                             batch_size=16)  # a complete store of the same run is reused
 
 
 def fit_seeds(args, train_store, test_store):
