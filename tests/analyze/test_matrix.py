@@ -86,8 +86,9 @@ def test_mlp_on_tensors(tmp_path):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(240, 8, generator=g)
     y = (x[:, 0] > 0).long().numpy()
-    raw = _config(_models.mlp(), {"x": x, "topic": y}, ["0", "2"], "2")
+    raw = _config(_models.mlp(), {"x": x, "topic": y}, ["0", "2"], "2", lens={})
     result, dom = _run(raw, tmp_path / "run")
+    assert "has no unembedding" in dom  # the lens section says why it does not apply
     m = result.metrics
     _common(result, "2", ["0", "2"])
     acc = metric(m, "probe", "probe_topic", "0")  # held-out accuracy at the first layer
@@ -197,11 +198,17 @@ def test_hooked_transformer_on_token_ids(tmp_path):
     topic = (ids[:, 0] % 2).numpy()
     hook = "blocks.1.hook_resid_post"
     raw = _config(model, {"x": ids, "topic": topic}, ["blocks.*.hook_resid_post"], hook,
-                  attribution=True)
+                  attribution=True,
+                  lens={"steps": 40, "batch_size": 64, "rows": 300, "eval_rows": 100})
     result, _ = _run(raw, tmp_path / "run")
     store = hiddenlens.ActivationStore.open(tmp_path / "run" / "store")
     assert len(store) == 40 * 10 and store.d(hook) == 16  # one row per token
     assert np.isfinite(metric(result.metrics, "sae", "ce_loss_score", hook))
+    # the tuned lens on a TransformerLens model: the last residual decodes to the output
+    m, first = result.metrics, "blocks.0.hook_resid_post"
+    assert metric(m, "attribution", "lens_final_logprob_gap") < 1e-4
+    assert metric(m, "attribution", "tuned_lens_kl", first) < metric(
+        m, "attribution", "logit_lens_kl", first)
 
 
 def test_bn_cnn_per_position_rows(tmp_path):

@@ -5,6 +5,7 @@ between layers (Kornblith et al. 2019)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -13,6 +14,7 @@ import numpy as np
 from hiddenlens.analyze.inputs import TOKEN_LABELS
 
 USES_SAE = False
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -25,6 +27,7 @@ class ProbeRun:
     mdl: dict = field(default_factory=dict)  # label -> (MDLResult task, MDLResult control|None)
     cka: object = None
     skipped: dict = field(default_factory=dict)  # label -> reason
+    grouped: bool = True  # folds grouped by document (False: too few documents, said aloud)
     seconds: float = 0.0
 
 
@@ -41,13 +44,17 @@ def run_probes(arrays: dict[str, np.ndarray], labels: dict[str, np.ndarray], typ
     run = ProbeRun(list(arrays))
     mdl_rows = rng.choice(n, min(cfg.mdl_rows, n), replace=False)
     kw = dict(cv=cfg.cv, groups=groups, n_boot=cfg.n_boot, seed=seed, max_iter=cfg.max_iter)
+    if not _enough_groups(groups, cfg.cv):
+        # ungrouped folds put rows of one document on both sides: recorded and reported
+        logger.warning("probe: %d documents are too few for grouped %d-fold CV; folds split "
+                       "rows, so document-level labels may read high", len(np.unique(groups)),
+                       cfg.cv)
+        kw["groups"], run.grouped = None, False
     for name, y in labels.items():
         counts = np.bincount(y)
         if (counts > 0).sum() < 2 or counts[counts > 0].min() < 2 * cfg.cv:
             run.skipped[name] = f"too few rows per class in the sample: {counts.tolist()}"
             continue
-        if not _enough_groups(groups, cfg.cv):
-            kw["groups"] = None
         control = None
         if types is not None and (controlled is None or name in controlled):
             control = control_task(types, y, seed=seed)
@@ -187,6 +194,10 @@ def run(ctx, cfg, report) -> None:
     result = run_probes(arrays, {k: vals[k][rows] for k in names}, types, ctx.groups[rows],
                         cfg, ctx.seed, controlled=set(TOKEN_LABELS))
     sec = report.add_section("Probing: what each layer makes linearly readable")
+    folds = "grouped by document" if result.grouped else (
+        f"NOT grouped by document: the sample holds only {len(np.unique(ctx.groups[rows]))} "
+        "documents, too few for grouped folds, so rows of one document sit on both sides and "
+        "document-level labels may read high")
     control = (
         "Each label is paired with a control task that gives every token type a random label "
         "from the same distribution: high task accuracy with low selectivity means the probe "
@@ -199,8 +210,8 @@ def run(ctx, cfg, report) -> None:
         f"Linear probes (L2 logistic regression, all layers and folds fitted in one batched "
         f"L-BFGS; the L2 strength chosen per layer and fold by 3-fold inner cross-validation "
         f"over scikit-learn's C in 0.01 ... 100, reported as probe/..._alpha) on "
-        f"{len(rows):,} sampled rows, {cfg.cv}-fold cross-validation grouped by "
-        f"document. {control}The MDL online code is computed on "
+        f"{len(rows):,} sampled rows, {cfg.cv}-fold cross-validation {folds}. "
+        f"{control}The MDL online code is computed on "
         f"{min(cfg.mdl_rows, len(rows)):,} rows; CKA on {min(cfg.cka_rows, len(rows)):,}."
     )
     add_to_section(sec, result)
