@@ -57,6 +57,12 @@ def file_digest(path: str | Path, kind: str) -> str:
         mm.close()
 
 
+# numpy parses a .npy header with ast.literal_eval, and CPython 3.11's parser is not safe
+# to run on several threads at once ("AST constructor recursion depth mismatch", seen with
+# concurrent ranks and the background verifier): headers are parsed one at a time.
+_HEADER_LOCK = threading.Lock()
+
+
 def npy_array(mm: mmap.mmap, path: str | Path) -> np.ndarray:
     """The array of the ``.npy`` file mapped in ``mm``: a read-only view of the map, no copy.
 
@@ -68,7 +74,8 @@ def npy_array(mm: mmap.mmap, path: str | Path) -> np.ndarray:
         try:
             version = fmt.read_magic(fh)
             read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-            shape, fortran, dtype = read(fh)
+            with _HEADER_LOCK:
+                shape, fortran, dtype = read(fh)
         except (ValueError, OSError, SyntaxError) as err:
             raise ValueError(f"corrupt store file {path}: unreadable .npy header ({err})") from err
         offset = fh.tell()
