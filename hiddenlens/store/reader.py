@@ -175,7 +175,11 @@ class ActivationStore:
                 f"the manifest {dtype} {shape}"
             )
         with self._lock:
-            self._maps[key] = arr
+            # Another thread (a reader, or the verifier hashing ahead) may have dropped this
+            # file's map since we mapped it; caching the array then would keep more maps
+            # alive than ``_max_maps`` allows. The array itself stays valid either way.
+            if key in self._mmaps:
+                self._maps[key] = arr
         return arr
 
     def _expected(self, shard: int, name: str) -> tuple[np.dtype, tuple[int, ...]]:
