@@ -86,7 +86,7 @@ def train(model, blocks: torch.Tensor, seconds: float, batch: int = 16, lr: floa
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         step += 1
     return {"steps": step, "seconds": time.perf_counter() - t0,
             "train_loss_last50": sum(losses[-50:]) / max(len(losses[-50:]), 1)}
