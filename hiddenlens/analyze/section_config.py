@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from hiddenlens.analyze._checks import _one_of, _pos_float, _pos_int, _str_list
@@ -124,7 +125,9 @@ class ShortcutSectionConfig:
 @dataclass
 class AttributionSectionConfig:
     """``[attribution]``: input IG, per-layer gradient x activation and layer IG, patching
-    and SAE-latent attribution, with a target chosen for the model kind."""
+    and SAE-latent attribution, with a target chosen for the model kind; for a language model
+    per-head DLA (TransformerLens) and a back-patching sweep; for an image model the
+    missingness bias of black / grey / neighbour / layer masking."""
 
     hooks: list[str] | None = None
     examples: int = 4
@@ -134,11 +137,29 @@ class AttributionSectionConfig:
     pair: list[str] = field(
         default_factory=lambda: ["The cat sat on the warm mat.", "The dog sat on the warm mat."]
     )
+    dla_top: int = 8  # heads listed in the per-head DLA table (TransformerLens models)
+    back_patching_queries: int = 16  # text prefixes swept (0: no back-patching)
+    back_patching_hooks: int = 6  # residual hooks swept, evenly spaced (~n^2/2 passes per length)
+    missingness_examples: int = 64  # images whose border is removed (image models)
+    missingness_sizes: list[int] = field(default_factory=lambda: [1, 2])  # border widths; [] = off
+    missingness_grey: float | None = None  # grey masking's value (default: the images' mean)
 
     def __post_init__(self) -> None:
         self.hooks = _str_list("attribution.hooks", self.hooks)
-        for name in ("examples", "n_steps", "seq_len"):
+        for name in ("examples", "n_steps", "seq_len", "dla_top", "missingness_examples"):
             _pos_int(f"attribution.{name}", getattr(self, name))
+        _pos_int("attribution.back_patching_queries", self.back_patching_queries, zero=True)
+        if not isinstance(self.back_patching_hooks, int) or self.back_patching_hooks < 2:
+            raise ValueError(f"attribution.back_patching_hooks must be an int >= 2, got {self.back_patching_hooks!r}")
+        sizes = self.missingness_sizes
+        if not isinstance(sizes, (list, tuple)) or not all(
+                isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in sizes):
+            raise ValueError(f"attribution.missingness_sizes must be a list of positive ints, got {sizes!r}")
+        self.missingness_sizes = sorted(set(sizes))
+        grey = self.missingness_grey
+        if grey is not None and (isinstance(grey, bool) or not isinstance(grey, (int, float))
+                                 or not math.isfinite(grey)):
+            raise ValueError(f"attribution.missingness_grey must be a finite number or absent, got {grey!r}")
         self.pair = _str_list("attribution.pair", self.pair, allow_none=False)
         if len(self.pair) != 2:
             raise ValueError(f"attribution.pair must be two texts (clean, corrupt), got {self.pair!r}")

@@ -250,11 +250,11 @@ def missingness_bias(
     at = pred[:, None]
     dlogit = (lm - lc).gather(1, at)[:, 0].abs()
     dprob = (logq.exp() - logp.exp()).gather(1, at)[:, 0]
-    return MissingnessBias(
+    return MissingnessBias(  # .cpu(): the model may run on a GPU
         method,
-        dlogit.numpy(),
-        kl.clamp_min(0).numpy(),
-        pred.numpy(),
-        lm.argmax(1).numpy(),
-        dprob.numpy(),
+        dlogit.cpu().numpy(),
+        kl.clamp_min(0).cpu().numpy(),
+        pred.cpu().numpy(),
+        lm.argmax(1).cpu().numpy(),
+        dprob.cpu().numpy(),
     )

@@ -7,7 +7,11 @@ output itself when it is one number per example). Integrated gradients at the in
 embedding (text encoders; completeness error reported), gradient x activation and layer IG
 per hook (Sundararajan et al. 2017), activation vs attribution patching on a one-word edit
 (text; Nanda 2023), latent x gradient for every trained SAE, and for ``nn.Sequential`` image
-models DiFull at the input and each cached conv hook (Rao et al. 2022, ML-Att).
+models DiFull at the input and each cached conv hook (Rao et al. 2022, ML-Att) and the
+missingness bias of input masking (Balasubramanian & Feizi 2023;
+:mod:`~hiddenlens.analyze.sections.attribution_image`). Language models also get per-head
+direct logit attribution and a back-patching sweep (Biran et al. 2024;
+:mod:`~hiddenlens.analyze.sections.attribution_lm`).
 """
 
 from __future__ import annotations
@@ -274,6 +278,16 @@ def _difull(ctx, cfg, sec, s: Setup, hooks) -> tuple[dict[str, float], str | Non
     return gs.to_metrics(), None
 
 
+def _missingness(ctx, cfg, sec) -> tuple[dict[str, float], str]:
+    from hiddenlens.analyze.sections.attribution_image import run_missingness
+
+    if not cfg.missingness_sizes:
+        return {}, "Missingness bias not run: attribution.missingness_sizes is empty."
+    data = ctx.data.data[: cfg.missingness_examples]
+    x = data if isinstance(data, torch.Tensor) else torch.as_tensor(np.asarray(data))
+    return run_missingness(ctx, cfg, sec, x.float().to(ctx.handle_device))
+
+
 def run(ctx, cfg, report) -> None:
     hooks = ctx.hooks_for(cfg.hooks)
     s = setup(ctx, cfg)
@@ -297,6 +311,16 @@ def run(ctx, cfg, report) -> None:
         metrics |= m
         if why:
             notes.append(f"DiFull not run: {why}.")
+        m, note = _missingness(ctx, cfg, sec)
+        metrics |= m
+        notes.append(note)
+    if is_language_model(ctx.handle):
+        from hiddenlens.analyze.sections.attribution_lm import run_lm
+
+        n = max(cfg.examples, cfg.back_patching_queries)
+        m, lm_notes = run_lm(ctx, cfg, sec, _texts(ctx, n) if ctx.texts is not None else None, hooks)
+        metrics |= m
+        notes += lm_notes
     if ctx.saes and ctx.cfg.cache.rows != "position":
         metrics |= _sae(ctx, sec, s)
     elif ctx.saes:

@@ -1,0 +1,68 @@
+"""The attribution section's missingness bias for image models (Balasubramanian & Feizi 2023):
+black / grey / neighbour / layer removal of the image border, on a CNN."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hiddenlens
+from hiddenlens import metric_key
+from hiddenlens.analyze.config import AttributionSectionConfig
+from hiddenlens.analyze.sections.attribution_image import border_keep, layer_mask_hooks
+from hiddenlens.attribution.masking import missingness_bias
+from tests import _models
+
+
+def test_cnn_missingness_metrics_on_constant_images(tmp_path):
+    """On constant images the border's neighbours equal it, so neighbour fill removes
+    nothing (|Δ logit| = 0 exactly) while black paint does; grey with the images' mean
+    matches a direct call."""
+    levels = torch.linspace(0.2, 1.0, 16)
+    x = levels[:, None, None, None] * torch.ones(16, 1, 8, 8)
+    raw = {"model": {"spec": _models.bn_cnn(), "batch_size": 8}, "data": {"source": {"x": x}},
+           "cache": {"hooks": ["2", "6"]},
+           "attribution": {"examples": 4, "n_steps": 4, "missingness_sizes": [1, 2, 9]}}
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    m = result.metrics
+
+    def key(stat, where):
+        return metric_key("attribution", f"missingness_{stat}", where)
+
+    for k in (1, 2):
+        assert m[key("dlogit", f"neighbour/border={k}")] < 1e-5
+        assert m[key("kl", f"neighbour/border={k}")] < 1e-8
+        assert m[key("dlogit", f"black/border={k}")] > 1e-3
+        for method in ("grey", "layer"):
+            assert 0 <= m[key("flip_rate", f"{method}/border={k}")] <= 1
+    assert not any("border=9" in k for k in m)  # wider than an 8x8 image allows: left out
+    model = _models.bn_cnn()
+    ref = missingness_bias(model, x, border_keep(x.shape, 2), "grey", grey=float(x.mean()))
+    assert m[key("dlogit", "grey/border=2")] == pytest.approx(float(ref.dlogit.mean()), rel=1e-6)
+    assert (tmp_path / "run" / "figures" / "missingness.png").exists()
+    assert "filled again at 2 (fill), 6 (fill)" in result.report.read_text()
+
+
+def test_layer_mask_hooks_match_the_experiments_choice():
+    """The rule (mask the input of every spatial operation; masked mean before a global
+    average pool) gives the hooks experiments/input_masking chose by hand."""
+    from experiments.input_masking.run import VARIANTS, cnn
+
+    x = torch.zeros(2, 1, 20, 20)
+    assert layer_mask_hooks(cnn().eval(), x) == VARIANTS["layer"][1]
+    assert layer_mask_hooks(_models.bn_cnn(), torch.zeros(2, 1, 8, 8)) == {
+        "2": "fill", "6": "fill"}  # not "3", a max pool's output
+
+
+def test_border_keep_and_config():
+    keep = border_keep((3, 1, 6, 7), 2)
+    assert keep.shape == (1, 1, 6, 7) and int(keep.sum()) == 2 * 3
+    assert keep[0, 0, 2:4, 2:5].all()
+    with pytest.raises(ValueError, match="border of 3 pixels"):
+        border_keep((1, 1, 6, 6), 3)
+    assert AttributionSectionConfig(missingness_sizes=[2, 1, 2]).missingness_sizes == [1, 2]
+    for bad in ({"missingness_sizes": [0]}, {"missingness_sizes": 2}, {"back_patching_hooks": 1},
+                {"missingness_grey": float("nan")}, {"back_patching_queries": -1}, {"dla_top": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            AttributionSectionConfig(**bad)
