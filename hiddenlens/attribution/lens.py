@@ -37,7 +37,8 @@ def _check_tl(model) -> None:
         )
 
 
-def _token_index(tokens: Tensor, ids, vocab: int, name: str) -> Tensor:
+def _token_index(tokens: Tensor, ids, vocab: int, name: str, device=None) -> Tensor:
+    """ids as [batch] long on ``device`` (the model's: gather needs the logits' device)."""
     idx = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
     if idx.numel() == 1:
         idx = idx.expand(tokens.shape[0])
@@ -46,7 +47,7 @@ def _token_index(tokens: Tensor, ids, vocab: int, name: str) -> Tensor:
     bad = idx[(idx < 0) | (idx >= vocab)]
     if bad.numel():
         raise ValueError(f"{name} id {int(bad[0])} is out of range for a vocabulary of {vocab}")
-    return idx
+    return idx.to(device) if device is not None else idx
 
 
 @dataclass
@@ -105,11 +106,11 @@ def direct_logit_attribution(
     """DLA of logit[answer] (minus logit[counterfactual]) at ``position``. tokens: [batch, seq]."""
     _check_tl(model)
     vocab = model.cfg.d_vocab_out
-    ans = _token_index(tokens, answer, vocab, "answer")
+    ans = _token_index(tokens, answer, vocab, "answer", model.W_U.device)
     direction = model.W_U[:, ans].T.detach()  # [batch, d_model]
     bias = model.b_U[ans].detach()
     if counterfactual is not None:
-        cf = _token_index(tokens, counterfactual, vocab, "counterfactual")
+        cf = _token_index(tokens, counterfactual, vocab, "counterfactual", model.W_U.device)
         direction = direction - model.W_U[:, cf].T.detach()
         bias = bias - model.b_U[cf].detach()
     weight, ln_bias = _final_norm_affine(model)
@@ -177,7 +178,7 @@ def logit_lens(model, tokens: Tensor, token_ids, *, position: int = -1) -> Logit
     """Rank and probability of ``token_ids`` when each layer's residual is decoded through the
     final norm and the unembedding. tokens: [batch, seq]; token_ids: one id or one per example."""
     _check_tl(model)
-    ids = _token_index(tokens, token_ids, model.cfg.d_vocab_out, "token_ids")
+    ids = _token_index(tokens, token_ids, model.cfg.d_vocab_out, "token_ids", model.W_U.device)
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens)
         acc, labels = cache.accumulated_resid(layer=None, pos_slice=position, return_labels=True)
