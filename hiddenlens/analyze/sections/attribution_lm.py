@@ -171,12 +171,12 @@ def residual_hooks(handle, hooks: list[str], probe: Tensor, limit: int) -> list[
     from hiddenlens.attribution.layer import capture_activations
 
     hooks = forward_order(handle, hooks)
-
-    d_model = handle.unembedding().shape[0]
-    acts = capture_activations(handle, {"input_ids": probe[None], "attention_mask": torch.ones_like(probe)[None]},
-                               hooks)
-    same = [h for h in hooks if acts[h].ndim == 3 and acts[h].shape[-1] == d_model
-            and acts[h].shape[1] == len(probe)]
+    batch = {"input_ids": probe[None], "attention_mask": torch.ones_like(probe)[None]}
+    acts = capture_activations(handle, batch, hooks)
+    w_u = handle.unembedding()
+    # the unembedding's input width; without one, the width of the last hook
+    d_model = w_u.shape[0] if w_u is not None else acts[hooks[-1]].shape[-1]
+    same = [h for h in hooks if acts[h].ndim == 3 and acts[h].shape[1:] == (len(probe), d_model)]
     if len(same) > limit:
         same = [same[i] for i in sorted(set(np.linspace(0, len(same) - 1, limit).round().astype(int)))]
     return same
