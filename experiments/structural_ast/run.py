@@ -1,15 +1,17 @@
 """AST-Probe on all-MiniLM-L6-v2: is Python's syntax tree linearly readable from its layers?
 
-    python -m experiments.structural_ast.run --out runs/structural_ast [--fast]
+    python -m experiments.structural_ast.run --out runs/structural_ast [--fast] [--seeds 3]
 
 Statements: one-line statements of a few standard-library modules, with a tree over their
 Python tokens read from ``ast`` (``trees.py``). Each token's vector is the mean of its
 WordPiece pieces (MiniLM's fast tokenizer gives character offsets). Per layer (the
-embeddings and the 6 blocks), a distance structural probe (Hewitt & Manning 2019; rank 64)
-is trained on 2/3 of the statements and scored on the rest: Spearman of distances
-(averaged per length) and UUAS of the minimum spanning tree. Baselines: the right-branching
-chain (every token attached to the one before it), and the same probe on the embedding
-layer. Writes metrics.json, figures/ and report.md with what was found.
+embeddings and the 6 blocks), a distance and a depth structural probe (Hewitt & Manning
+2019; rank 64) are trained on 2/3 of the statements and scored on the rest: Spearman of
+distances / depths (averaged per length), UUAS of the minimum spanning tree, root accuracy.
+Each seed draws another train/test split and probe initialisation. Baselines, scored by the
+same metrics (``score_structure``): the right-branching chain (``|i - j|`` as the distance,
+the word position as the depth), and the probes on the embedding layer. Writes
+metrics.json, figures/ and report.md with what was found.
 """
 
 from __future__ import annotations
@@ -35,35 +37,146 @@ MODULES = (
     "shlex",
     "pprint",
 )
+LAYERS = ["embeddings"] + [f"encoder.layer.{i}" for i in range(6)]
+METRICS = ("distance_spearman", "uuas", "depth_spearman", "root_accuracy")
 
 
-def token_vectors(handle, statements):
-    """Per layer (7 states), per statement, [n_tokens, 384] means of the pieces."""
+def piece_rows(offsets, spans) -> list[list[int]] | None:
+    """Per token span, the indices of the tokenizer pieces overlapping it (None if one has none)."""
+    rows = []
+    for s, e in spans:
+        pieces = [i for i, (a, b) in enumerate(offsets) if b > a and a < e and b > s]
+        if not pieces:
+            return None
+        rows.append(pieces)
+    return rows
+
+
+def token_vectors(handle, statements) -> list[np.ndarray | None]:
+    """Per statement, [n_states, n_tokens, d] means of the pieces; None where a token has no
+    piece (the statement is dropped, the others keep their place)."""
     import torch
 
     tok, model = handle.tokenizer, handle.model
-    out = []
+    out: list[np.ndarray | None] = []
     with torch.no_grad():
         for st in statements:
             enc = tok(st.text, return_offsets_mapping=True, return_tensors="pt", truncation=True)
             offsets = enc.pop("offset_mapping")[0].numpy()
+            rows = piece_rows(offsets, st.spans)
+            if rows is None:
+                out.append(None)
+                continue
             hs = model(**enc, output_hidden_states=True).hidden_states  # 7 x [1, T, 384]
             H = torch.stack(hs)[:, 0].numpy()  # [7, T, 384]
-            rows = []
-            for s, e in st.spans:
-                pieces = [i for i, (a, b) in enumerate(offsets) if b > a and a < e and b > s]
-                if not pieces:
-                    return None
-                rows.append(H[:, pieces].mean(1))
-            out.append(np.stack(rows, 1))  # [7, n, 384]
+            out.append(np.stack([H[:, p].mean(1) for p in rows], 1))
     return out
 
 
-def chain_uuas(statements) -> float:
-    hit = sum(
-        sum(1 for i, p in enumerate(st.parents) if p >= 0 and abs(p - i) == 1) for st in statements
+def baselines(parents) -> dict[str, float]:
+    """Right-branching chain (|i - j|) and word position as depth, scored like the probes."""
+    from hiddenlens.probe import score_structure
+
+    ns = [len(p) for p in parents]
+    chain = [np.abs(np.subtract.outer(np.arange(n), np.arange(n))) for n in ns]
+    dist = score_structure("distance", chain, parents, "chain")
+    depth = score_structure("depth", [np.arange(n) for n in ns], parents, "position")
+    return {
+        "distance_spearman": dist.spearman,
+        "uuas": dist.uuas,
+        "depth_spearman": depth.spearman,
+        "root_accuracy": depth.root_accuracy,
+    }
+
+
+def run_seed(vecs, parents, seed: int, args) -> tuple[np.ndarray, dict[str, float], list]:
+    """One split and probe init: [7 layers, 4 METRICS] scores, baselines, distance probes."""
+    from hiddenlens.probe.structural import StructuralProbe
+
+    order = np.random.default_rng(seed).permutation(len(vecs))
+    n_train = 2 * len(vecs) // 3
+    tr, te = order[:n_train], order[n_train:]
+    par_tr, par_te = [parents[i] for i in tr], [parents[i] for i in te]
+    scores, probes = np.zeros((len(LAYERS), len(METRICS))), []
+    for layer in range(len(LAYERS)):
+        H_tr, H_te = [vecs[i][layer] for i in tr], [vecs[i][layer] for i in te]
+        fitted = {
+            kind: StructuralProbe(kind, rank=args.rank, n_steps=args.steps, lr=0.01, seed=seed)
+            .fit(H_tr, par_tr)
+            for kind in ("distance", "depth")
+        }
+        dist = fitted["distance"].evaluate(H_te, par_te)
+        depth = fitted["depth"].evaluate(H_te, par_te)
+        scores[layer] = [dist.spearman, dist.uuas, depth.spearman, depth.root_accuracy]
+        probes.append(fitted["distance"])
+        logging.info(
+            "seed %d %s: DSpr %.3f UUAS %.3f NSpr %.3f root %.3f (loss %.3f / %.3f)",
+            seed, LAYERS[layer], *scores[layer], fitted["distance"].loss_, fitted["depth"].loss_,
+        )
+    return scores, baselines(par_te), [probes, te]
+
+
+def write_figures(out: Path, mean, sd, base, sts, vecs, last) -> None:
+    from hiddenlens.viz.layers import LayerCurves, plot_layer_curves
+    from hiddenlens.viz.probe import plot_tree_distances
+    from hiddenlens.viz.save import save_figure
+
+    names = {"uuas": "UUAS", "distance_spearman": "distance Spearman", "depth_spearman":
+             "depth Spearman"}
+    idx = {m: METRICS.index(m) for m in names}
+    curves = LayerCurves(
+        LAYERS,
+        {names[m]: mean[:, i] for m, i in idx.items()},
+        low={names[m]: mean[:, i] - sd[:, i] for m, i in idx.items()},
+        high={names[m]: mean[:, i] + sd[:, i] for m, i in idx.items()},
+        reference={names[m]: base[m] for m in names},
+        reference_label="right-branching chain / position",
+        ylabel="score (mean ± sd over seeds)",
     )
-    return hit / sum(len(st.parents) - 1 for st in statements)
+    save_figure(
+        plot_layer_curves(curves, title="AST-Probe on MiniLM (held-out statements)"),
+        out / "figures" / "structural_by_layer.png",
+    )
+    best = int(np.argmax(mean[:, METRICS.index("uuas")]))
+    probes, te = last
+    ex = int(te[int(np.argmax([len(sts[i].parents) for i in te]))])
+    pred = probes[best].predict([vecs[ex][best]])[0]
+    fig = plot_tree_distances(
+        (pred, sts[ex].parents), words=sts[ex].tokens,
+        title=f"{LAYERS[best]}: {sts[ex].text[:50]}",
+    )
+    save_figure(fig, out / "figures" / "example_tree.png")
+
+
+def report_lines(mean, sd, base, n, args, steps) -> list[str]:
+    u = METRICS.index("uuas")
+    best = int(np.argmax(mean[:, u]))
+    above_chain = mean[best, u] - base["uuas"]
+    above_emb = mean[best, u] - mean[0, u]
+    verdict = (
+        "above both baselines"
+        if above_chain > 0.05 and above_emb > 2 * max(sd[best, u], sd[0, u])
+        else "not clearly above both baselines"
+    )
+    cell = lambda i, j: f"{mean[i, j]:.3f} ± {sd[i, j]:.3f}"  # noqa: E731
+    return [
+        "# AST-Probe on all-MiniLM-L6-v2",
+        "",
+        f"{n} one-line statements from {len(MODULES)} stdlib modules, {2 * n // 3} train / "
+        f"{n - 2 * n // 3} test per seed; distance and depth probes rank {args.rank}, "
+        f"{steps} full-batch Adam steps (lr 0.01); {args.seeds} seeds (each: another split "
+        "and probe initialisation); mean ± sd over seeds.",
+        "",
+        "| layer | distance Spearman | UUAS | depth Spearman | root accuracy |",
+        "|---|---|---|---|---|",
+        *[f"| {la} | " + " | ".join(cell(i, j) for j in range(len(METRICS))) + " |"
+          for i, la in enumerate(LAYERS)],
+        "| right-branching chain / position | "
+        + " | ".join(f"{base[m]:.3f}" for m in METRICS) + " |",
+        "",
+        f"Best layer {LAYERS[best]}: UUAS {mean[best, u]:.3f}, {above_chain:+.3f} over the chain "
+        f"and {above_emb:+.3f} over the embeddings ({mean[0, u]:.3f}); {verdict}.",
+    ]
 
 
 def main(argv=None) -> int:
@@ -72,83 +185,42 @@ def main(argv=None) -> int:
     parser.add_argument("--statements", type=int, default=600)
     parser.add_argument("--rank", type=int, default=64)
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fast", action="store_true", help="150 statements, 100 steps")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the statement sample")
+    parser.add_argument("--seeds", type=int, default=3, help="splits / probe inits")
+    parser.add_argument("--fast", action="store_true", help="150 statements, 100 steps, 1 seed")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
 
     import hiddenlens
     from experiments.structural_ast.trees import stdlib_statements
+    from hiddenlens import metric_key
     from hiddenlens._io import write_json, write_text
-    from hiddenlens.probe.structural import StructuralProbe
-    from hiddenlens.viz.layers import LayerCurves, plot_layer_curves
-    from hiddenlens.viz.probe import plot_tree_distances
-    from hiddenlens.viz.save import save_figure
 
     torch.manual_seed(args.seed)
-    n_st, steps = (150, 100) if args.fast else (args.statements, args.steps)
+    if args.fast:
+        args.statements, args.steps, args.seeds = 150, 100, 1
     handle = hiddenlens.load_model("minilm")
-    sts = stdlib_statements(MODULES, limit=4 * n_st)
+    sts = stdlib_statements(MODULES, limit=4 * args.statements)
     rng = np.random.default_rng(args.seed)
-    sts = [sts[i] for i in rng.permutation(len(sts))[:n_st]]
+    sts = [sts[i] for i in rng.permutation(len(sts))[: args.statements]]
     vecs = token_vectors(handle, sts)
-    keep = [i for i, v in enumerate(vecs) if v is not None]
-    sts, vecs = [sts[i] for i in keep], [vecs[i] for i in keep]
-    n_train = 2 * len(sts) // 3
-    layers = ["embeddings"] + [f"encoder.layer.{i}" for i in range(6)]
-    spear, uuas, probes = [], [], []
-    par = [st.parents for st in sts]
-    for layer in range(7):
-        H = [v[layer] for v in vecs]
-        probe = StructuralProbe(
-            "distance", rank=args.rank, n_steps=steps, lr=0.01, seed=args.seed
-        ).fit(H[:n_train], par[:n_train])
-        res = probe.evaluate(H[n_train:], par[n_train:])
-        spear.append(res.spearman)
-        uuas.append(res.uuas)
-        probes.append(probe)
-        logging.info("%s: Spearman %.3f  UUAS %.3f", layers[layer], res.spearman, res.uuas)
-    chain = chain_uuas(sts[n_train:])
-    best = int(np.argmax(uuas))
+    sts, vecs = zip(*[(s, v) for s, v in zip(sts, vecs) if v is not None])
+    parents = [st.parents for st in sts]
+    runs = [run_seed(vecs, parents, s, args) for s in range(args.seeds)]
+    scores = np.stack([r[0] for r in runs])  # [seeds, layers, metrics]
+    mean, sd = scores.mean(0), scores.std(0, ddof=1) if len(runs) > 1 else np.zeros_like(scores[0])
+    base = {m: float(np.mean([r[1][m] for r in runs])) for m in METRICS}
     out = args.out
-    metrics = {"probe/structural_chain_uuas": chain, "probe/n_statements": len(sts)}
-    for layer, s, u in zip(layers, spear, uuas):
-        metrics[f"probe/structural_distance_spearman/{layer}"] = s
-        metrics[f"probe/structural_uuas/{layer}"] = u
+    metrics = {metric_key("probe", f"chain_{m}"): v for m, v in base.items()}
+    metrics[metric_key("probe", "n_statements")] = len(sts)
+    for i, layer in enumerate(LAYERS):
+        for j, m in enumerate(METRICS):
+            metrics[metric_key("probe", f"structural_{m}", layer)] = float(mean[i, j])
+            metrics[metric_key("probe", f"structural_{m}_sd", layer)] = float(sd[i, j])
     write_json(out / "metrics.json", {"metrics": metrics, "config": vars(args) | {"out": str(out)}})
-    curves = LayerCurves(
-        layers,
-        {"UUAS": uuas, "distance Spearman": spear},
-        reference=chain,
-        reference_label="right-branching chain UUAS",
-        ylabel="score",
-    )
-    save_figure(
-        plot_layer_curves(curves, title="AST-Probe on MiniLM (held-out statements)"),
-        out / "figures" / "structural_by_layer.png",
-    )
-    ex = n_train + int(np.argmax([len(p) for p in par[n_train:]]))
-    pred = probes[best].predict([vecs[ex][best]])[0]
-    fig = plot_tree_distances(
-        (pred, par[ex]), words=sts[ex].tokens, title=f"{layers[best]}: {sts[ex].text[:50]}"
-    )
-    save_figure(fig, out / "figures" / "example_tree.png")
-    verdict = "above" if uuas[best] > chain + 0.05 else "not clearly above"
-    lines = [
-        "# AST-Probe on all-MiniLM-L6-v2",
-        "",
-        f"{len(sts)} one-line statements from {len(MODULES)} stdlib modules, "
-        f"{n_train} train / {len(sts) - n_train} test; distance probe rank {args.rank}, "
-        f"{steps} Adam steps, seed {args.seed}.",
-        "",
-        "| layer | Spearman | UUAS |",
-        "|---|---|---|",
-        *[f"| {la} | {s:.3f} | {u:.3f} |" for la, s, u in zip(layers, spear, uuas)],
-        "",
-        f"Right-branching chain UUAS: {chain:.3f}. Best layer {layers[best]} "
-        f"(UUAS {uuas[best]:.3f}), {verdict} the chain baseline; embeddings UUAS {uuas[0]:.3f}.",
-    ]
+    write_figures(out, mean, sd, base, sts, vecs, runs[-1][2])
+    lines = report_lines(mean, sd, base, len(sts), args, args.steps)
     write_text(out / "report.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -15,7 +15,12 @@ from hiddenlens.probe.hygiene import (
 )
 from hiddenlens.probe.linear import LinearProbe, LinearProbeRegressor, NearestMeanProbe
 from hiddenlens.probe.pooling import moment_features, pool, pool_rows
-from hiddenlens.probe.structural import StructuralProbe, StructuralResult, tree_distances
+from hiddenlens.probe.structural import (
+    StructuralProbe,
+    StructuralResult,
+    score_structure,
+    tree_distances,
+)
 from hiddenlens.probe.sweep import SweepResult, sweep
 
 __all__ = [
@@ -40,6 +45,7 @@ __all__ = [
     "pool",
     "pool_rows",
     "probe_with_control",
+    "score_structure",
     "selectivity",
     "sweep",
     "tree_distances",

@@ -118,17 +118,33 @@ class StructuralProbe(BaseEstimator):
 
     def evaluate(self, sentences, parents, name: str = "structural") -> StructuralResult:
         """Spearman (averaged by sentence length), UUAS (distance) or root accuracy (depth)."""
-        pred = self.predict(sentences)
-        parents = [np.asarray(p) for p in parents]
-        if self.kind == "distance":
-            gold = [tree_distances(p) for p in parents]
-            rho = _by_length([_rowwise_spearman(a, b) for a, b in zip(pred, gold)], gold)
-            uuas = _uuas(pred, parents)
-            return StructuralResult(self.kind, rho, uuas, None, len(pred), name)
-        gold = [tree_depths(p) for p in parents]
-        rho = _by_length([_spearman(a, b) for a, b in zip(pred, gold)], gold)
-        root = float(np.mean([int(np.argmin(a)) == int(np.argmin(b)) for a, b in zip(pred, gold)]))
-        return StructuralResult(self.kind, rho, None, root, len(pred), name)
+        return score_structure(self.kind, self.predict(sentences), parents, name)
+
+
+def score_structure(kind, pred, parents, name: str = "structural") -> StructuralResult:
+    """Score predicted distances [len_s, len_s] or depths [len_s] per sentence against trees.
+
+    The probe's own ``evaluate``, open to any prediction, so baselines (the right-branching
+    chain's ``|i - j|``, word position as depth) are scored by exactly the same metrics.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    parents = [np.asarray(p) for p in parents]
+    pred = [np.asarray(a, np.float64) for a in pred]
+    want = [(len(p), len(p)) if kind == "distance" else (len(p),) for p in parents]
+    if len(pred) != len(parents) or any(a.shape != w for a, w in zip(pred, want)):
+        raise ValueError(
+            f"need one prediction per tree shaped {'[n, n]' if kind == 'distance' else '[n]'}, "
+            f"got shapes {[a.shape for a in pred][:5]} for trees of {[len(p) for p in parents][:5]}"
+        )
+    if kind == "distance":
+        gold = [tree_distances(p) for p in parents]
+        rho = _by_length([_rowwise_spearman(a, b) for a, b in zip(pred, gold)], gold)
+        return StructuralResult(kind, rho, _uuas(pred, parents), None, len(pred), name)
+    gold = [tree_depths(p) for p in parents]
+    rho = _by_length([_spearman(a, b) for a, b in zip(pred, gold)], gold)
+    root = float(np.mean([int(np.argmin(a)) == int(np.argmin(b)) for a, b in zip(pred, gold)]))
+    return StructuralResult(kind, rho, None, root, len(pred), name)
 
 
 @dataclass

@@ -75,3 +75,27 @@ def test_plot_tree_distances():
     assert isinstance(fig, Figure) and fig.axes[0].get_title() == "t"
     with pytest.raises(ValueError, match="one parent per word"):
         plot_tree_distances((np.zeros((2, 2)), par[0]))
+
+
+def test_score_structure_on_exact_and_chain_predictions():
+    from hiddenlens.probe.structural import score_structure
+
+    trees = [np.array([-1, 0, 0, 1, 3]), np.array([-1, 0, 1, 1])]
+    exact = score_structure("distance", [tree_distances(p) for p in trees], trees)
+    assert exact.spearman == pytest.approx(1.0) and exact.uuas == 1.0
+    depth = score_structure("depth", [tree_depths(p) for p in trees], trees)
+    assert depth.spearman == pytest.approx(1.0) and depth.root_accuracy == 1.0
+    # the chain |i - j|: its MST is the chain, which holds 2 of 4 and 2 of 3 gold edges
+    chain = [np.abs(np.subtract.outer(np.arange(len(p)), np.arange(len(p)))) for p in trees]
+    assert score_structure("distance", chain, trees).uuas == pytest.approx(4 / 7)
+    # word position as depth: the root is word 0 in both trees
+    pos = score_structure("depth", [np.arange(len(p)) for p in trees], trees, "position")
+    assert pos.root_accuracy == 1.0 and "probe/position_root_accuracy" in pos.to_metrics()
+    # a probe's evaluate is score_structure of its predictions
+    H, par = planted(8, 3)
+    probe = StructuralProbe("distance", rank=12, n_steps=5).fit(H, par)
+    assert probe.evaluate(H, par) == score_structure("distance", probe.predict(H), par)
+    with pytest.raises(ValueError, match=r"shaped \[n, n\]"):
+        score_structure("distance", [np.zeros(5)], trees[:1])
+    with pytest.raises(ValueError, match="kind"):
+        score_structure("height", chain, trees)
