@@ -236,8 +236,13 @@ def _r2(pred: np.ndarray, y: np.ndarray) -> float:
     return float(1 - np.mean((pred - y) ** 2) / np.var(y))
 
 
-def chaos_level(cfg: EvalConfig, n_noise: int, seed: int) -> tuple[dict[str, float], float, float]:
-    """Train one MLP at one noise level; (recall per method, chance, test R^2)."""
+def chaos_model(cfg: EvalConfig, n_noise: int, seed: int, *, fan_in: int | None = None):
+    """Data and a trained MLP at one noise level: (data, mlp, test x, test R^2).
+
+    fan_in: None keeps PyTorch's default init of the first layer (uniform +-1/sqrt(d), so an
+    irrelevant feature's weights shrink as features are added); an int draws it as if the
+    layer had that many inputs at every level (the control of ``chaos_floor``).
+    """
     n = cfg.chaos_train + cfg.chaos_test
     data = make_chaos_data(
         n, n_relevant=cfg.chaos_relevant, n_noise=n_noise, function=cfg.chaos_function, seed=seed
@@ -248,11 +253,20 @@ def chaos_level(cfg: EvalConfig, n_noise: int, seed: int) -> tuple[dict[str, flo
     d = data.n_features
     mlp = nn.Sequential(nn.Linear(d, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1),
                         nn.Flatten(0))
+    if fan_in is not None:
+        with torch.no_grad():
+            mlp[0].weight.uniform_(-(fan_in**-0.5), fan_in**-0.5)
     fit(mlp, x[tr], y[tr], epochs=cfg.chaos_epochs, lr=cfg.lr, seed=seed,
         loss=nn.functional.mse_loss, batch=256)
     with torch.no_grad():
         r2 = _r2(mlp(x[te]).numpy(), data.y[te])
-    attrs = chaos_attributions(mlp, x[te])
+    return data, mlp, x[te], r2
+
+
+def chaos_level(cfg: EvalConfig, n_noise: int, seed: int) -> tuple[dict[str, float], float, float]:
+    """Train one MLP at one noise level; (recall per method, chance, test R^2)."""
+    data, mlp, x_test, r2 = chaos_model(cfg, n_noise, seed)
+    attrs = chaos_attributions(mlp, x_test)
     recall = {m: float(topk_recall(a, data.relevant).mean()) for m, a in attrs.items()}
     return recall, data.chance, r2
 

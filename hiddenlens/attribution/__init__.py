@@ -16,6 +16,7 @@ from hiddenlens.attribution.chaos import (
     ChaosRecall,
     chaos_attributions,
     make_chaos_data,
+    topk_hits,
     topk_recall,
 )
 from hiddenlens.attribution.difull import (
@@ -115,6 +116,7 @@ __all__ = [
     "make_grid_images",
     "split_cells",
     "stitch_cells",
+    "topk_hits",
     "topk_recall",
     "upsample_maps",
     "BlockData",

@@ -14,6 +14,7 @@ from hiddenlens.attribution.chaos import (
     ChaosRecall,
     chaos_attributions,
     make_chaos_data,
+    topk_hits,
     topk_recall,
 )
 
@@ -88,3 +89,17 @@ def test_chaos_recall_keeps_the_spread_over_seeds():
     assert res.recall["saliency"][0] == pytest.approx(0.7)
     assert res.sd["saliency"][0] == pytest.approx(0.2)
     assert res.to_metrics()["attribution/chaos_recall_saliency_sd/n_noise=10"] == pytest.approx(0.2)
+
+
+def test_topk_hits_per_relevant_feature():
+    attr = np.zeros((4, 10))
+    attr[:, 2] = 5.0  # feature 2 always first
+    attr[:2, 7] = -4.0  # feature 7 in the top 2 of half the examples (sign ignored)
+    attr[2:, 0] = 4.0  # an irrelevant feature takes its place in the others
+    hits = topk_hits(attr, [7, 2])  # reported in sorted order: 2, 7
+    assert hits.tolist() == [1.0, 0.5]
+    # the mean of the hit rates is the mean recall (k = number of relevant features)
+    assert hits.mean() == pytest.approx(topk_recall(attr, [2, 7]).mean())
+    assert topk_hits(attr, [2, 7], k=1).tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="k must be in"):
+        topk_hits(attr, [2, 7], k=11)
