@@ -69,7 +69,7 @@ def sweep(cfg: EvalConfig, fan_in: int | None) -> dict[int, dict[str, np.ndarray
 def table(results: dict[str, dict], methods) -> list[str]:
     pm = lambda v: f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"  # noqa: E731
     head = ["init", "irrelevant", "R2", *methods,
-            *[f"hit {t}" for t in TERMS], "floor", "|grad| z_2^2", "|grad| z_4^3",
+            *[f"hit {t}" for t in TERMS], "floor", "abs grad z_2^2", "abs grad z_4^3",
             "W_irr init → trained"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for init, by in results.items():
