@@ -3,7 +3,7 @@
     python -m experiments.structural_ast.run --out runs/structural_ast [--fast] [--seeds 3]
 
 Statements: one-line statements of a few standard-library modules, with a tree over their
-Python tokens read from ``ast`` (``trees.py``). Each token's vector is the mean of its
+Python tokens read from ``ast`` (``hiddenlens.probe.trees``). Each token's vector is the mean of its
 WordPiece pieces (MiniLM's fast tokenizer gives character offsets). Per layer (the
 embeddings and the 6 blocks), a distance and a depth structural probe (Hewitt & Manning
 2019; rank 64) are trained on 2/3 of the statements and scored on the rest: Spearman of
@@ -23,33 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-MODULES = (
-    "json.encoder",
-    "textwrap",
-    "fractions",
-    "statistics",
-    "csv",
-    "difflib",
-    "string",
-    "calendar",
-    "heapq",
-    "bisect",
-    "shlex",
-    "pprint",
-)
+from hiddenlens.probe.trees import STDLIB_MODULES, chain_baselines, piece_groups, stdlib_statements
+
 LAYERS = ["embeddings"] + [f"encoder.layer.{i}" for i in range(6)]
 METRICS = ("distance_spearman", "uuas", "depth_spearman", "root_accuracy")
-
-
-def piece_rows(offsets, spans) -> list[list[int]] | None:
-    """Per token span, the indices of the tokenizer pieces overlapping it (None if one has none)."""
-    rows = []
-    for s, e in spans:
-        pieces = [i for i, (a, b) in enumerate(offsets) if b > a and a < e and b > s]
-        if not pieces:
-            return None
-        rows.append(pieces)
-    return rows
 
 
 def token_vectors(handle, statements) -> list[np.ndarray | None]:
@@ -63,7 +40,7 @@ def token_vectors(handle, statements) -> list[np.ndarray | None]:
         for st in statements:
             enc = tok(st.text, return_offsets_mapping=True, return_tensors="pt", truncation=True)
             offsets = enc.pop("offset_mapping")[0].numpy()
-            rows = piece_rows(offsets, st.spans)
+            rows = piece_groups(offsets.tolist(), st.spans)
             if rows is None:
                 out.append(None)
                 continue
@@ -71,22 +48,6 @@ def token_vectors(handle, statements) -> list[np.ndarray | None]:
             H = torch.stack(hs)[:, 0].numpy()  # [7, T, 384]
             out.append(np.stack([H[:, p].mean(1) for p in rows], 1))
     return out
-
-
-def baselines(parents) -> dict[str, float]:
-    """Right-branching chain (|i - j|) and word position as depth, scored like the probes."""
-    from hiddenlens.probe import score_structure
-
-    ns = [len(p) for p in parents]
-    chain = [np.abs(np.subtract.outer(np.arange(n), np.arange(n))) for n in ns]
-    dist = score_structure("distance", chain, parents, "chain")
-    depth = score_structure("depth", [np.arange(n) for n in ns], parents, "position")
-    return {
-        "distance_spearman": dist.spearman,
-        "uuas": dist.uuas,
-        "depth_spearman": depth.spearman,
-        "root_accuracy": depth.root_accuracy,
-    }
 
 
 def run_seed(vecs, parents, seed: int, args) -> tuple[np.ndarray, dict[str, float], list]:
@@ -113,7 +74,7 @@ def run_seed(vecs, parents, seed: int, args) -> tuple[np.ndarray, dict[str, floa
             "seed %d %s: DSpr %.3f UUAS %.3f NSpr %.3f root %.3f (loss %.3f / %.3f)",
             seed, LAYERS[layer], *scores[layer], fitted["distance"].loss_, fitted["depth"].loss_,
         )
-    return scores, baselines(par_te), [probes, te]
+    return scores, chain_baselines(par_te), [probes, te]
 
 
 def write_figures(out: Path, mean, sd, base, sts, vecs, last) -> None:
@@ -162,7 +123,7 @@ def report_lines(mean, sd, base, n, args, steps) -> list[str]:
     return [
         "# AST-Probe on all-MiniLM-L6-v2",
         "",
-        f"{n} one-line statements from {len(MODULES)} stdlib modules, {2 * n // 3} train / "
+        f"{n} one-line statements from {len(STDLIB_MODULES)} stdlib modules, {2 * n // 3} train / "
         f"{n - 2 * n // 3} test per seed; distance and depth probes rank {args.rank}, "
         f"{steps} full-batch Adam steps (lr 0.01); {args.seeds} seeds (each: another split "
         "and probe initialisation); mean ± sd over seeds.",
@@ -193,7 +154,6 @@ def main(argv=None) -> int:
     import torch
 
     import hiddenlens
-    from experiments.structural_ast.trees import stdlib_statements
     from hiddenlens import metric_key
     from hiddenlens._io import write_json, write_text
 
@@ -201,7 +161,7 @@ def main(argv=None) -> int:
     if args.fast:
         args.statements, args.steps, args.seeds = 150, 100, 1
     handle = hiddenlens.load_model("minilm")
-    sts = stdlib_statements(MODULES, limit=4 * args.statements)
+    sts = stdlib_statements(STDLIB_MODULES, limit=4 * args.statements)
     rng = np.random.default_rng(args.seed)
     sts = [sts[i] for i in rng.permutation(len(sts))[: args.statements]]
     vecs = token_vectors(handle, sts)

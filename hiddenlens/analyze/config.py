@@ -2,7 +2,7 @@
 
 A run is ``[model]``, ``[data]``, ``[cache]`` and one optional table per analyzer section
 (``[activations]``, ``[sae]``, ``[probe]``, ``[collapse]``, ``[info]``, ``[shortcut]``,
-``[attribution]``, ``[lens]``, ``[codebook]``) plus ``[report]``. A section runs when its table is
+``[attribution]``, ``[lens]``, ``[structural]``, ``[codebook]``) plus ``[report]``. A section runs when its table is
 present. Unknown tables or keys are errors that name the valid ones, so a typo never turns
 a setting silently into its default.
 """
@@ -25,6 +25,7 @@ from hiddenlens.analyze.section_config import (
     ProbeSectionConfig,
     SAESectionConfig,
     ShortcutSectionConfig,
+    StructuralSectionConfig,
 )
 
 if sys.version_info >= (3, 11):
@@ -34,7 +35,7 @@ else:  # Python 3.10: the same parser, as the tomli package
 
 SECTION_ORDER = (
     "activations", "sae", "probe", "collapse", "info", "shortcut", "attribution", "lens",
-    "codebook",
+    "structural", "codebook",
 )
 
 
@@ -130,6 +131,7 @@ SECTION_CLASSES = {
     "shortcut": ShortcutSectionConfig,
     "attribution": AttributionSectionConfig,
     "lens": LensSectionConfig,
+    "structural": StructuralSectionConfig,
     "codebook": CodebookSectionConfig,
 }
 _TABLES = {"model": ModelConfig, "data": DataConfig, "cache": CacheConfig, "report": ReportConfig}

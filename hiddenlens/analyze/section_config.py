@@ -1,6 +1,6 @@
 """The analyzer-section tables of an ``hiddenlens analyze`` run config (``[sae]``,
 ``[probe]``, ``[collapse]``, ``[info]``, ``[shortcut]``, ``[attribution]``, ``[lens]``,
-``[codebook]``), one validated dataclass each; ``hiddenlens.analyze.config`` re-exports them."""
+``[structural]``, ``[codebook]``), one validated dataclass each; ``hiddenlens.analyze.config`` re-exports them."""
 
 from __future__ import annotations
 
@@ -186,6 +186,34 @@ class LensSectionConfig:
         for name in ("rows", "eval_rows", "steps", "batch_size"):
             _pos_int(f"lens.{name}", getattr(self, name))
         _pos_float("lens.lr", self.lr)
+
+
+@dataclass
+class StructuralSectionConfig:
+    """``[structural]``: structural probes for code (Hewitt & Manning 2019; the AST-Probe of
+    Hernandez Lopez et al. 2022) on each cached sequence hook: one-line Python statements with
+    their syntax trees (from ``ast``), each token's vector the mean of its tokenizer pieces; a
+    distance probe (UUAS, Spearman) and a depth probe (root accuracy, Spearman) per hook,
+    trained on 2/3 of the statements and scored on the rest, against the right-branching
+    chain. ``statements = "stdlib"`` reads the standard library's own source; ``"data"`` uses
+    the run's texts that parse as one-line statements."""
+
+    hooks: list[str] | None = None  # default: every cached hook
+    statements: str = "stdlib"
+    n_statements: int = 300
+    rank: int = 32
+    steps: int = 200
+    lr: float = 0.01
+
+    def __post_init__(self) -> None:
+        self.hooks = _str_list("structural.hooks", self.hooks)
+        _one_of("structural.statements", self.statements, ("stdlib", "data"))
+        for name in ("n_statements", "rank", "steps"):
+            _pos_int(f"structural.{name}", getattr(self, name))
+        if self.n_statements < 12:
+            raise ValueError(f"structural.n_statements must be at least 12 (train and test "
+                             f"statements both needed), got {self.n_statements}")
+        _pos_float("structural.lr", self.lr)
 
 
 @dataclass

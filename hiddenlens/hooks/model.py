@@ -110,10 +110,21 @@ class ModelHandle:
         limits = [x for x in (seq_len, self.max_length) if x]
         return min(limits) if limits else None
 
-    def tokenize(self, texts: list[str], seq_len: int | None = None) -> dict[str, torch.Tensor]:
-        """Tokenise a batch with padding; sequences longer than the model accepts are cut."""
+    def tokenize(
+        self, texts: list[str], seq_len: int | None = None, *, offsets: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Tokenise a batch with padding; sequences longer than the model accepts are cut.
+
+        ``offsets`` adds ``offset_mapping`` [batch, seq, 2] (each piece's character span,
+        (0, 0) for special and padding pieces; needs a fast tokenizer); ``forward`` ignores it.
+        """
         if self.tokenizer is None:
             raise TypeError(f"model {self.model_id!r} has no tokenizer; pass tensors instead")
+        if offsets and not getattr(self.tokenizer, "is_fast", False):
+            raise TypeError(
+                f"character offsets need a fast (Rust) tokenizer; {self.model_id!r} has "
+                f"{type(self.tokenizer).__name__}"
+            )
         limit = self.token_limit(seq_len)
         if self.tokenizer.pad_token is None and self.tokenizer.eos_token is not None:
             self.tokenizer.pad_token = self.tokenizer.eos_token  # GPT-2 style: no pad token
@@ -124,6 +135,7 @@ class ModelHandle:
             max_length=limit,
             return_tensors="pt",
             return_special_tokens_mask=True,
+            return_offsets_mapping=offsets,
         )
         return dict(enc)
 

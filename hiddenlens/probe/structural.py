@@ -220,7 +220,9 @@ def _spearman(a, b) -> float:
     from scipy.stats import spearmanr
 
     if len(a) < 2 or np.ptp(b) == 0:
-        return float("nan")
+        return float("nan")  # nothing to rank against: left out of the average
+    if np.ptp(a) == 0:
+        return 0.0  # the probe ranks nothing (e.g. tokens sharing one vector): no correlation
     return float(spearmanr(a, b).statistic)
 
 

@@ -142,6 +142,46 @@ _SAE = {
     ),
 }
 _PROBE = {
+    "structural_uuas": MetricInfo(
+        "structural probe UUAS",
+        "share of tree edges",
+        HIGHER,
+        "the minimum spanning tree of the probe's distances recovers {pct} of the syntax "
+        "tree's edges",
+    ),
+    "structural_chain_uuas": MetricInfo(
+        "right-branching chain UUAS (baseline)",
+        "share of tree edges",
+        NEUTRAL,
+        "attaching every token to the one before it recovers {pct} of the edges",
+    ),
+    "structural_distance_spearman": MetricInfo(
+        "structural probe distance Spearman",
+        "rank correlation",
+        HIGHER,
+        "predicted and tree distances correlate at {value:.2f} (by sentence length)",
+    ),
+    "structural_depth_spearman": MetricInfo(
+        "structural probe depth Spearman",
+        "rank correlation",
+        HIGHER,
+        "predicted and tree depths correlate at {value:.2f} (by sentence length)",
+    ),
+    "structural_root_accuracy": MetricInfo(
+        "structural probe root accuracy",
+        "share of statements",
+        HIGHER,
+        "the shallowest predicted token is the tree's root in {pct} of statements",
+    ),
+    "structural_position_root_accuracy": MetricInfo(
+        "first-token-as-root accuracy (baseline)",
+        "share of statements",
+        NEUTRAL,
+        "taking the first token as the root is right in {pct} of statements",
+    ),
+    "structural_n_statements": MetricInfo(
+        "statements probed", "count", NEUTRAL, "{value:.0f} statements with trees"
+    ),
     "cka": MetricInfo(
         "linear CKA",
         "similarity 0-1",

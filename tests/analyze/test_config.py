@@ -45,7 +45,7 @@ def test_bundled_configs_parse():
     cfg = load_config(bundled_config("demo"))
     assert set(cfg.sections) == {
         "activations", "sae", "probe", "collapse", "info", "shortcut", "attribution", "lens",
-        "codebook",
+        "structural", "codebook",
     }
     assert load_config(bundled_config("tinylm")).sections["lens"].steps == 250
     with pytest.raises(FileNotFoundError, match="bundled: "):

@@ -1,24 +1,7 @@
-"""The AST-Probe task's trees: read from Python's parser, one node per token."""
+"""The AST-Probe experiment: token vectors pooled from tokenizer pieces (the trees are
+tested in tests/probe/test_trees.py)."""
 
-from experiments.structural_ast.trees import statement_tree, stdlib_statements
-from hiddenlens.probe import tree_distances
-
-
-def test_statement_tree_follows_the_ast():
-    st = statement_tree("x = f(a, b + 1)")
-    assert st.tokens == ["x", "=", "f", "(", "a", ",", "b", "+", "1", ")"]
-    # Assign heads at x; the call f(...) hangs under x; its arguments under f; b + 1 under b
-    assert st.parents == [-1, 0, 0, 2, 2, 2, 2, 6, 6, 2]
-    assert tree_distances(st.parents)[8, 4] == 3  # 1 -> b -> f -> a
-    assert statement_tree("def broken(:") is None
-
-
-def test_stdlib_statements_are_real_trees():
-    sts = stdlib_statements(["textwrap"], limit=30)
-    assert len(sts) == 30
-    for st in sts:
-        assert len(st.tokens) == len(st.parents) and st.parents.count(-1) == 1
-        tree_distances(st.parents)  # connected, one root
+from hiddenlens.probe.trees import statement_tree
 
 
 def test_token_vectors_drop_only_statements_with_an_unmatched_token():
@@ -26,12 +9,7 @@ def test_token_vectors_drop_only_statements_with_an_unmatched_token():
     import numpy as np
     import torch
 
-    from experiments.structural_ast.run import piece_rows, token_vectors
-
-    # pieces (0, 0) is a special token; token (3, 5) spans two pieces; (6, 7) none
-    offsets = [(0, 0), (0, 2), (3, 4), (4, 5)]
-    assert piece_rows(offsets, [(0, 2), (3, 5)]) == [[1], [2, 3]]
-    assert piece_rows(offsets, [(0, 2), (6, 7)]) is None
+    from experiments.structural_ast.run import token_vectors
 
     class Tok:  # one piece per character, except "_" which this vocabulary drops
         def __call__(self, text, **_):

@@ -99,3 +99,14 @@ def test_score_structure_on_exact_and_chain_predictions():
         score_structure("distance", [np.zeros(5)], trees[:1])
     with pytest.raises(ValueError, match="kind"):
         score_structure("height", chain, trees)
+
+
+def test_a_probe_that_ranks_nothing_scores_zero_not_missing():
+    """Tokens that share one vector get equal predicted depths: Spearman 0, not a NaN that
+    would drop the sentence from the average and flatter the probe."""
+    from hiddenlens.probe.structural import StructuralProbe
+
+    parents = [[-1, 0, 1], [-1, 0, 0, 2]]
+    sents = [np.ones((3, 4)), np.ones((4, 4))]  # every token the same vector
+    res = StructuralProbe("depth", rank=2, n_steps=5).fit(sents, parents).evaluate(sents, parents)
+    assert res.spearman == 0.0

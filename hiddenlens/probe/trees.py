@@ -1,4 +1,4 @@
-"""Code statements from Python's own standard library with a tree over their tokens.
+"""Python code statements with a syntax tree over their tokens, for structural probes.
 
 The tree comes from the statement's AST (the AST-Probe setting of Hernández López et al.
 2022, with Python's ``ast`` in place of tree-sitter): every token belongs to the innermost
@@ -7,6 +7,11 @@ heads its node attaches to the head of the nearest enclosing node with another h
 every other token attaches to the head of its own innermost node.  So ``x = f(a, b)``
 gives ``x`` as root, ``f``, ``(``, ``)`` under ``f``... a dependency-style tree, one node per
 token, read from the real parser rather than written by hand.
+
+``stdlib_statements`` reads one-line statements from the standard library's own source (real
+code that ships with every Python); ``chain_baselines`` are the right-branching chain and word-position
+baselines a probe must beat; ``piece_groups`` maps a tokenizer's character offsets onto the statement's
+tokens, so a model's sub-word vectors can be pooled per Python token.
 """
 
 from __future__ import annotations
@@ -86,7 +91,15 @@ def statement_tree(text: str) -> Statement | None:
     return Statement(text, [t.string for t in toks], spans, parents)
 
 
-def stdlib_statements(modules, min_tokens: int = 6, max_tokens: int = 24, limit: int = 1000):
+# Standard-library modules whose one-line statements make the default task: mixed idioms
+# (string formatting, arithmetic, comprehensions, calls), none of them generated code.
+STDLIB_MODULES = (
+    "json.encoder", "textwrap", "fractions", "statistics", "csv", "difflib", "string",
+    "calendar", "heapq", "bisect", "shlex", "pprint",
+)
+
+
+def stdlib_statements(modules=STDLIB_MODULES, min_tokens: int = 6, max_tokens: int = 24, limit: int = 1000):
     """One-line statements of the given stdlib modules' source, with their trees."""
     import importlib
 
@@ -103,3 +116,48 @@ def stdlib_statements(modules, min_tokens: int = 6, max_tokens: int = 24, limit:
             if len(out) >= limit:
                 return out
     return out
+
+
+def parse_statements(texts, min_tokens: int = 6, max_tokens: int = 24) -> list[Statement]:
+    """The texts that are one-line Python statements with a usable tree (others dropped)."""
+    out = []
+    for text in texts:
+        st = statement_tree(text.strip()) if isinstance(text, str) and "\n" not in text.strip() else None
+        if st is not None and min_tokens <= len(st.tokens) <= max_tokens:
+            out.append(st)
+    return out
+
+
+def chain_baselines(parents) -> dict[str, float]:
+    """The baselines a structural probe must beat, scored by the probe's own metrics
+    (``score_structure``): the right-branching chain (``|i - j|`` as the distance: its minimum
+    spanning tree attaches every token to the one before it; adjacent tokens are often tree
+    neighbours) and the word position as the depth (the first token as the root).
+
+    Returns distance_spearman, uuas, depth_spearman, root_accuracy.
+    """
+    import numpy as np
+
+    from hiddenlens.probe.structural import score_structure
+
+    ns = [len(p) for p in parents]
+    chain = [np.abs(np.subtract.outer(np.arange(n), np.arange(n))) for n in ns]
+    dist = score_structure("distance", chain, parents, "chain")
+    depth = score_structure("depth", [np.arange(n) for n in ns], parents, "position")
+    return {"distance_spearman": dist.spearman, "uuas": dist.uuas,
+            "depth_spearman": depth.spearman, "root_accuracy": depth.root_accuracy}
+
+
+def piece_groups(offsets, spans) -> list[list[int]] | None:
+    """For each token span (start, end), the tokenizer pieces whose character offsets overlap
+    it; None if some token has no piece (e.g. it was truncated away).
+
+    offsets: [n_pieces, 2] (start, end) per piece, (0, 0) for special / padding pieces.
+    """
+    groups = []
+    for s, e in spans:
+        pieces = [i for i, (a, b) in enumerate(offsets) if b > a and a < e and b > s]
+        if not pieces:
+            return None
+        groups.append(pieces)
+    return groups

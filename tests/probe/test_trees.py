@@ -1,0 +1,50 @@
+"""Code trees for structural probes: read from Python's parser, one node per token."""
+
+from hiddenlens.probe import tree_distances
+from hiddenlens.probe.trees import (
+    chain_baselines,
+    parse_statements,
+    piece_groups,
+    statement_tree,
+    stdlib_statements,
+)
+
+
+def test_statement_tree_follows_the_ast():
+    st = statement_tree("x = f(a, b + 1)")
+    assert st.tokens == ["x", "=", "f", "(", "a", ",", "b", "+", "1", ")"]
+    # Assign heads at x; the call f(...) hangs under x; its arguments under f; b + 1 under b
+    assert st.parents == [-1, 0, 0, 2, 2, 2, 2, 6, 6, 2]
+    assert tree_distances(st.parents)[8, 4] == 3  # 1 -> b -> f -> a
+    assert statement_tree("def broken(:") is None
+
+
+def test_stdlib_statements_are_real_trees():
+    sts = stdlib_statements(["textwrap"], limit=30)
+    assert len(sts) == 30
+    for st in sts:
+        assert len(st.tokens) == len(st.parents) and st.parents.count(-1) == 1
+        tree_distances(st.parents)  # connected, one root
+
+
+def test_chain_baseline_counts_adjacent_tree_edges():
+    st = statement_tree("x = f(a, b + 1)")
+    # edges (child, parent): 1-0, 2-0, 3-2, 4-2, 5-2, 6-2, 7-6, 8-6, 9-2; adjacent: 1-0, 3-2, 7-6
+    base = chain_baselines([st.parents])
+    assert base["uuas"] == 3 / 9
+    assert base["root_accuracy"] == 1.0  # the statement's root is its first token, x
+
+
+def test_parse_statements_keeps_only_one_line_statements():
+    kept = parse_statements(["total = f(a, b) + g(c)", "not python (", "a\nb = 1",
+                             "y = 1"], min_tokens=4)
+    assert [s.text for s in kept] == ["total = f(a, b) + g(c)"]
+
+
+def test_piece_groups_pool_subwords_onto_tokens():
+    st = statement_tree("value = f(a)")  # tokens: value = f ( a )
+    # a tokenizer that split "value" into "val" + "ue" and added [CLS] / [SEP] (0, 0)
+    offsets = [(0, 0), (0, 3), (3, 5), (6, 7), (8, 9), (9, 10), (10, 11), (11, 12), (0, 0)]
+    assert piece_groups(offsets, st.spans) == [[1, 2], [3], [4], [5], [6], [7]]
+    assert piece_groups(offsets[:4], st.spans) is None  # truncated: "f(a)" has no pieces
+    assert piece_groups([(0, 0), (0, 2), (3, 4), (4, 5)], [(0, 2), (3, 5)]) == [[1], [2, 3]]
