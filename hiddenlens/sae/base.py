@@ -14,6 +14,7 @@ import abc
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hiddenlens.sae import registry
@@ -145,8 +146,9 @@ class BaseSAE(nn.Module, metaclass=abc.ABCMeta):
         return out.to(device=x.device, dtype=x.dtype)  # back where the model runs
 
     def _mse(self, recon: Tensor, x: Tensor) -> Tensor:
-        # Sum over features, mean over rows (SAELens/Gao et al. convention).
-        return (recon - x).pow(2).sum(-1).mean()
+        # Sum over features, mean over rows (SAELens/Gao et al. convention); one fused
+        # kernel each way instead of sub, pow, sum, mean (and their backward passes).
+        return F.mse_loss(recon, x, reduction="sum") / (x.numel() // max(x.shape[-1], 1))
 
     def _dense_output(self, x: Tensor, z: Tensor, losses: dict[str, Tensor]) -> SAEOutput:
         recon = self.decode(z)
@@ -193,7 +195,7 @@ class BaseSAE(nn.Module, metaclass=abc.ABCMeta):
         g = self.W_dec.grad
         if g is None:
             return
-        par = torch.linalg.vecdot(g, self.W_dec).unsqueeze(-1)  # no [d_sae, d_in] temporary
+        par = torch.einsum("ld,ld->l", g, self.W_dec).unsqueeze(-1)  # no [d_sae, d_in] temporary
         g.addcmul_(par, self.W_dec, value=-1.0)
 
     def save(self, path, *, sparsity: Tensor | None = None) -> None:

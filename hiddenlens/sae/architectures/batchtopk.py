@@ -73,7 +73,7 @@ class BatchTopKSAE(BaseSAE):
         v = torch.relu(encode_at(x_c, b_dec, self.W_enc, self.b_enc, a_pre.reshape(-1), aux))
         e_hat = decode_at(v, self.W_dec, aux)
         alpha = float((coefs or {}).get("aux", 0.0))
-        return alpha * scale * (e_hat - (x - recon).detach()).pow(2).sum(-1).mean()
+        return alpha * scale * self._mse(e_hat, (x - recon).detach())
 
     def sparsity_params(self) -> dict[str, Tensor]:
         out = {n: p.detach() for n, p in self.named_parameters()}
