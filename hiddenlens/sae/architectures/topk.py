@@ -37,7 +37,7 @@ class Selection:
     aux_pre: Tensor | None = None
 
 
-#: (group size, sub-group size) of the two rounds of :func:`topk_indices`
+#: (group size, sub-group size) of the two rounds of :func:`topk_indices` (powers of two)
 TOPK_GROUPS = (32, 8)
 
 
@@ -67,8 +67,10 @@ def topk_indices(score: Tensor, k: int) -> Tensor:
     ids1, cand1 = _top_groups(score, g1, k)
     ids2, cand2 = _top_groups(cand1, g2, k)
     j = cand2.topk(k, dim=1, sorted=False).indices  # position in cand2
-    pos = ids2.gather(1, j // g2) * g2 + j % g2  # position in cand1
-    return ids1.gather(1, pos // g1) * g1 + pos % g1
+    # group sizes are powers of two: shifts and masks, not int64 division (not vectorised)
+    s1, s2 = g1.bit_length() - 1, g2.bit_length() - 1
+    pos = (ids2.gather(1, j >> s2) << s2) | (j & (g2 - 1))  # position in cand1
+    return (ids1.gather(1, pos >> s1) << s1) | (pos & (g1 - 1))
 
 
 @torch.no_grad()  # a choice: the values it returns carry no graph (sparse_forward adds it)
