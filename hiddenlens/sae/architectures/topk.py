@@ -4,8 +4,8 @@ Gao et al. 2024, "Scaling and evaluating sparse autoencoders": keep the k larges
 pre-activations (then ReLU), no sparsity penalty; AuxK reconstructs the residual from
 the top k_aux dead latents, weight alpha = 1/32. Training is sparse (see
 ``hiddenlens.sae.sparse``): only the dense encoder matmul touches every latent, and it is
-done in row chunks so the bias add and the top-k selection run on cache-resident tiles;
-the full [batch, d_sae] pre-activation matrix is never stored. The top-k of each tile is
+done in row chunks, each written into one reused tile that the bias add and the top-k
+selection then read; the full [batch, d_sae] pre-activation matrix is never stored. The top-k of each tile is
 exact but hierarchical (:func:`topk_indices`): the k largest entries of a row lie in the k
 groups with the largest maxima, so two rounds of "group maxima, top-k groups, gather their
 entries" shrink each row from d_sae to 8k candidates before ``torch.topk``. With
