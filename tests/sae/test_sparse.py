@@ -83,3 +83,25 @@ def test_hierarchical_topk_chooses_the_same_entries_as_torch_topk():
     assert torch.equal(
         ties.gather(1, got).sort(1).values, ties.topk(32, dim=1).values.sort(1).values
     )
+
+
+def test_select_topk_over_several_row_chunks_equals_dense_choice():
+    # more rows than one tile, the last chunk partial: each chunk reuses the first's tile
+    from hiddenlens.sae.architectures.topk import CHUNK_ROWS, select_topk
+
+    sae = build_sae(SAEConfig(d_in=16, d_sae=256, architecture="topk", k=6), seed=4)
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.3, generator=torch.Generator().manual_seed(5))
+    x = torch.randn(2 * CHUNK_ROWS + 37, 16, generator=torch.Generator().manual_seed(6))
+    dead = torch.arange(0, 256, 5)  # indices of the dead latents, as aux_plan gives them
+    sel = select_topk(sae, x, 6, dead=dead, k_aux=9)
+    pre = x @ sae.W_enc + sae.b_enc
+    ref = pre.topk(6, dim=1).indices
+    assert torch.equal(sel.idx.sort(1).values, ref.sort(1).values)
+    torch.testing.assert_close(sel.pre, pre.gather(1, sel.idx), rtol=0, atol=1e-5)
+    masked = torch.full_like(pre, -float("inf"))
+    masked[:, dead] = pre[:, dead]
+    aux_ref = masked.topk(9, dim=1).indices
+    assert torch.equal(sel.aux_idx.sort(1).values, aux_ref.sort(1).values)
+    torch.testing.assert_close(sel.aux_pre, pre.gather(1, sel.aux_idx), rtol=0, atol=1e-5)
+    assert not sel.pre.requires_grad  # the choice carries no graph; sparse_forward adds it
