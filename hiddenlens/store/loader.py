@@ -41,13 +41,16 @@ class _BlockOrder:
 
     def runs(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         """Permuted rows [r0, r1) as runs of consecutive global rows: (first row, length)."""
-        j = np.arange(self._position(r0), self._position(r1 - 1) + 1)
-        blocks = self.order[j]
-        begin = self._start(j)
-        length = np.where(blocks == self.last, self.short, self.k)
-        take_from = np.maximum(r0 - begin, 0)
-        take_to = np.minimum(r1 - begin, length)
-        return blocks * self.k + take_from, take_to - take_from
+        j0, j1 = self._position(r0), self._position(r1 - 1) + 1
+        first = self.order[j0:j1] * self.k
+        n = np.full(j1 - j0, self.k)
+        if j0 <= self.pos < j1:
+            n[self.pos - j0] = self.short
+        n[-1] -= int(self._start(j1 - 1)) + int(n[-1]) - r1  # the last block cut at r1
+        head = r0 - int(self._start(j0))  # and the first at r0
+        first[0] += head
+        n[0] -= head
+        return first, n
 
     def rows(self, r0: int, r1: int) -> np.ndarray:
         """Global row ids of permuted rows [r0, r1)."""
@@ -132,7 +135,32 @@ def iter_batches(
     ranges = ranges[start_batch:]
     bounds = np.array([store.shard_rows(s)[0] for s in range(store.n_shards)] + [len(store)])
     group_seed = (seed, rank, world_size, start_batch) if shuffle else None
+    # files are checked in the background in the order this pass first reads them
+    first = _first_use(blocks, bounds, ranges[0][0], ranges[-1][1]) if ranges else None
+    store.verify_ahead([info.file for info in infos], first)
     return _generate(store, infos, single, blocks, ranges, bounds, group_seed)
+
+
+def _first_use(blocks, bounds, r0: int, r1: int, chunk: int = 1 << 18) -> np.ndarray:
+    """Shards in the order permuted rows [r0, r1) first reach them (by each block's start).
+
+    Walks the block order a chunk at a time and stops once every shard has been seen (a
+    shuffled order reaches all of them early) or after 8 chunks; shards not reached are
+    left out (the verifier takes them last). Order only matters for speed.
+    """
+    seen = np.zeros(len(bounds) - 1, dtype=bool)
+    out = []
+    j0, j1 = blocks._position(r0), blocks._position(r1 - 1) + 1
+    for c in range(j0, min(j1, j0 + 8 * chunk), chunk):
+        starts = blocks.order[c : min(c + chunk, j1)] * blocks.k
+        shard = np.searchsorted(bounds, starts, side="right") - 1
+        ids, where = np.unique(shard, return_index=True)
+        new = ~seen[ids]
+        out.append(ids[new][np.argsort(where[new], kind="stable")])
+        seen[ids] = True
+        if seen.all():
+            break
+    return np.concatenate(out)
 
 
 def _batch_ranges(n, batch_size, rank, world_size, drop_last, interleave) -> list[tuple[int, int]]:
@@ -157,31 +185,66 @@ def _batch_ranges(n, batch_size, rank, world_size, drop_last, interleave) -> lis
 
 
 def _generate(store, infos, single, blocks, ranges, bounds, group_seed):
+    kinds = [(info.file, info.d, _storage(info), info) for info in infos]
     for i, (r0, r1) in enumerate(ranges):
         # per-batch generator: skipping batches (start_batch) leaves later batches unchanged
         rng = None
         if group_seed is not None:
             seed, rank, world, start = group_seed
             rng = np.random.default_rng([seed, rank, world, start + i])
-        # one gather per shard: rows grouped by shard (stable: block order kept inside)
-        shard, first, n = _by_shard(*blocks.runs(r0, r1), bounds)
-        local = _expand(first, n)
-        heads = np.r_[0, np.flatnonzero(np.diff(shard)) + 1]  # first run of each shard
-        at = (np.cumsum(n) - n)[heads].tolist()
-        groups = list(zip(shard[heads].tolist(), at, at[1:] + [len(local)]))
-        if rng is not None and len(groups) > 1:  # which shard's rows come first is random too
-            groups = [groups[i] for i in rng.permutation(len(groups))]
+        local, groups = _plan(blocks, bounds, r0, r1, rng)
         out = []
-        for info in infos:
-            batch = np.empty((len(local), info.d), dtype=_storage(info))
-            at = 0
-            for s, g0, g1 in groups:
-                src = store.array(s, info.file)
-                # mode="clip": with the default "raise" numpy buffers `out` (an extra copy)
-                np.take(src, local[g0:g1], axis=0, out=batch[at : at + g1 - g0], mode="clip")
-                at += g1 - g0
+        for name, d, dtype, info in kinds:
+            batch = np.empty((len(local), d), dtype=dtype)
+            _gather(store, name, local, groups, batch)
             out.append(_to_tensor(batch, info))
         yield out[0] if single else tuple(out)
+
+
+def _plan(blocks, bounds, r0, r1, rng) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Where the rows of permuted rows [r0, r1) come from: one group per shard.
+
+    Returns the shard-local row ids grouped by shard (stably: block order kept inside a
+    group) and the groups as (shard, start, stop in ``local``, first output row); with
+    ``rng`` the groups are laid out in a random order (which shard's rows come first is
+    random too). Planning is per run (a batch of 4096 rows in blocks of 16 is 256 runs).
+    """
+    shard, first, n = _by_shard(*blocks.runs(r0, r1), bounds)
+    ends = np.cumsum(n)
+    local = np.repeat(first - (ends - n), n) + np.arange(r1 - r0)  # _expand, sums known
+    cut = np.flatnonzero(shard[1:] != shard[:-1]) + 1  # runs that start a new shard
+    edges = np.concatenate(([0], ends[cut - 1], [r1 - r0]))  # groups' rows in `local`
+    shards = shard[np.concatenate(([0], cut))]
+    if rng is not None and len(shards) > 1:
+        laid = rng.permutation(len(shards))
+        shards, lo, hi = shards[laid], edges[:-1][laid], edges[1:][laid]
+    else:
+        lo, hi = edges[:-1], edges[1:]
+    at = np.cumsum(hi - lo) - (hi - lo)  # where each group goes in the batch
+    return local, list(zip(shards.tolist(), lo.tolist(), hi.tolist(), at.tolist()))
+
+
+def _gather(store, name, local, groups, out) -> None:
+    """Fill ``out`` with the rows of file ``name`` that ``groups`` plan (one take per shard).
+
+    A shard whose file a background thread is still checking is left for last: the other
+    shards' rows are copied meanwhile, and a file's rows are only read once it is checked.
+    """
+    later = []
+    for group in groups:
+        src = store.array(group[0], name, wait=False)
+        if src is None:
+            later.append(group)
+        else:
+            _take(src, local, group, out)
+    for group in later:
+        _take(store.array(group[0], name), local, group, out)
+
+
+def _take(src, local, group, out) -> None:
+    _, lo, hi, at = group
+    # mode="clip": with the default "raise" numpy buffers `out` (an extra copy)
+    src.take(local[lo:hi], axis=0, out=out[at : at + hi - lo], mode="clip")
 
 
 def _check_args(batch_size, rank, world_size, block_rows) -> None:

@@ -140,5 +140,8 @@ class MemorySource:
         arr = self._array(hook)
         return _Info(arr.shape[1], arr.dtype.name, arr.dtype.name, hook)
 
-    def array(self, shard: int, name: str) -> np.ndarray:
-        return self._array(name)
+    def verify_ahead(self, names: list[str], shards=None) -> None:
+        """Nothing to check in memory."""
+
+    def array(self, shard: int, name: str, wait: bool = True) -> np.ndarray:
+        return self._array(name)  # nothing to check: always ready

@@ -155,14 +155,19 @@ class ActivationStore:
                 f"manifest's {expected[kind]}"
             )
 
-    def array(self, shard: int, name: str) -> np.ndarray:
-        """The memory-mapped array of file ``name`` in shard ``shard`` (verified once)."""
+    def array(self, shard: int, name: str, wait: bool = True) -> np.ndarray | None:
+        """The memory-mapped array of file ``name`` in shard ``shard`` (verified once).
+
+        ``wait=False``: None instead of waiting while a background thread checks the file.
+        """
         key = (shard, name)
         arr = self._maps.get(key)
         if arr is not None:
             return arr
         if self._verify and key not in self._verified:
             ahead = self._ahead
+            if ahead is not None and not wait and ahead.busy(key):
+                return None
             if ahead is None or not ahead.wait(key):  # not queued: check it here
                 self._check_file(shard, name)
             self._verified.add(key)
@@ -195,15 +200,17 @@ class ActivationStore:
                 return np.dtype(info["dtype"]), (rows,)
         raise ValueError(f"{name!r} is not a file of this store's layout")
 
-    def verify_ahead(self, names: list[str]) -> None:
-        """Start checking files ``names`` of every shard on background threads, in order.
+    def verify_ahead(self, names: list[str], shards=None) -> None:
+        """Start checking files ``names`` of every shard on background threads.
 
-        Called when a pass over the store begins (``batches``, ``meta``); reading still
-        waits for a file's check before using its rows.
+        Called when a pass over the store begins (``batches``, ``meta``), with the shards in
+        the order the pass first needs them (``shards``; the others follow, in storage
+        order); reading still waits for a file's check before using its rows.
         """
         if not self._verify:
             return
-        keys = [(i, n) for i in range(self.n_shards) for n in names if (i, n) not in self._verified]
+        order = range(self.n_shards) if shards is None else _all_shards(shards, self.n_shards)
+        keys = [(i, n) for i in order for n in names if (i, n) not in self._verified]
         if keys:
             self._ahead = AheadVerifier(keys, lambda key: self._check_file(*key))
 
@@ -295,8 +302,6 @@ class ActivationStore:
         """
         from hiddenlens.store.loader import iter_batches
 
-        names = [hooks] if isinstance(hooks, str) else list(hooks)
-        self.verify_ahead([self._info(h).file for h in names])
         return iter_batches(
             self,
             hooks,
@@ -334,6 +339,14 @@ class ActivationStore:
                     columns[name] = pa.array(np.asarray(self.array(shard, info["file"])))
             tables.append(pa.table(columns))
         return datasets.Dataset(datasets.table.InMemoryTable(pa.concat_tables(tables)))
+
+
+def _all_shards(first: np.ndarray, n_shards: int) -> list[int]:
+    """``first`` (distinct shard ids), then every other shard in storage order."""
+    first = np.asarray(first, dtype=np.int64)
+    rest = np.ones(n_shards, dtype=bool)
+    rest[first] = False
+    return np.concatenate([first, np.flatnonzero(rest)]).tolist()
 
 
 def max_open_maps() -> int:
