@@ -173,8 +173,8 @@ class AheadVerifier:
         while True:
             with self._cond:
                 if key in self._done:
-                    error = self._done.pop(key)
-                    self._wanted.discard(key)
+                    error = self._done[key]
+                    self._wanted.discard(key)  # reported: asked again, the caller checks it
                     break
                 if key in self._started:  # another thread is checking it
                     self._cond.wait()
