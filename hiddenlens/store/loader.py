@@ -135,8 +135,8 @@ def iter_batches(
     ranges = ranges[start_batch:]
     bounds = np.array([store.shard_rows(s)[0] for s in range(store.n_shards)] + [len(store)])
     group_seed = (seed, rank, world_size, start_batch) if shuffle else None
-    # files are checked in the background in the order this pass first reads them
-    first = _first_use(blocks, bounds, ranges[0][0], ranges[-1][1]) if ranges else None
+    # files still unchecked are checked in the background in the order this pass reads them
+    first = (lambda: _first_use(blocks, bounds, ranges[0][0], ranges[-1][1])) if ranges else None
     store.verify_ahead([info.file for info in infos], first)
     return _generate(store, infos, single, blocks, ranges, bounds, group_seed)
 

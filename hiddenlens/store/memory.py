@@ -140,7 +140,7 @@ class MemorySource:
         arr = self._array(hook)
         return _Info(arr.shape[1], arr.dtype.name, arr.dtype.name, hook)
 
-    def verify_ahead(self, names: list[str], shards=None) -> None:
+    def verify_ahead(self, names: list[str], first_use=None) -> None:
         """Nothing to check in memory."""
 
     def array(self, shard: int, name: str, wait: bool = True) -> np.ndarray:

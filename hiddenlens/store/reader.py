@@ -200,17 +200,22 @@ class ActivationStore:
                 return np.dtype(info["dtype"]), (rows,)
         raise ValueError(f"{name!r} is not a file of this store's layout")
 
-    def verify_ahead(self, names: list[str], shards=None) -> None:
+    def verify_ahead(self, names: list[str], first_use=None) -> None:
         """Start checking files ``names`` of every shard on background threads.
 
-        Called when a pass over the store begins (``batches``, ``meta``), with the shards in
-        the order the pass first needs them (``shards``; the others follow, in storage
-        order); reading still waits for a file's check before using its rows.
+        Called when a pass over the store begins (``batches``, ``meta``); ``first_use()``,
+        called only if some file is unchecked, gives the shards in the order the pass first
+        needs them (the others follow in storage order; default: storage order). Reading
+        still waits for a file's check before using its rows.
         """
         if not self._verify:
             return
-        order = range(self.n_shards) if shards is None else _all_shards(shards, self.n_shards)
-        keys = [(i, n) for i in order for n in names if (i, n) not in self._verified]
+        def unchecked(order):
+            return [(i, n) for i in order for n in names if (i, n) not in self._verified]
+
+        keys = unchecked(range(self.n_shards))
+        if keys and first_use is not None:
+            keys = unchecked(_all_shards(first_use(), self.n_shards))
         if keys:
             self._ahead = AheadVerifier(keys, lambda key: self._check_file(*key))
 

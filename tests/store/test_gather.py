@@ -167,3 +167,41 @@ def test_first_pass_equals_unverified_pass_and_checks_each_file_once(tmp_path):
     assert store.n_shards >= 8 and len(got) == len(ref)
     assert all(torch.equal(a, b) for a, b in zip(got, ref))
     assert sorted(checked) == [(i, "act.0.npy") for i in range(store.n_shards)]
+
+
+def test_verifier_takes_shards_in_the_order_the_pass_first_reads_them(tmp_path, monkeypatch):
+    from hiddenlens.store import reader
+
+    x = torch.arange(600, dtype=torch.float32)[:, None].repeat(1, 2)
+    out = tmp_path / "s"
+    cache_activations(nn.Sequential(nn.Identity()), x, "0", out, batch_size=20,
+                      shard_size_mb=40 * 2 * 4 / 2**20)  # fmt: skip  (40-row shards)
+    queued = []
+
+    class Recorder:  # no threads: records the queue; every check then runs inline
+        def __init__(self, keys, check):
+            queued.extend(keys)
+
+        def busy(self, key):
+            return False
+
+        def wait(self, key):
+            return False
+
+    monkeypatch.setattr(reader, "AheadVerifier", Recorder)
+    store = ActivationStore.open(out)
+    starts = [store.shard_rows(s)[0] for s in range(store.n_shards)]
+    seen, new = set(), []  # shards each batch reads first (inside a batch, order is free)
+    for b in store.batches("0", 6, seed=7, block_rows=1):
+        shards = set((np.searchsorted(starts, b[:, 0].long().numpy(), side="right") - 1).tolist())
+        new.append(shards - seen)
+        seen |= shards
+    assert store.n_shards == 15 and len(new[0]) < 15 and len(seen) == 15
+    assert [name for _, name in queued] == ["act.0.npy"] * 15
+    at = 0
+    for fresh in new:
+        assert {s for s, _ in queued[at : at + len(fresh)]} == fresh
+        at += len(fresh)
+    queued.clear()
+    list(store.batches("0", 64, seed=8))
+    assert queued == []  # every file checked: no verifier, no first-use walk
