@@ -4,7 +4,8 @@ The rows are cut into blocks of ``block_rows`` consecutive rows; the blocks are 
 over the whole store with ``seed`` (one global shuffle, not a local shuffle buffer as in
 SAELens or sparsify); ranks take disjoint, equally sized slices of that order, as
 ``torch.utils.data.DistributedSampler`` does; each batch is gathered straight from the
-memory-mapped shards into a new tensor. ``block_rows=1`` is a full row-level shuffle.
+memory-mapped shards into a new tensor (planned per run of rows, then one ``take`` per
+shard into its slice of the batch). ``block_rows=1`` is a full row-level shuffle.
 
 Why blocks: a row-level random gather over a store larger than the CPU cache is bound by
 memory (or disk) latency, about half the throughput of a sequential read for 1.5 KB rows

@@ -4,10 +4,14 @@ Every store file is listed in the manifest with its size, sha256 and (since this
 version) an xxh3-128 digest, a non-cryptographic hash that runs at memory speed (~10x
 sha256 here). Reading checks a file's size and xxh3 (sha256 for stores without xxh3)
 before its rows are used; :meth:`ActivationStore.verify` checks every sha256. When a pass
-over the store starts, :class:`AheadVerifier` checks the files it will read in shard order
-on a few threads (hashing releases the GIL), so a first pass waits only for hashing the
-reader has not already overtaken — the guarantee is unchanged: a corrupt file raises an
-error naming it before any of its rows are returned.
+over the store starts, :class:`AheadVerifier` checks the files on a few threads (hashing
+releases the GIL) in the order the pass first reads them; a reader that needs a file no
+thread has started checks it itself instead of waiting, and copies the rows of the files
+already checked while the others finish. The guarantee is unchanged: a corrupt file
+raises an error naming it before any of its rows are returned. What it cannot hide: a
+batch of a global block shuffle reads from many shards (every shard, in a small store), so
+the first batch waits until all of those files are hashed; the first pass costs the
+hashing divided by the cores free for it.
 
 Files are hashed through a read-only memory map, the same one the reader then slices: on
 the development machine that is ~10x faster than hashing ``read()`` chunks (no copy out of
@@ -115,7 +119,7 @@ def npy_array(mm: mmap.mmap, path: str | Path) -> np.ndarray:
 
 
 class AheadVerifier:
-    """Check ``keys`` with ``check(key)`` on background threads, in order.
+    """Check ``keys`` with ``check(key)`` on background threads, in order; waiters help.
 
     ``wait(key)`` returns True once that key is checked (re-raising the error its check
     raised): a key no thread has started yet is checked on the caller's own thread, so a
