@@ -9,7 +9,9 @@
 - first shuffled pass (checksums verified ahead on background threads, through the maps
   the rows are read from) and a later pass, against a sequential np.memmap read of the
   same bytes (target: first pass >= 0.8x); beside them, a bare numpy gather of the same
-  16-row blocks from one array (the floor of a block shuffle on this machine). Ratios in
+  16-row blocks from one array (the floor of a block shuffle on this machine), and the
+  xxh3 of every file alone with the best a first pass can then reach (a batch reads every
+  shard of this store, so the first batch waits for all of the hashing). Ratios in
   wall-clock time (the target) and in CPU time (this process, all threads: robust to load
   from other processes, but blind to hashing on spare cores)
 
@@ -150,6 +152,7 @@ def bench_first_pass(root: Path, reps: int, mib: int, batch_size: int = 4096) ->
     from torch import nn
 
     from hiddenlens.store import ActivationStore, cache_activations
+    from hiddenlens.store.verify import file_digest
 
     d, k = 256, 16
     n = mib * 2**20 // (4 * d)
@@ -186,7 +189,12 @@ def bench_first_pass(root: Path, reps: int, mib: int, batch_size: int = 4096) ->
             rows = (order[b0 : b0 + batch_size // k, None] * k + np.arange(k)).ravel()
             torch.from_numpy(np.take(whole, rows, axis=0))
 
-    fns = {"seq": sequential, "first": first, "later": later, "bare": bare_gather}
+    def hashing():  # what a first pass adds: the xxh3 of every file it reads, fresh maps
+        for f in files:
+            file_digest(f, "xxh3")
+
+    fns = {"seq": sequential, "first": first, "later": later, "bare": bare_gather,
+           "hash": hashing}  # fmt: skip
     wall, cpu = best_wall_and_cpu(fns, reps)
     print(f"# {mib} MiB in {len(files)} shards, wall clock: sequential {mib / wall['seq']:.0f} "
           f"MiB/s, first pass {mib / wall['first']:.0f} MiB/s, later pass "
@@ -198,6 +206,12 @@ def bench_first_pass(root: Path, reps: int, mib: int, batch_size: int = 4096) ->
          "info: the loader's own cost")  # fmt: skip
     line("bare numpy 16-row block gather / sequential memmap throughput",
          wall["seq"] / wall["bare"], "info: the floor of a block shuffle here")  # fmt: skip
+    line("xxh3 of every file / sequential memmap throughput", wall["seq"] / wall["hash"],
+         "info: the hashing a first pass adds")  # fmt: skip
+    for cores in (1, 2):  # a batch reads every shard here: batch 1 waits for all hashing
+        bound = wall["seq"] / (wall["later"] + wall["hash"] / cores)
+        line(f"first-pass bound, later pass + hashing on {cores} core(s)", bound,
+             "info: what the first pass can reach at best")  # fmt: skip
     for name, key in [("first shuffled pass", "first"), ("later shuffled pass", "later"),
                       ("bare numpy 16-row block gather", "bare")]:  # fmt: skip
         line(f"CPU time: {name} / sequential memmap throughput", cpu["seq"] / cpu[key], "info")

@@ -231,21 +231,15 @@ def _gather(store, name, local, groups, out) -> None:
     A shard whose file a background thread is still checking is left for last: the other
     shards' rows are copied meanwhile, and a file's rows are only read once it is checked.
     """
-    later = []
-    for group in groups:
-        src = store.array(group[0], name, wait=False)
+    later, array = [], store.array
+    for s, lo, hi, at in groups:  # the hot loop: positional arguments, no helper calls
+        src = array(s, name, False)
         if src is None:
-            later.append(group)
-        else:
-            _take(src, local, group, out)
-    for group in later:
-        _take(store.array(group[0], name), local, group, out)
-
-
-def _take(src, local, group, out) -> None:
-    _, lo, hi, at = group
-    # mode="clip": with the default "raise" numpy buffers `out` (an extra copy)
-    src.take(local[lo:hi], axis=0, out=out[at : at + hi - lo], mode="clip")
+            later.append((s, lo, hi, at))
+        else:  # "clip": with the default "raise" numpy buffers `out` (an extra copy)
+            src.take(local[lo:hi], 0, out[at : at + hi - lo], "clip")
+    for s, lo, hi, at in later:
+        array(s, name).take(local[lo:hi], 0, out[at : at + hi - lo], "clip")
 
 
 def _check_args(batch_size, rank, world_size, block_rows) -> None:
