@@ -210,6 +210,7 @@ class ActivationStore:
         """
         if not self._verify:
             return
+
         def unchecked(order):
             return [(i, n) for i in order for n in names if (i, n) not in self._verified]
 
