@@ -59,20 +59,27 @@ def known_queries(model, task) -> tuple[dict, dict[str, float]]:
     return q, acc
 
 
+def derangement(n: int, seed: int = 0) -> np.ndarray:
+    """A random permutation of range(n) without fixed points (one cycle over a shuffle)."""
+    if n < 2:
+        raise ValueError(f"a derangement needs n >= 2, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    perm = np.empty(n, int)
+    perm[order] = np.roll(order, 1)
+    return perm
+
+
 def cross_query_sweep(model, tokens: torch.Tensor, hooks: list[str], answers: np.ndarray,
-                      seed: int = 0):  # fmt: skip
+                      perm: np.ndarray):  # fmt: skip
     """The control grid: like the back-patching sweep, but the state injected at layer i
-    is layer j's state of another query (query q gets query perm[q]'s, perm a derangement).
-    Returns a BackPatchingSweep (correct[j, i, q] judged against q's own answer)."""
+    is layer j's state of another query (query q gets query perm[q]'s). Returns a
+    BackPatchingSweep (correct[j, i, q] judged against q's own answer)."""
     from hiddenlens.attribution import BackPatchingSweep, capture_activations
     from hiddenlens.hooks import patch
 
     n = len(tokens)
-    if n < 2:
-        raise ValueError(f"the cross-query control needs at least 2 queries, got {n}")
-    order = np.random.default_rng(seed).permutation(n)
-    perm = np.empty(n, int)
-    perm[order] = np.roll(order, 1)  # a single cycle: no query gets its own state
+    if len(perm) != n or len(answers) != n:
+        raise ValueError(f"{n} queries, {len(perm)} permutation entries, {len(answers)} answers")
     acts = capture_activations(model, tokens, hooks)
     target = torch.as_tensor(answers)
     grid = np.zeros((len(hooks), len(hooks), n), bool)
@@ -117,11 +124,17 @@ def run_seed(args, seed: int) -> dict:
     log = train_model(model, task, steps=args.steps, lr=args.lr, seed=seed)
     trained = time.perf_counter() - t0
     q, acc = known_queries(model, task)
+    if len(q["answer"]) < 2:
+        raise ValueError(
+            f"only {len(q['answer'])} held-out queries whose two hops the model knows; train "
+            f"longer (--steps {args.steps}) or hold out more (--test-share {args.test_share})"
+        )
     hooks = stage_hooks(args.layers)
     answers = torch.as_tensor(q["answer"])
     sweep = back_patching_sweep(model, q["tokens"], hooks,
                                 lambda out: out[:, -1].argmax(-1) == answers)  # fmt: skip
-    control = cross_query_sweep(model, q["tokens"], hooks, q["answer"], seed=seed)
+    control = cross_query_sweep(model, q["tokens"], hooks, q["answer"],
+                                derangement(len(answers), seed))
     lens = bridge_lens(model, q, sweep.baseline)
     logging.info("seed %d: trained in %.0f s, %s, fixed by any %.3f (control %.3f)", seed,
                  trained, {k: round(v, 3) for k, v in acc.items()}, sweep.fixed_by_any(),
@@ -142,10 +155,11 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--fast", action="store_true",
-                        help="20 entities, 3 relations, 150 steps, 1 seed")
+                        help="at most 20 entities, 3 relations, 150 steps; 1 seed")
     args = parser.parse_args(argv)
     if args.fast:
-        args.entities, args.relations, args.steps, args.seeds = 20, 3, 150, 1
+        args.entities, args.relations = min(args.entities, 20), min(args.relations, 3)
+        args.steps, args.seeds = min(args.steps, 150), 1
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
