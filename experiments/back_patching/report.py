@@ -89,13 +89,14 @@ def pooled(results: list[dict], key: str = "sweep"):
 
 def verdict(s: dict) -> tuple[str, list[str]]:
     """Reproduces: in every seed some back-patch fixes >= 30% of the failures and >= 10
-    points more than the cross-query control; partly: the 10-point margin holds in every seed
-    but the share is lower; otherwise it does not reproduce."""
+    points more than the cross-query control; partly: the margin over the control is >= 10
+    points on the seed mean only, or the share fixed is below 30%; otherwise it does not."""
     fixed = np.array(s["fixed_by_any"]["values"])
     margin = fixed - np.array(s["control_fixed_by_any"]["values"])
     beats = bool(np.all(margin >= 0.10))
     large = bool(np.all(fixed >= 0.30))
-    word = "reproduces" if beats and large else "partly reproduces" if beats else "does not reproduce"
+    word = ("reproduces" if beats and large else
+            "partly reproduces" if margin.mean() >= 0.10 else "does not reproduce")  # fmt: skip
     lines = [
         f"- Failed queries fixed by some back-patch, per seed: "
         f"{', '.join(f'{v:.2f}' for v in fixed)} (mean {fixed.mean():.2f}; paper: up to "

@@ -146,8 +146,8 @@ def run_seed(args, seed: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/back_patching"))
-    parser.add_argument("--entities", type=int, default=40)
-    parser.add_argument("--relations", type=int, default=4)
+    parser.add_argument("--entities", type=int, default=20)
+    parser.add_argument("--relations", type=int, default=8)
     parser.add_argument("--test-share", type=float, default=0.2)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--d-model", type=int, default=64)
