@@ -7,17 +7,17 @@ The paper's claim: when an LLM knows both facts of a two-hop query and still ans
 wrongly, the bridge entity is often resolved too late (at a layer past the ones that can do
 the second hop); injecting the last position's hidden state of a later layer j into an
 earlier layer i < j of a new forward pass (a back-patch) makes the model answer correctly
-for a large share of those failures (up to 57% in papers.md; the brief quotes ~66%). Here: a synthetic task (``task.py``) whose relations are random maps of entity
-tokens (20 entities x 8 relations by default); a 4-layer TransformerLens model is trained on every one-hop fact and on 80% of the
-two-hop queries. It is scored on the held-out two-hop queries whose two hops it answers
-correctly. Every back-patch between the residual stages (``blocks.{i}.hook_resid_pre`` and the
-last ``hook_resid_post``) at the last position is run by
-:func:`hiddenlens.attribution.back_patching_sweep`. A control injects the same layer's
+for a large share of those failures (up to 57% in papers.md; the brief quotes ~66%). Here: a
+synthetic task (``task.py``) whose relations are random maps of entity tokens (20 entities x
+8 relations by default); a 4-layer TransformerLens model is trained on every one-hop fact
+and on 80% of the two-hop queries. It is scored on the held-out two-hop queries whose two
+hops it answers correctly. Every back-patch between the residual stages
+(``blocks.{i}.hook_resid_pre`` and the last ``hook_resid_post``) at the last position is run
+by :func:`hiddenlens.attribution.back_patching_sweep`. A control injects the same layer's
 state taken from another query (a random derangement), so "fixed by some patch" is read
 against what any large change of the last position's state gets right by luck. The bridge's
-logit-lens rank at the last position (:func:`hiddenlens.attribution.logit_lens`) is
-compared on correct and failed queries. Writes report.html, metrics.json, report.md,
-figures/.
+logit-lens rank at the last position (:func:`hiddenlens.attribution.logit_lens`) is compared
+on correct and failed queries. Writes report.html, metrics.json, report.md, figures/.
 """
 
 from __future__ import annotations
