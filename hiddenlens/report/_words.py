@@ -285,6 +285,18 @@ _CODEBOOK = {
     ),
 }
 _ATTRIBUTION = {
+    "difull": MetricInfo(
+        "DiFull score",
+        "share of positive attribution",
+        HIGHER,
+        "{pct} of the positive attribution lies in the cell the explained head can see",
+    ),
+    "aggatt_difull_*": MetricInfo(
+        "AggAtt bin: mean DiFull score of {stem}",
+        "share of positive attribution",
+        NEUTRAL,
+        "the maps in this percentile bin put {pct} of their positive mass in the head's cell",
+    ),
     "*completeness*": MetricInfo(
         "IG completeness error",
         "|sum - (f(x) - f(x'))|",

@@ -66,3 +66,26 @@ def test_border_keep_and_config():
                 {"missingness_grey": float("nan")}, {"back_patching_queries": -1}, {"dla_top": 0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             AttributionSectionConfig(**bad)
+
+
+def test_aggatt_bins_rank_the_difull_maps(tmp_path):
+    """AggAtt in the attribution section: bins best first, their mean scores are the sorted
+    DiFull scores averaged per bin, so they never rise from one bin to the next."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(32, 1, 8, 8, generator=g)
+    raw = {"model": {"spec": _models.bn_cnn()}, "data": {"source": x},
+           "cache": {"hooks": ["1", "2"]},
+           "attribution": {"examples": 8, "n_steps": 4, "back_patching_queries": 0,
+                           "missingness_sizes": []}}
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    m = result.metrics
+    for method in ("grad", "gradcam"):
+        bins = [m[metric_key("attribution", f"aggatt_difull_{method}", f"bin={b}")]
+                for b in ("0-25%", "25-50%", "50-75%", "75-100%")]
+        assert all(a >= b - 1e-12 for a, b in zip(bins, bins[1:])), bins
+        assert 0 <= bins[-1] <= bins[0] <= 1
+    grad = [m[metric_key("attribution", "aggatt_difull_grad", f"bin={b}")]
+            for b in ("0-25%", "25-50%", "50-75%", "75-100%")]
+    assert grad == pytest.approx([1.0] * 4)  # gradients stay in the head's cell exactly
+    assert "aggatt" in result.report.read_text()

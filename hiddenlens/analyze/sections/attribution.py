@@ -227,57 +227,6 @@ def _sae(ctx, sec, s: Setup) -> dict[str, float]:
     return out
 
 
-def _difull(ctx, cfg, sec, s: Setup, hooks) -> tuple[dict[str, float], str | None]:
-    """DiFull (Rao et al. 2022) for an ``nn.Sequential`` image model: the model runs on each
-    cell of a grid of examples with one head per cell; score = share of each method's positive
-    map inside the cell that head sees (backprop methods reach 1 by construction)."""
-    from torch import nn
-
-    from hiddenlens.attribution import (
-        DisconnectedGrid,
-        GridScores,
-        grid_cell_fractions,
-        layer_attribution_maps,
-        make_grid_images,
-    )
-    from hiddenlens.attribution.layer import capture_activations
-    from hiddenlens.viz.attribution_eval import plot_layer_method_scores
-
-    model, x = ctx.handle.model, s.batch
-    children = [n for n, _ in model.named_children()] if isinstance(model, nn.Sequential) else []
-    ends = [h for h in hooks if h in children[:-1]]
-    if not ends or not isinstance(x, torch.Tensor) or x.ndim != 4:
-        return {}, "it needs an nn.Sequential image model with cached hooks among its children"
-    acts = capture_activations(model, x, ends)
-    ends = [h for h in ends if acts[h].ndim == 4]
-    with torch.no_grad():
-        out = model(x)
-    pred, n_out = out.argmax(1).numpy(), int(out.shape[1])
-    n_cls = len(np.unique(pred))
-    if not ends or n_cls < 2:
-        return {}, "it needs conv-map hooks before the head and examples of >= 2 predicted classes"
-    grid = (2, 2) if n_cls >= 4 else (1, 2)
-    difull = DisconnectedGrid.from_sequential(model, ends, grid).eval()
-    grids = make_grid_images(x, pred, n=len(x), grid=grid, seed=ctx.seed)
-    layers = {"input": "stages.0:input", **{h: f"stages.{i}" for i, h in enumerate(ends)}}
-    scores: dict[str, dict[str, list]] = {la: {} for la in layers}
-    for cell in range(difull.n_cells):
-        t = difull.target_index(cell, grids.labels[:, cell], n_classes=n_out)
-        for la, hook in layers.items():
-            maps = layer_attribution_maps(difull, grids.x, hook, target=t,
-                                          ig_steps=max(4, cfg.n_steps // 4))
-            for m, a in maps.items():
-                scores[la].setdefault(m, []).append(grid_cell_fractions(a, grid, cell))
-    gs = GridScores("difull", {la: {m: np.concatenate(v) for m, v in by.items()}
-                               for la, by in scores.items()})
-    sec.add_figure(plot_layer_method_scores(gs.mean(), ylabel="DiFull score", chance=1 / difull.n_cells),
-                   "difull", caption=f"DiFull on {len(grids)} {grid[0]}x{grid[1]} grids of the "
-                   "examples: share of positive attribution in the cell the explained head sees "
-                   "(grad / ixg / ig / layercam are 1 by construction; Grad-CAM pools gradients "
-                   "over the whole map and can point at cells the head never saw)")
-    return gs.to_metrics(), None
-
-
 def _missingness(ctx, cfg, sec) -> tuple[dict[str, float], str]:
     from hiddenlens.analyze.sections.attribution_image import run_missingness
 
@@ -307,7 +256,9 @@ def run(ctx, cfg, report) -> None:
     else:
         notes.append("Activation patching needs a clean/corrupted text pair: not run on this data.")
     if isinstance(s.batch, torch.Tensor) and s.batch.ndim == 4:
-        m, why = _difull(ctx, cfg, sec, s, hooks)
+        from hiddenlens.analyze.sections.attribution_grid import run_difull
+
+        m, why = run_difull(ctx, cfg, sec, s.batch, hooks)
         metrics |= m
         if why:
             notes.append(f"DiFull not run: {why}.")
