@@ -7,8 +7,9 @@ output itself when it is one number per example). Integrated gradients at the in
 embedding (text encoders; completeness error reported), gradient x activation and layer IG
 per hook (Sundararajan et al. 2017), activation vs attribution patching on a one-word edit
 (text; Nanda 2023), latent x gradient for every trained SAE, and for ``nn.Sequential`` image
-models DiFull at the input and each cached conv hook (Rao et al. 2022, ML-Att) and the
-missingness bias of input masking (Balasubramanian & Feizi 2023;
+models DiFull at the input and each cached conv hook, with AggAtt of the input maps (Rao et
+al. 2022, ML-Att; :mod:`~hiddenlens.analyze.sections.attribution_grid`), and the missingness
+bias of input masking (Balasubramanian & Feizi 2023;
 :mod:`~hiddenlens.analyze.sections.attribution_image`). Language models also get per-head
 direct logit attribution and a back-patching sweep (Biran et al. 2024;
 :mod:`~hiddenlens.analyze.sections.attribution_lm`).
