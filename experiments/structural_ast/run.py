@@ -119,13 +119,15 @@ def report_lines(mean, sd, base, n, args, steps) -> list[str]:
         if above_chain > 0.05 and above_emb > 2 * max(sd[best, u], sd[0, u])
         else "not clearly above both baselines"
     )
+    if args.seeds < 2:  # no spread: the margin over the embeddings cannot be judged
+        verdict += " (one seed: no spread over seeds to judge the margin by)"
     cell = lambda i, j: f"{mean[i, j]:.3f} ± {sd[i, j]:.3f}"  # noqa: E731
     return [
         "# AST-Probe on all-MiniLM-L6-v2",
         "",
         f"{n} one-line statements from {len(STDLIB_MODULES)} stdlib modules, {2 * n // 3} train / "
         f"{n - 2 * n // 3} test per seed; distance and depth probes rank {args.rank}, "
-        f"{steps} full-batch Adam steps (lr 0.01); {args.seeds} seeds (each: another split "
+        f"{steps} full-batch Adam steps (lr 0.01); {args.seeds} seed(s) (each: another split "
         "and probe initialisation); mean ± sd over seeds.",
         "",
         "| layer | distance Spearman | UUAS | depth Spearman | root accuracy |",
