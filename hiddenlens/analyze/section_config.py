@@ -69,18 +69,24 @@ class ProbeSectionConfig:
 
 @dataclass
 class CollapseSectionConfig:
-    """``[collapse]``: NC1-NC4 / CDNV per layer for each label, plus a UFM reference run."""
+    """``[collapse]``: NC1-NC4 / CDNV per layer for each label, plus a UFM reference run and,
+    for ``nn.Sequential`` classifiers, the geometry of mixed inputs (Fisher et al. 2024)."""
 
     labels: list[str] = field(default_factory=list)
     hooks: list[str] | None = None
     max_rows: int | None = None
     ufm_steps: int = 2000  # 0: no unconstrained-features reference
+    mixup_classes: int = 5  # classifiers: mix the commonest N classes pairwise (0: off)
 
     def __post_init__(self) -> None:
         self.labels = _str_list("collapse.labels", self.labels, allow_none=False)
         self.hooks = _str_list("collapse.hooks", self.hooks)
         _pos_int("collapse.max_rows", self.max_rows, allow_none=True)
         _pos_int("collapse.ufm_steps", self.ufm_steps, zero=True)
+        _pos_int("collapse.mixup_classes", self.mixup_classes, zero=True)
+        if self.mixup_classes == 1:
+            raise ValueError("collapse.mixup_classes must be 0 (off) or at least 2 (a pair to "
+                             "mix), got 1")
 
 
 @dataclass

@@ -255,6 +255,42 @@ _COLLAPSE = {
         NEUTRAL,
         "{value:.3g} (0 = classifier rows align with class means)",
     ),
+    "mixup_line_dist": MetricInfo(
+        "mixed inputs: distance to the class-mean line",
+        "x |mu_a - mu_b|",
+        NEUTRAL,
+        "mixed features lie {value:.3g} class-mean distances off the line through the means",
+    ),
+    "mixup_pos_err": MetricInfo(
+        "mixed inputs: |position - lambda|",
+        "fraction of the segment",
+        NEUTRAL,
+        "mixed features sit {value:.3g} of the segment away from the convex combination",
+    ),
+    "mixup_pos_corr": MetricInfo(
+        "mixed inputs: correlation of position and lambda",
+        "Pearson r",
+        NEUTRAL,
+        "position on the class-mean segment follows the mixing weight with r = {value:.2f}",
+    ),
+    "mixup_gap_err": MetricInfo(
+        "mixed inputs: |logit gap - (2 lambda - 1)|",
+        "normalised logit gap",
+        NEUTRAL,
+        "the logit gap is {value:.3g} away from the convex-combination prediction",
+    ),
+    "mixup_boundary_share": MetricInfo(
+        "mixed inputs near the decision boundary",
+        "share of lambda in [0.2, 0.8]",
+        NEUTRAL,
+        "{pct} of intermediate mixes sit at the a/b decision boundary (convex combination: 1/3)",
+    ),
+    "mixup_same_class_cos": MetricInfo(
+        "same-class mixes: cosine with the classifier row",
+        "cosine",
+        NEUTRAL,
+        "same-class mixes align with their classifier row at cosine {value:.2f}",
+    ),
 }
 _SHORTCUT = {
     "bias": MetricInfo(

@@ -11,7 +11,7 @@ decodability and mutual information by layer all draw this chart, so it has one 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -95,6 +95,14 @@ def _styles(names: Sequence[str]) -> dict[str, tuple[str, bool]]:
     }
 
 
+def _drawable(c: LayerCurves) -> LayerCurves:
+    """``c``, on a linear axis when a log axis would have nothing to show (every value <= 0,
+    e.g. an exact neural collapse with NC1 = 0): matplotlib refuses such a log axis."""
+    if c.logy and not any(np.any(np.asarray(v, float) > 0) for v in c.series.values()):
+        return replace(c, logy=False)
+    return c
+
+
 def _values(c: LayerCurves, v) -> np.ndarray:
     v = np.asarray(v, dtype=float)
     return np.where(v > 0, v, np.nan) if c.logy else v
@@ -102,7 +110,7 @@ def _values(c: LayerCurves, v) -> np.ndarray:
 
 def plot_layer_curves(data, *, ax=None, title: str | None = None) -> Figure:
     """Draw :class:`LayerCurves` (see :func:`as_layer_curves` for accepted inputs)."""
-    c = as_layer_curves(data)
+    c = _drawable(as_layer_curves(data))
     fig, ax = new_figure(ax, figsize=(7.0, 3.8))
     x = np.arange(len(c.layers))
     for name, (color, control) in _styles(list(c.series)).items():
@@ -147,7 +155,7 @@ def plot_layer_curves_interactive(data, *, ax=None, title: str | None = None):
 
     if ax is not None:
         raise ValueError("plot_layer_curves_interactive draws a plotly figure; ax must be None")
-    c = as_layer_curves(data)
+    c = _drawable(as_layer_curves(data))
     fig = go.Figure()
     for name, (color, control) in _styles(list(c.series)).items():
         if name in c.low and name in c.high:

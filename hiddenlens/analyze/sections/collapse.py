@@ -1,6 +1,8 @@
 """Section: neural-collapse geometry per layer for each label (Papyan, Han & Donoho 2020):
 NC1-NC4 and CDNV streamed from the store with float64 class accumulators; next to it an
-unconstrained-features-model run (Zhu et al. 2021) shows what exact collapse looks like.
+unconstrained-features-model run (Zhu et al. 2021) shows what exact collapse looks like, and
+for a classifier the features of mixed inputs are placed against the class means and the head
+(Fisher et al. 2024; :mod:`~hiddenlens.analyze.sections.collapse_mixup`).
 A model never trained on a label is measured for how far each layer clusters it, not for
 a terminal-phase collapse."""
 
@@ -103,9 +105,17 @@ def run(ctx, cfg, report) -> None:
     sec = report.add_section("Neural collapse")
     metrics: dict = {}
     n_classes = 2
+    why_not = None
     for name in names:
         metrics |= _one_label(ctx, cfg, sec, name, vals[name], hooks, len(names) > 1)
         n_classes = max(n_classes, len(np.unique(vals[name])))
+        if cfg.mixup_classes and not any("mixup" in k for k in metrics):
+            from hiddenlens.analyze.sections.collapse_mixup import run_mixup
+
+            m, why_not = run_mixup(ctx, cfg, sec, name, vals[name])
+            metrics |= m
+    if why_not and not any("mixup" in k for k in metrics):
+        sec.add_text(f"Mixed-input geometry (Fisher et al. 2024) not measured: {why_not}.")
     if cfg.ufm_steps:
         metrics |= _ufm(cfg, min(n_classes, 10), sec)
     sec.add_metrics(metrics)

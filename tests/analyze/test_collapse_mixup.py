@@ -1,0 +1,70 @@
+"""The collapse section's mixed-input geometry (Fisher et al. 2024) on classifiers: exact on a
+planted linear network, and a stated reason where it does not apply."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import hiddenlens
+from hiddenlens.analyze.config import load_config
+
+
+def _raw(model, x, y, **collapse):
+    return {"model": {"spec": model}, "data": {"source": {"x": x, "label": y}, "labels": ["label"]},
+            "cache": {"hooks": ["0"]}, "collapse": {"labels": ["label"], "ufm_steps": 0, **collapse}}
+
+
+def _identity_net(c: int) -> nn.Sequential:
+    net = nn.Sequential(nn.Linear(c, c), nn.Linear(c, c))
+    with torch.no_grad():
+        for layer in net:
+            layer.weight.copy_(torch.eye(c))
+            layer.bias.zero_()
+    return net.eval()
+
+
+def test_linear_net_on_class_prototypes_is_the_convex_combination(tmp_path):
+    """Every example is its class's one-hot prototype and the net is the identity, so a mixed
+    input's feature is exactly lam mu_a + (1 - lam) mu_b: position = lam, no distance to the
+    line, logit gap 2 lam - 1; of lam in 0.2..0.8 only 0.5 has |g| < 0.2."""
+    c = 6
+    y = np.repeat(np.arange(c), 10)
+    x = torch.eye(c)[torch.as_tensor(y)]
+    result = hiddenlens.analyze(_raw(_identity_net(c), x, y, mixup_classes=4), tmp_path / "run",
+                                progress=False)
+    assert result.failed == []
+    m, where = result.metrics, "1:input"
+    assert m[f"collapse/mixup_pos_err/{where}"] == pytest.approx(0.0, abs=1e-6)
+    assert m[f"collapse/mixup_line_dist/{where}"] == pytest.approx(0.0, abs=1e-6)
+    assert m[f"collapse/mixup_gap_err/{where}"] == pytest.approx(0.0, abs=1e-6)
+    assert m[f"collapse/mixup_pos_corr/{where}"] == pytest.approx(1.0)
+    assert m[f"collapse/mixup_boundary_share/{where}"] == pytest.approx(1 / 7)
+    assert "mixup_label" in result.report.read_text()
+
+
+def test_a_head_that_does_not_predict_the_label_is_not_measured(tmp_path):
+    c = 4
+    y = np.repeat(np.arange(c), 8)
+    x = torch.eye(c)[torch.as_tensor((y + 1) % c)]  # the identity net predicts the next class
+    result = hiddenlens.analyze(_raw(_identity_net(c), x, y), tmp_path / "run", progress=False)
+    assert result.failed == []
+    assert not any("mixup" in k for k in result.metrics)
+    assert "top-1 matches &#x27;label&#x27; on 0%" in result.report.read_text() or \
+        "top-1 matches 'label' on 0%" in result.report.read_text()
+
+
+def test_no_linear_head_says_so(tmp_path):
+    y = np.repeat(np.arange(3), 8)
+    model = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
+    result = hiddenlens.analyze(_raw(model, torch.eye(3)[torch.as_tensor(y)], y), tmp_path / "run",
+                                progress=False)
+    assert result.failed == [] and "is not an nn.Linear head" in result.report.read_text()
+
+
+@pytest.mark.parametrize("bad", [1, -1])
+def test_mixup_classes_is_validated(bad):
+    with pytest.raises(ValueError, match="collapse.mixup_classes"):
+        load_config(_raw("minilm", [[0.0]], [0], mixup_classes=bad))
