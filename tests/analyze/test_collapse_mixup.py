@@ -68,3 +68,33 @@ def test_no_linear_head_says_so(tmp_path):
 def test_mixup_classes_is_validated(bad):
     with pytest.raises(ValueError, match="collapse.mixup_classes"):
         load_config(_raw("minilm", [[0.0]], [0], mixup_classes=bad))
+
+
+def test_bn_cnn_labelled_by_its_own_predictions_with_fewer_rows_cached(tmp_path):
+    """The CNN path (BatchNorm in eval mode, a Linear head after Flatten), with max_rows below
+    the number of examples: the first rows' examples are the ones mixed."""
+    from tests import _models
+
+    torch.manual_seed(0)
+    model = _models.bn_cnn().eval()
+    x = torch.randn(80, 1, 8, 8)
+    with torch.no_grad():
+        y = model(x).argmax(1).numpy()  # the head predicts this label on every example
+    raw = _raw(model, x, y, mixup_classes=3)
+    raw["data"]["max_rows"] = 60
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    head = [k for k in result.metrics if k.startswith("collapse/mixup_pos_corr/")]
+    assert len(head) == 1 and head[0].endswith(":input")
+    assert -1 <= result.metrics[head[0]] <= 1
+    assert "top-1 matches it on 100%" in result.report.read_text()
+
+
+def test_string_labels_are_not_taken_for_head_classes(tmp_path):
+    c = 3
+    y = np.repeat(np.arange(c), 8)
+    names = np.array(["cat", "dog", "eel"])[y]
+    result = hiddenlens.analyze(_raw(_identity_net(c), torch.eye(c)[torch.as_tensor(y)], names),
+                                tmp_path / "run", progress=False)
+    assert result.failed == [] and not any("mixup" in k for k in result.metrics)
+    assert "are not class indices" in result.report.read_text()

@@ -22,6 +22,20 @@ LAMS = np.linspace(0.0, 1.0, 11)
 N_PER = 8  # random (x_a, x_b) partners per class pair and λ
 
 
+def _class_ids(ctx, name: str, y: np.ndarray):
+    """The label's values as the head's class indices, or a reason they are not: labels are
+    stored as codes 0..n-1 of their sorted values (``ctx.labels.names``), so a label with
+    values {0, 4, 8} must be decoded before its classes index the head's outputs."""
+    names = ctx.labels.names.get(name)
+    if not names:
+        return y
+    try:
+        ids = np.array([int(names[int(c)]) for c in range(len(names))], dtype=np.int64)
+    except (TypeError, ValueError):
+        return f"its values ({', '.join(map(str, list(names)[:4]))}, ...) are not class indices"
+    return ids[y]
+
+
 def _head(ctx, y: np.ndarray):
     """(head module name, head) or a reason the measurement does not apply."""
     from torch import nn
@@ -32,8 +46,10 @@ def _head(ctx, y: np.ndarray):
     name, head = list(model.named_children())[-1]
     if not isinstance(head, nn.Linear):
         return f"the model's last module ({name}: {type(head).__name__}) is not an nn.Linear head"
-    if ctx.cfg.cache.rows == "position" or len(y) != len(ctx.data.data):
+    if ctx.cfg.cache.rows == "position":
         return "it needs one label per example (rows are per position here)"
+    if len(y) > len(ctx.data.data):
+        return f"{len(y)} label rows for {len(ctx.data.data)} examples: not one row per example"
     if y.min() < 0 or y.max() >= head.out_features:
         return f"the label's classes are not the head's {head.out_features} outputs"
     return name, head
@@ -56,11 +72,14 @@ def run_mixup(ctx, cfg, sec, name: str, y: np.ndarray) -> tuple[dict[str, float]
     from hiddenlens.collapse import accumulate, mix_pairs, mixup_geometry
     from hiddenlens.viz.collapse import plot_nc_curves
 
+    y = _class_ids(ctx, name, y)
+    if isinstance(y, str):
+        return {}, y
     found = _head(ctx, y)
     if isinstance(found, str):
         return {}, found
     head_name, head = found
-    x = ctx.data.data
+    x = ctx.data.data[: len(y)]  # row i is example i; max_rows may cache fewer than all
     x = (x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))).float()
     hook = f"{head_name}:input"
     with torch.no_grad():
