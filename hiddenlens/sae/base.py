@@ -147,8 +147,9 @@ class BaseSAE(nn.Module, metaclass=abc.ABCMeta):
 
     def _mse(self, recon: Tensor, x: Tensor) -> Tensor:
         # Sum over features, mean over rows (SAELens/Gao et al. convention); one fused
-        # kernel each way instead of sub, pow, sum, mean (and their backward passes).
-        return F.mse_loss(recon, x, reduction="sum") / (x.numel() // max(x.shape[-1], 1))
+        # kernel each way instead of sub, pow, sum, mean (and their backward passes). The
+        # mean times d_in, not the batch sum over n: a float16 batch sum overflows (65504).
+        return F.mse_loss(recon, x) * x.shape[-1]
 
     def _dense_output(self, x: Tensor, z: Tensor, losses: dict[str, Tensor]) -> SAEOutput:
         recon = self.decode(z)

@@ -47,3 +47,14 @@ def test_encoder_dtype_is_validated():
     with pytest.raises(ValueError, match="needs a TopK"):
         train(FakeStore({"h": x}), "h", SAEConfig(d_in=8, d_sae=16, architecture="relu"),
               TrainConfig(total_tokens=512, batch_size=256, encoder_dtype="bfloat16"))  # fmt: skip
+
+
+def test_mse_of_a_float16_sae_does_not_overflow_on_a_large_batch():
+    # per row ~64 squared error, 4096 rows: the batch total (~2.6e5) exceeds float16's max
+    # (65504) although the loss, a mean over rows, is ~64
+    sae = build_sae(SAEConfig(d_in=64, d_sae=128, architecture="relu"), seed=0)
+    x = torch.ones(4096, 64) + 0.01 * torch.randn(4096, 64, generator=torch.Generator().manual_seed(0))
+    ref = sae(x).losses["mse"]
+    got = sae.half()(x.half()).losses["mse"]
+    assert torch.isfinite(got)
+    torch.testing.assert_close(got.float(), ref, rtol=2e-2, atol=0)
