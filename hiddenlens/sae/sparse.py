@@ -22,7 +22,7 @@ from torch import Tensor
 
 @dataclass
 class Active:
-    """Active (row, latent) pairs of a batch, sorted by row then latent.
+    """Active (row, latent) pairs of a batch, sorted by row (then latent, except from_topk).
 
     rows, cols: [nnz] long; offsets: [n_rows] start of each row's pairs; crow: [n_rows + 1];
     by_latent: [nnz] permutation sorting the pairs by latent; latent_offsets: [d_sae].

@@ -31,7 +31,7 @@ CHUNK_ROWS = 1024
 class Selection:
     """Chosen (row, latent) pairs with their pre-activations; optional AuxK pairs."""
 
-    idx: Tensor  # [n, k] distinct within rows, in no particular order
+    idx: Tensor  # [n, k] distinct within rows; unordered on CPU, ascending elsewhere
     pre: Tensor  # [n, k]
     aux_idx: Tensor | None = None
     aux_pre: Tensor | None = None
@@ -98,14 +98,24 @@ def select_topk(
         rows = slice(s, min(s + CHUNK_ROWS, n))
         p = torch.addmm(b, xs[rows], w, out=tile[: rows.stop - s])  # [c, d_sae]
         score = p if score_fn is None else score_fn(p, rows)
-        i = topk_indices(score, k)  # unordered within a row: nothing downstream needs order
+        i = topk_indices(score, k)  # unordered: CPU kernels need no order (sorted below)
         idx[rows], pre[rows] = i, p.gather(1, i) if exact else _pre_at(sae, x_c[rows], i)
         if aux:
             pd = p[:, dead]
             j = dead[pd.topk(k_aux, dim=1, sorted=False).indices]
             a_idx[rows] = j
             a_pre[rows] = p.gather(1, j) if exact else _pre_at(sae, x_c[rows], j)
+    if x_c.device.type != "cpu":  # cuSPARSE's CSR (sampled_addmm) assumes sorted columns
+        idx, pre = _sorted_pairs(idx, pre)
+        if aux:
+            a_idx, a_pre = _sorted_pairs(a_idx, a_pre)
     return Selection(idx, pre, a_idx if aux else None, a_pre if aux else None)
+
+
+def _sorted_pairs(idx: Tensor, pre: Tensor) -> tuple[Tensor, Tensor]:
+    """Each row's latents in ascending order, their pre-activations permuted alike."""
+    idx, perm = idx.sort(dim=1)
+    return idx, pre.gather(1, perm)
 
 
 def _pre_at(sae: BaseSAE, x_rows: Tensor, cols: Tensor) -> Tensor:
