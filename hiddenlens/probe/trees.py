@@ -53,6 +53,10 @@ def statement_tree(text: str) -> Statement | None:
     if len(tree.body) != 1 or not toks:
         return None
     spans = [(t.start[1], t.end[1]) for t in toks]
+    # the AST's col_offset counts UTF-8 bytes, tokenize's columns count characters: match
+    # nodes on byte spans, or a non-ASCII literal shifts every later token to a wrong node
+    nbytes = [len(text[:c].encode("utf-8")) for c in range(len(text) + 1)]
+    bspans = [(nbytes[s], nbytes[e]) for s, e in spans]
     nodes = [n for n in ast.walk(tree.body[0]) if hasattr(n, "col_offset")]
     nodes = [n for n in nodes if n.end_lineno == 1 and n.lineno == 1]
     parent_of = {}
@@ -61,7 +65,7 @@ def statement_tree(text: str) -> Statement | None:
             parent_of[c] = n
 
     def innermost(i):
-        s, e = spans[i]
+        s, e = bspans[i]
         best = None
         for n in nodes:
             if n.col_offset <= s and e <= n.end_col_offset:
@@ -73,7 +77,7 @@ def statement_tree(text: str) -> Statement | None:
 
     def head(n):
         return min(
-            i for i, (s, e) in enumerate(spans) if n.col_offset <= s and e <= n.end_col_offset
+            i for i, (s, e) in enumerate(bspans) if n.col_offset <= s and e <= n.end_col_offset
         )
 
     parents = []

@@ -19,6 +19,16 @@ def test_statement_tree_follows_the_ast():
     assert statement_tree("def broken(:") is None
 
 
+def test_non_ascii_literals_leave_the_tree_unchanged():
+    # the AST counts columns in UTF-8 bytes, tokenize in characters: a wide literal must not
+    # shift the tokens after it onto other nodes
+    ascii_tree = statement_tree('y = "ab" + f(a, b)')
+    for text in ('y = "éé" + f(a, b)', 'y = "日本" + f(a, b)'):
+        st = statement_tree(text)
+        assert st.parents == ascii_tree.parents
+        assert [text[s:e] for s, e in st.spans] == st.tokens  # spans stay in characters
+
+
 def test_stdlib_statements_are_real_trees():
     sts = stdlib_statements(["textwrap"], limit=30)
     assert len(sts) == 30
