@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,9 +189,13 @@ class TunedLens(BaseEstimator):
         self.seed = seed
 
     def _check_params(self) -> LensDecoder:
+        def real(v) -> bool:  # a string or None must reach the message, not a TypeError
+            return isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v)
+
         n_steps_ok = isinstance(self.n_steps, int) and self.n_steps >= 0
         batch_ok = isinstance(self.batch_size, int) and self.batch_size >= 1
-        if not (n_steps_ok and batch_ok and self.lr > 0 and self.weight_decay >= 0):
+        rates_ok = real(self.lr) and self.lr > 0 and real(self.weight_decay)
+        if not (n_steps_ok and batch_ok and rates_ok and self.weight_decay >= 0):
             raise ValueError(
                 "TunedLens needs n_steps an int >= 0, batch_size an int >= 1, lr > 0 and "
                 f"weight_decay >= 0; got n_steps={self.n_steps!r}, batch_size="
@@ -290,6 +295,8 @@ class TunedLens(BaseEstimator):
         """Both lenses on X's rows of the fitted hooks: mean KL to the final distribution and,
         with ``next_tokens`` [n] (-1 = unknown; see :func:`next_token_ids`), perplexity."""
         check_is_fitted(self, "weight_")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         H, names, final, logits = self._read(X, logits, self.hooks_, self.final_hook_)
         n = len(H[final])
         nxt = None if next_tokens is None else torch.as_tensor(np.asarray(next_tokens)).long()

@@ -137,6 +137,11 @@ def test_bad_input_names_the_value(tmp_path, tiny_bert_dir):
         lens.translate(X["mid"], "other")
     with pytest.raises(ValueError, match="next_tokens must be"):
         lens.evaluate(X, next_tokens=np.zeros(3))
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        lens.evaluate(X, batch_size=0)
+    for bad in ({"lr": "1.0"}, {"lr": None}, {"weight_decay": float("nan")}):
+        with pytest.raises(ValueError, match=repr(next(iter(bad.values())))[:4]):
+            TunedLens(dec, n_steps=1, **bad).fit(X)
 
 
 def test_given_logits_train_every_hook_including_the_last():
