@@ -104,16 +104,22 @@ STDLIB_MODULES = (
 
 
 def stdlib_statements(modules=STDLIB_MODULES, min_tokens: int = 6, max_tokens: int = 24, limit: int = 1000):
-    """One-line statements of the given stdlib modules' source, with their trees."""
+    """Distinct one-line statements of the given stdlib modules' source, with their trees.
+
+    Each text once: about a tenth of these lines repeat (``return ''.join(result)``...), and
+    a copy on both sides of a train/test split would be scored on what the probe saw.
+    """
     import importlib
 
     out: list[Statement] = []
+    seen: set[str] = set()
     for name in modules:
         path = Path(importlib.import_module(name).__file__)
         for line in path.read_text(encoding="utf-8").splitlines():
             text = line.strip()
-            if not text or text.startswith(("#", "@", "def ", "class ", "import ", "from ")):
+            if text in seen or not text or text.startswith(("#", "@", "def ", "class ", "import ", "from ")):
                 continue
+            seen.add(text)
             st = statement_tree(text)
             if st is not None and min_tokens <= len(st.tokens) <= max_tokens:
                 out.append(st)
@@ -123,10 +129,14 @@ def stdlib_statements(modules=STDLIB_MODULES, min_tokens: int = 6, max_tokens: i
 
 
 def parse_statements(texts, min_tokens: int = 6, max_tokens: int = 24) -> list[Statement]:
-    """The texts that are one-line Python statements with a usable tree (others dropped)."""
-    out = []
+    """The distinct texts that are one-line Python statements with a usable tree (others and
+    repeats dropped: a repeat across a train/test split would be scored on seen data)."""
+    out, seen = [], set()
     for text in texts:
-        st = statement_tree(text.strip()) if isinstance(text, str) and "\n" not in text.strip() else None
+        if not isinstance(text, str) or text.strip() in seen:
+            continue
+        seen.add(text.strip())
+        st = statement_tree(text.strip()) if "\n" not in text.strip() else None
         if st is not None and min_tokens <= len(st.tokens) <= max_tokens:
             out.append(st)
     return out

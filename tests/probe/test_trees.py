@@ -32,6 +32,9 @@ def test_non_ascii_literals_leave_the_tree_unchanged():
 def test_stdlib_statements_are_real_trees():
     sts = stdlib_statements(["textwrap"], limit=30)
     assert len(sts) == 30
+    # distinct texts: a statement repeated in the source must not land on both sides of a split
+    many = stdlib_statements(limit=1000)
+    assert len({st.text for st in many}) == len(many) == 1000
     for st in sts:
         assert len(st.tokens) == len(st.parents) and st.parents.count(-1) == 1
         tree_distances(st.parents)  # connected, one root
@@ -49,6 +52,8 @@ def test_parse_statements_keeps_only_one_line_statements():
     kept = parse_statements(["total = f(a, b) + g(c)", "not python (", "a\nb = 1",
                              "y = 1"], min_tokens=4)
     assert [s.text for s in kept] == ["total = f(a, b) + g(c)"]
+    twice = parse_statements(["total = f(a, b) + g(c)", " total = f(a, b) + g(c)"], min_tokens=4)
+    assert [s.text for s in twice] == ["total = f(a, b) + g(c)"]  # repeats kept once
 
 
 def test_piece_groups_pool_subwords_onto_tokens():
