@@ -171,8 +171,8 @@ class ActivationStore:
             if ahead is None or not ahead.wait(key):  # not queued: check it here
                 self._check_file(shard, name)
             self._verified.add(key)
-        path = self._path(shard, name)
-        arr = npy_array(self._mapping(shard, name), path)  # a plain ndarray view of the map
+        path, mm = self._path(shard, name), self._mapping(shard, name)
+        arr = npy_array(mm, path)  # a plain ndarray view of the map
         dtype, shape = self._expected(shard, name)
         if arr.dtype != dtype or arr.shape != shape:
             raise ValueError(
@@ -181,9 +181,10 @@ class ActivationStore:
             )
         with self._lock:
             # Another thread (a reader, or the verifier hashing ahead) may have dropped this
-            # file's map since we mapped it; caching the array then would keep more maps
-            # alive than ``_max_maps`` allows. The array itself stays valid either way.
-            if key in self._mmaps:
+            # file's map since we mapped it (and maybe mapped the file again); caching the
+            # array then would keep more maps alive than ``_max_maps`` allows. The array
+            # itself stays valid either way.
+            if self._mmaps.get(key) is mm:
                 self._maps[key] = arr
         return arr
 

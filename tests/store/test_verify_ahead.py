@@ -109,3 +109,25 @@ def test_open_maps_are_bounded_and_reads_unchanged(store_dir):
         assert torch.equal(torch.cat(list(store.batches("0", 64, seed=3))), ref)
         assert len(store._mmaps) <= 2 and len(store._maps) <= 2
     assert len(checked) == store.n_shards  # each file hashed once, on the first pass
+
+
+def test_array_of_a_map_dropped_and_remapped_meanwhile_is_not_cached(store_dir, monkeypatch):
+    """Another thread drops a file's map and maps the file again between this reader's
+    mapping and its caching: the array (a view of the old map) must not be cached, or the
+    store holds two maps of one file and more than _max_maps in all."""
+    from hiddenlens.store import reader
+
+    store = ActivationStore.open(store_dir, verify=False)
+    real = reader.npy_array
+
+    def remapped_meanwhile(mm, path):
+        with store._lock:
+            del store._mmaps[(0, "act.0.npy")]  # as an eviction on another thread does
+        store._mapping(0, "act.0.npy")  # ... and a later read that maps it again
+        return real(mm, path)
+
+    monkeypatch.setattr(reader, "npy_array", remapped_meanwhile)
+    arr = store.array(0, "act.0.npy")
+    assert np.array_equal(arr, ActivationStore.open(store_dir).rows("0", *store.shard_rows(0)))
+    cached = store._maps.get((0, "act.0.npy"))
+    assert cached is None or cached.base is store._mmaps[(0, "act.0.npy")]
