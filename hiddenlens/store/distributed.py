@@ -19,6 +19,7 @@ import numpy as np
 
 from hiddenlens.store import format as fmt
 from hiddenlens.store.reader import ActivationStore
+from hiddenlens.store.verify import load_npy
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def merge_rank_stores(out: Path, parts: list[Path]) -> Path:
         complete=True,
     )
     for hook, info in merged.hooks.items():
-        sums = [np.load(out / s["name"] / info.stats_file, allow_pickle=False) for s in shards]
+        sums = [load_npy(out / s["name"] / info.stats_file) for s in shards]
         total = np.sum([x[0] for x in sums], axis=0)
         total_sq = np.sum([x[1] for x in sums], axis=0)
         sum_norm = float(sum(s["sum_norm"][hook] for s in shards))

@@ -19,6 +19,7 @@ from hiddenlens import _io
 from hiddenlens.data import ContentHash
 from hiddenlens.store import format as fmt
 from hiddenlens.store import shardlog
+from hiddenlens.store.verify import load_npy
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class ShardWriter:
         """Merge the per-shard sums already on disk (when resuming)."""
         info, total = self.manifest.hooks[hook], [0.0, 0.0, 0.0]
         for shard in self.manifest.shards:
-            sums = np.load(self.out / shard["name"] / info.stats_file, allow_pickle=False)
+            sums = load_npy(self.out / shard["name"] / info.stats_file)
             total = [
                 total[0] + sums[0],
                 total[1] + sums[1],

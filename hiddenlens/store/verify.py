@@ -102,6 +102,12 @@ def _parsed_header(path: str | Path):
         return shape, fortran, dtype, fh.tell()
 
 
+def load_npy(path: str | Path) -> np.ndarray:
+    """``np.load`` of a small ``.npy`` file (no pickles), its header parsed under the lock."""
+    with _HEADER_LOCK:
+        return np.load(path, allow_pickle=False)
+
+
 def npy_array(mm: mmap.mmap, path: str | Path) -> np.ndarray:
     """The array of the ``.npy`` file mapped in ``mm``: a read-only view of the map, no copy.
 

@@ -100,3 +100,25 @@ def test_separate_processes_with_torchrun_environment(tmp_path):
         "rank_000",
         "rank_001",
     ]
+
+
+def test_every_npy_header_of_a_ranked_cache_is_parsed_under_the_lock(tmp_path, monkeypatch):
+    """CPython 3.11's ast parser (numpy's header parse) is not thread-safe, so every header
+    the store parses with numpy takes the one lock: here the ranks' stats merged by rank 0
+    and the shard tables opened by each rank (threads, as in the tests above)."""
+    import ast
+
+    from hiddenlens.store import verify
+
+    real, calls = ast.literal_eval, []
+
+    def guarded(*args, **kwargs):  # numpy parses .npy headers with ast.literal_eval
+        calls.append(verify._HEADER_LOCK.locked())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ast, "literal_eval", guarded)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 5))
+    stores = _run_ranks(model, torch.randn(40, 6), tmp_path / "s", 2, shard_size_mb=0.001)
+    assert len(stores[0]) == 40 and len(calls) > 2 * stores[0].n_shards  # stats, tables
+    assert all(calls)
