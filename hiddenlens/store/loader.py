@@ -125,12 +125,12 @@ def iter_batches(
     if not names:
         raise ValueError("hooks is empty; pass a hook name or a list of hook names")
     infos = [store._info(h) for h in names]
-    _check_args(batch_size, rank, world_size, block_rows)
+    _check_args(batch_size, rank, world_size, block_rows, seed)
     n_blocks = -(-len(store) // block_rows)
     rng = np.random.default_rng(seed)
     order = rng.permutation(n_blocks) if shuffle else np.arange(n_blocks)
     blocks = _BlockOrder(len(store), block_rows, order)
-    if not isinstance(start_batch, int) or start_batch < 0:
+    if not _is_int(start_batch) or start_batch < 0:
         raise ValueError(f"start_batch must be a non-negative int, got {start_batch!r}")
     ranges = _batch_ranges(len(store), batch_size, rank, world_size, drop_last, interleave)
     ranges = ranges[start_batch:]
@@ -242,12 +242,18 @@ def _gather(store, name, local, groups, out) -> None:
         array(s, name).take(local[lo:hi], 0, out[at : at + hi - lo], "clip")
 
 
-def _check_args(batch_size, rank, world_size, block_rows) -> None:
-    if not isinstance(batch_size, int) or batch_size < 1:
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)  # an epoch may be numpy
+
+
+def _check_args(batch_size, rank, world_size, block_rows, seed) -> None:
+    if not _is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if not isinstance(world_size, int) or world_size < 1:
+    if not _is_int(world_size) or world_size < 1:
         raise ValueError(f"world_size must be a positive int, got {world_size!r}")
-    if not isinstance(rank, int) or not 0 <= rank < world_size:
+    if not _is_int(rank) or not 0 <= rank < world_size:
         raise ValueError(f"rank must be an int in [0, {world_size}), got {rank!r}")
-    if not isinstance(block_rows, int) or block_rows < 1:
+    if not _is_int(block_rows) or block_rows < 1:
         raise ValueError(f"block_rows must be a positive int, got {block_rows!r}")
+    if not _is_int(seed) or seed < 0:  # None would shuffle differently on every call
+        raise ValueError(f"seed must be a non-negative int (e.g. the epoch), got {seed!r}")

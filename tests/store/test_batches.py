@@ -152,3 +152,22 @@ def test_shards_shorter_than_a_block_give_the_in_memory_batches(tmp_path):
             assert (np.diff(shard) != 0).sum() == len(set(shard)) - 1  # one group per shard
             for s in set(shard):
                 assert list(ids[shard == s]) == list(ref[ref // 3 == s])
+
+
+@pytest.mark.parametrize(
+    "kw,word",
+    [(dict(seed=None), "seed"), (dict(seed=1.5), "seed"), (dict(seed=-1), "seed"),
+     (dict(seed=True), "seed"), (dict(batch_size=True), "batch_size"),
+     (dict(start_batch=True), "start_batch"), (dict(block_rows=0), "block_rows"),
+     (dict(rank=2, world_size=2), "rank")],  # fmt: skip
+)
+def test_bad_batch_arguments_are_refused_naming_them(id_store, kw, word):
+    kw = dict(kw)
+    batch_size = kw.pop("batch_size", 32)
+    with pytest.raises(ValueError, match=rf"{word} must be .*got {kw.get(word, batch_size)!r}"):
+        id_store.batches("0", batch_size, **kw)  # refused at the call, before any batch
+
+
+def test_numpy_int_seed_gives_the_batches_of_the_same_int(id_store):
+    a = _ids(id_store.batches("0", 100, seed=np.int64(3)))
+    assert np.array_equal(a, _ids(id_store.batches("0", 100, seed=3)))
