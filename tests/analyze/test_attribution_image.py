@@ -89,3 +89,17 @@ def test_aggatt_bins_rank_the_difull_maps(tmp_path):
             for b in ("0-25%", "25-50%", "50-75%", "75-100%")]
     assert grad == pytest.approx([1.0] * 4)  # gradients stay in the head's cell exactly
     assert "aggatt" in result.report.read_text()
+
+
+def test_too_few_grids_for_aggatt_say_so(tmp_path):
+    g = torch.Generator().manual_seed(4)  # the first 3 examples get 2 predicted classes
+    x = torch.randn(32, 1, 8, 8, generator=g)
+    raw = {"model": {"spec": _models.bn_cnn()}, "data": {"source": x},
+           "cache": {"hooks": ["1", "2"]},
+           "attribution": {"examples": 3, "n_steps": 4, "back_patching_queries": 0,
+                           "missingness_sizes": []}}
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    assert any(k.startswith("attribution/difull/") for k in result.metrics)  # DiFull ran
+    assert not any("aggatt" in k for k in result.metrics)
+    assert "AggAtt not drawn: 3 grids" in result.report.read_text()

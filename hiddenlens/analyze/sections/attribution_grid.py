@@ -47,6 +47,8 @@ def _aggatt_figure(sec, maps: dict, grid, cell_shape) -> dict[str, float]:
     n = len(next(iter(maps.values())))
     bins = AGGATT_BINS if n >= 50 else FEW_MAPS_BINS
     if n < len(bins) - 1:
+        sec.add_text(f"AggAtt not drawn: {n} grids are fewer than its {len(bins) - 1} bins "
+                     "(raise attribution.examples).")
         return {}
     binned = {m: aggatt(a, grid_cell_fractions(a, grid, 0), bins=bins) for m, a in maps.items()}
     first = next(iter(binned.values()))
