@@ -52,3 +52,25 @@ def test_readme_quotes_the_shipped_metrics(path, pattern, keys):
         assert abs(metrics[key] - printed) <= 0.5 * 10**-decimals + 1e-12, (
             f"README prints {text} for {key}; {path} has {metrics[key]:.6g}"
         )
+
+
+def test_readme_back_patching_row_is_the_seed_range_of_the_shipped_run():
+    metrics = json.loads((ROOT / "docs/back_patching/metrics.json").read_text())["metrics"]
+
+    def seeds(name):
+        return [v for k, v in metrics.items() if k.rsplit("/", 1)[0] == f"attribution/{name}"]
+
+    found = re.search(
+        rf"held-out accuracy {NUM}–{NUM}; some back-patch fixes {NUM}–{NUM} of the failures "
+        rf"\(mean {NUM}, [^)]*\) vs {NUM}–{NUM} when another query's state is injected; the "
+        rf"best-fixing patch breaks (\d+)% of the correct answers", README)
+    assert found, "README's back_patching row no longer has its seed-range sentence"
+    acc, fixed, control = (seeds(f"back_patching_{n}") for n in
+                           ("two_hop_test_accuracy", "fixed_by_any", "control_fixed_by_any"))
+    assert len(acc) == 3
+    want = [min(acc), max(acc), min(fixed), max(fixed), sum(fixed) / 3, min(control),
+            max(control)]
+    for text, value in zip(found.groups()[:7], want, strict=True):
+        assert abs(value - float(text)) <= 0.005 + 1e-12, (text, value)
+    broken = sum(seeds("back_patching_best_broken")) / 3
+    assert abs(100 * broken - int(found.group(8))) <= 0.5 + 1e-9
