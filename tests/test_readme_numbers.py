@@ -74,3 +74,43 @@ def test_readme_back_patching_row_is_the_seed_range_of_the_shipped_run():
         assert abs(value - float(text)) <= 0.005 + 1e-12, (text, value)
     broken = sum(seeds("back_patching_best_broken")) / 3
     assert abs(100 * broken - int(found.group(8))) <= 0.5 + 1e-9
+
+
+def _edit_rows(path):
+    data = json.loads((ROOT / path).read_text())
+    rows = data["rows"] if "rows" in data else data["blocks.1.hook_resid_mid"]["edit_search"]
+    return {(r["dictionary"], r["rank_by"]): r for r in rows}
+
+
+def _loose(pattern: str) -> str:
+    return pattern.replace(" ", r"\s+")  # the README wraps its lines anywhere
+
+
+def test_readme_minimal_edit_search_numbers_are_the_shipped_ones():
+    ioi = _edit_rows("docs/sae_principled/edit_search_ioi.json")
+    found = re.search(_loose(
+        r"takes `min_latents` (\d+) for the supervised dictionary \(mean set (\d\.\d+)\), (\d+) "
+        r"for the TopK-4 SAE \(mean (\d\.\d+)\), (\d+) for PCA-15 and NMF-15 \(means "
+        r"(\d\.\d+) / (\d\.\d+); ranked by distance NMF needs (\d+)"), README)
+    assert found, "README's IOI minimal-edit sentence changed"
+    g = found.groups()
+    want = [ioi[("supervised", "output")], ioi[("sae_topk4", "output")], ioi[("pca15", "output")]]
+    for k, row in enumerate(want):
+        assert row["min_latents"] == int(g[2 * k]), (row, g)
+        assert abs(row["mean_set_size"] - float(g[2 * k + 1])) <= 0.005, (row, g)
+    assert ioi[("nmf15", "output")]["min_latents"] == int(g[4])  # "2 for PCA-15 and NMF-15"
+    assert abs(ioi[("nmf15", "output")]["mean_set_size"] - float(g[6])) <= 0.005
+    assert ioi[("nmf15", "distance")]["min_latents"] == int(g[7])
+    tiny = _edit_rows("docs/sae_principled/edit_search_tinylm.json")
+    found = re.search(_loose(
+        r"needs `min_latents` (\d+) \(mean set (\d\.\d+); ranked by distance (\d+)\) to flip "
+        r"the model's capitalised-vs-lower-case log-odds on 90% of items, PCA-16 needs (\d+) "
+        r"\(mean (\d\.\d+)\), and the supervised class-mean edit tops out at (\d+\.\d)%"), README)
+    assert found, "README's tinylm minimal-edit sentence changed"
+    sae, pca, sup = (tiny[(d, "output")] for d in ("sae_topk16", "pca16", "supervised"))
+    g = found.groups()
+    assert (sae["min_latents"], tiny[("sae_topk16", "distance")]["min_latents"]) == (
+        int(g[0]), int(g[2]))
+    assert abs(sae["mean_set_size"] - float(g[1])) <= 0.005 and pca["min_latents"] == int(g[3])
+    assert abs(pca["mean_set_size"] - float(g[4])) <= 0.005
+    assert sup["min_latents"] is None and abs(100 * sup["success_at_max"] - float(g[5])) <= 0.05
