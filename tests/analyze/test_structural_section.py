@@ -107,3 +107,16 @@ def test_bad_settings_are_named(bad):
     raw = _raw("minilm", "demo", ["x"], **bad)
     with pytest.raises(ValueError, match="structural"):
         load_config(raw)
+
+
+def test_statements_lost_to_truncation_say_so(tmp_path, tiny_gpt2_dir):
+    """model.seq_len = 3 truncates every statement (each has more Python tokens than three
+    pieces), so none keeps all its tokens: a stated reason, not a probe fitted on nothing."""
+    source = _jsonl(tmp_path / "code.jsonl", [(t, "c") for t in CODE * 2])
+    raw = _raw(str(tiny_gpt2_dir), source, ["transformer.h.0"], statements="data")
+    raw["model"]["seq_len"] = 3
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    assert not any("structural" in k for k in result.metrics)
+    assert "survive truncation" in result.report.read_text()
+

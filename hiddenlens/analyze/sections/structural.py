@@ -109,7 +109,14 @@ def run(ctx, cfg, report) -> None:
         sec.add_text(f"Not run: {why}.")
         return
     hooks, skipped = _sequence_hooks(ctx, cfg, statements[0])
+    n_found = len(statements)
     vecs, statements = _vectors(ctx, hooks, statements, ctx.cfg.model.batch_size)
+    if len(statements) < 12:
+        sec.add_text(f"Not run: only {len(statements)} of {n_found} statements from {where} "
+                     f"survive truncation (model.seq_len = {ctx.cfg.model.seq_len}, or the model's own "
+                     "limit when unset) with every "
+                     "Python token kept (12 needed).")
+        return
     n_train = int(len(statements) * TRAIN_SHARE)
     parents = [st.parents for st in statements]
     base = chain_baselines(parents[n_train:])
