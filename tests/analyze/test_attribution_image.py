@@ -103,3 +103,17 @@ def test_too_few_grids_for_aggatt_say_so(tmp_path):
     assert any(k.startswith("attribution/difull/") for k in result.metrics)  # DiFull ran
     assert not any("aggatt" in k for k in result.metrics)
     assert "AggAtt not drawn: 3 grids" in result.report.read_text()
+
+
+def test_difull_on_one_predicted_class_says_which_condition_failed(tmp_path):
+    """Identical images get one prediction: the note names the class, the count and the
+    setting to raise, not a list of every condition DiFull has."""
+    x = torch.ones(8, 1, 8, 8)
+    raw = {"model": {"spec": _models.bn_cnn()}, "data": {"source": x},
+           "cache": {"hooks": ["1", "2"]},
+           "attribution": {"examples": 4, "n_steps": 4, "missingness_sizes": []}}
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    assert not any("difull" in k for k in result.metrics)
+    pred = int(_models.bn_cnn()(x[:1]).argmax(1))
+    assert (f"predicts one class ({pred}) for all 4 examples" in result.report.read_text())

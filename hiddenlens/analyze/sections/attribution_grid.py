@@ -34,8 +34,11 @@ def _setup(model, x, hooks):
     with torch.no_grad():
         out = model(x)
     pred = out.argmax(1).numpy()
-    if not ends or len(np.unique(pred)) < 2:
-        return "it needs conv-map hooks before the head and examples of >= 2 predicted classes"
+    if not ends:
+        return "it needs a cached conv-map hook ([batch, channels, h, w]) before the head"
+    if len(np.unique(pred)) < 2:
+        return (f"the model predicts one class ({int(pred[0])}) for all {len(x)} examples, and a "
+                "grid needs >= 2 predicted classes (raise attribution.examples)")
     return ends, pred, int(out.shape[1])
 
 
