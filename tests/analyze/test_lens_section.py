@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import hiddenlens
 from hiddenlens import metric_key
@@ -40,3 +41,23 @@ def test_encoder_says_why_no_lens(tmp_path, tiny_bert_dir):
     assert result.failed == []
     assert not any("lens" in k for k in result.metrics)
     assert "has no unembedding" in result.report.read_text()
+
+
+def test_hooked_transformer_lens_on_pre_and_post_residuals(tmp_path):
+    """A TransformerLens model (the lens was tested on a HF causal LM only), hooks given
+    post-first: the store keeps forward order, so the final hook is blocks.1.hook_resid_post
+    (its decoding is the model's output: gap 0, KL 0); blocks.0 post and blocks.1 pre are
+    the same tensor, so both lenses score them alike."""
+    from tests import _models
+
+    model = _models.tiny_hooked_transformer(tokenizer_dir=tmp_path / "tok", n_ctx=16)
+    raw = _raw(model, _text_corpus(tmp_path, n=60),
+               ["blocks.*.hook_resid_post", "blocks.*.hook_resid_pre"], steps=10)
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    m = result.metrics
+    assert m[metric_key("attribution", "lens_final_logprob_gap")] < 1e-4
+    assert m[metric_key("attribution", "logit_lens_kl", "blocks.1.hook_resid_post")] == 0.0
+    for lens in ("logit_lens_kl", "tuned_lens_kl"):
+        assert m[metric_key("attribution", lens, "blocks.0.hook_resid_post")] == pytest.approx(
+            m[metric_key("attribution", lens, "blocks.1.hook_resid_pre")], rel=1e-5)
