@@ -98,3 +98,32 @@ def test_string_labels_are_not_taken_for_head_classes(tmp_path):
                                 tmp_path / "run", progress=False)
     assert result.failed == [] and not any("mixup" in k for k in result.metrics)
     assert "are not class indices" in result.report.read_text()
+
+
+class _MaxBatch(nn.Module):
+    """Identity that records the largest batch it saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = 0
+
+    def forward(self, x):
+        self.seen = max(self.seen, len(x))
+        return x
+
+
+def test_the_clean_pass_is_batched(tmp_path):
+    """600 examples: the top-1 check and the clean features run 256 at a time (the
+    pipeline's cache pass uses model.batch_size), not the whole data set in one pass."""
+    c = 3
+    y = np.repeat(np.arange(c), 200)
+    x = torch.eye(c)[torch.as_tensor(y)]
+    net = _identity_net(c)
+    probe = _MaxBatch()
+    model = nn.Sequential(probe, *net).eval()
+    raw = _raw(model, x, y, mixup_classes=3)
+    raw["cache"]["hooks"] = ["1"]
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    assert result.metrics["collapse/mixup_pos_err/2:input"] == pytest.approx(0.0, abs=1e-6)
+    assert probe.seen <= 256

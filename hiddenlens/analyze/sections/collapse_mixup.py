@@ -55,16 +55,18 @@ def _head(ctx, y: np.ndarray):
     return name, head
 
 
-def _features(ctx, hook: str, x: torch.Tensor, batch: int = 256) -> np.ndarray:
+def _features(ctx, hook: str, x: torch.Tensor, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(features at ``hook`` [n, d], the model's top-1 [n]), ``batch`` examples per pass."""
     from hiddenlens.hooks import capture
 
-    out = []
+    feats, top = [], []
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            with capture(ctx.handle, [hook]) as cap:
-                ctx.handle.forward(x[i : i + batch])
-            out.append(cap[hook].reshape(min(batch, len(x) - i), -1).float().cpu().numpy())
-    return np.concatenate(out)
+            with capture(ctx.handle, [hook], stop_early=False) as cap:
+                out = ctx.handle.forward(x[i : i + batch])
+            feats.append(cap[hook].reshape(min(batch, len(x) - i), -1).float().cpu().numpy())
+            top.append(out.argmax(1).cpu().numpy())
+    return np.concatenate(feats), np.concatenate(top)
 
 
 def run_mixup(ctx, cfg, sec, name: str, y: np.ndarray) -> tuple[dict[str, float], str | None]:
@@ -82,8 +84,8 @@ def run_mixup(ctx, cfg, sec, name: str, y: np.ndarray) -> tuple[dict[str, float]
     x = ctx.data.data[: len(y)]  # row i is example i; max_rows may cache fewer than all
     x = (x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))).float()
     hook = f"{head_name}:input"
-    with torch.no_grad():
-        acc = (ctx.handle.forward(x).argmax(1).cpu().numpy() == y).mean()
+    clean, top1 = _features(ctx, hook, x)
+    acc = (top1 == y).mean()
     if acc < 0.5:
         return {}, (f"the model's top-1 matches {name!r} on {acc:.0%} of examples, so the head's "
                     "classes are not that label's")
@@ -91,9 +93,9 @@ def run_mixup(ctx, cfg, sec, name: str, y: np.ndarray) -> tuple[dict[str, float]
     classes = np.argsort(-counts, kind="stable")[: cfg.mixup_classes]
     classes = np.sort(classes[counts[classes] > 0])
     pairs = list(combinations(classes.tolist(), 2)) + [(c, c) for c in classes.tolist()]
-    stats = accumulate([(_features(ctx, hook, x), y)])
+    stats = accumulate([(clean, y)])
     xm, ya, yb, lam = mix_pairs(x, y, pairs, LAMS, n_per=N_PER, seed=ctx.seed)
-    geo = mixup_geometry(_features(ctx, hook, torch.as_tensor(xm)), lam, ya, yb, stats,
+    geo = mixup_geometry(_features(ctx, hook, torch.as_tensor(xm))[0], lam, ya, yb, stats,
                          classifier=head)
     curve = geo.curve(len(LAMS))
     lines = {"position t": (curve["lam"], curve["position"]),
