@@ -106,6 +106,11 @@ def next_token_ids(meta) -> np.ndarray:
     sample = np.asarray(meta["sample_idx"], np.int64)
     pos = np.asarray(meta["position"], np.int64)
     tok = np.asarray(meta["token_id"], np.int64)
+    if not (sample.shape == pos.shape == tok.shape) or sample.ndim != 1:
+        raise ValueError(
+            "sample_idx, position and token_id must be 1-D columns of one length, got shapes "
+            f"{sample.shape}, {pos.shape}, {tok.shape}"
+        )
     order = np.lexsort((pos, sample))
     s, p, t = sample[order], pos[order], tok[order]
     nxt = np.full(len(s), -1, np.int64)

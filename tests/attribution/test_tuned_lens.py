@@ -118,6 +118,8 @@ def test_next_token_ids_follow_positions_within_a_sample():
     np.testing.assert_array_equal(next_token_ids(shuffled), np.asarray([6, -1, -1, 9, -1, -1])[order])
     with pytest.raises(ValueError, match="token_id"):
         next_token_ids({"sample_idx": [0], "position": [0]})
+    with pytest.raises(ValueError, match=r"one length, got shapes \(2,\), \(1,\), \(2,\)"):
+        next_token_ids({"sample_idx": [0, 0], "position": [0], "token_id": [1, 2]})
 
 
 def test_bad_input_names_the_value(tmp_path, tiny_bert_dir):
