@@ -244,6 +244,11 @@ class ChaosRecall:
         knob: str = "n_noise",
     ) -> ChaosRecall:
         """Collect one {method: recall, or one recall per seed} dict per level."""
+        if not per_level or len(per_level) != len(levels):
+            raise ValueError(
+                f"need one {{method: recall}} dict per level: {len(levels)} levels, "
+                f"{len(per_level)} dicts"
+            )
         methods = list(per_level[0])
         runs = {m: [np.atleast_1d(np.asarray(p[m], dtype=float)) for p in per_level] for m in methods}
         recall = {m: np.asarray([r.mean() for r in rs]) for m, rs in runs.items()}

@@ -89,6 +89,10 @@ def test_chaos_recall_keeps_the_spread_over_seeds():
     assert res.recall["saliency"][0] == pytest.approx(0.7)
     assert res.sd["saliency"][0] == pytest.approx(0.2)
     assert res.to_metrics()["attribution/chaos_recall_saliency_sd/n_noise=10"] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="2 levels, 1 dicts"):
+        ChaosRecall.from_levels([10, 20], [{"saliency": 0.5}], chance=[0.1], fit=[0.9])
+    with pytest.raises(ValueError, match="0 levels, 0 dicts"):
+        ChaosRecall.from_levels([], [], chance=[], fit=[])
 
 
 def test_topk_hits_per_relevant_feature():
