@@ -218,8 +218,10 @@ class ActivationStore:
         keys = unchecked(range(self.n_shards))
         if keys and first_use is not None:
             keys = unchecked(_all_shards(first_use(), self.n_shards))
-        if keys:
+        if keys and self._ahead is None:
             self._ahead = AheadVerifier(keys, lambda key: self._check_file(*key))
+        elif keys:  # one verifier for every pass: none hashes what another is checking
+            self._ahead.extend(keys)
 
     def verify(self) -> None:
         """Check every file's size and sha256 now; raise naming each corrupt file."""

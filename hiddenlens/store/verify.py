@@ -132,17 +132,36 @@ class AheadVerifier:
     reader never idles while a file it needs is still queued; a key another thread is
     checking is waited for. It returns False at once when the key is not one of this
     verifier's (the caller checks it inline). ``busy(key)``: another thread is checking it.
+    ``extend(keys)``: a later pass's keys, checked first, by the same threads.
     """
 
     def __init__(self, keys: list, check: Callable, threads: int | None = None):
-        self._queue = deque(keys)
-        self._wanted = set(keys)
+        self._queue: deque = deque()
+        self._wanted: set = set()
         self._started: set = set()  # keys some thread (a worker or a waiter) has taken
         self._done: dict = {}  # key -> None or the exception its check raised
         self._check = check
         self._cond = threading.Condition()
-        n = threads or min(4, os.cpu_count() or 1)
-        for i in range(max(1, min(n, len(keys)))):
+        self._threads = threads or min(4, os.cpu_count() or 1)
+        self._live = 0  # worker threads running
+        self.extend(keys)
+
+    def extend(self, keys: list) -> None:
+        """Check ``keys`` too, ahead of those still queued (the pass asking needs them first).
+
+        One verifier serves every pass of a store: a second verifier would hash again the
+        files the first is still checking (a pass abandoned after one batch, ``meta``).
+        """
+        with self._cond:
+            for key in keys:
+                if key not in self._wanted:  # new, or checked and reported: check it again
+                    self._started.discard(key)
+                    self._done.pop(key, None)
+            self._wanted.update(keys)
+            self._queue.extendleft(reversed(keys))
+            start = max(0, min(self._threads, len(self._queue)) - self._live)
+            self._live += start
+        for i in range(start):
             threading.Thread(target=self._work, name=f"hiddenlens-verify-{i}", daemon=True).start()
 
     def _work(self) -> None:
@@ -151,10 +170,16 @@ class AheadVerifier:
                 while self._queue and self._queue[0] in self._started:
                     self._queue.popleft()  # taken by a waiter: skip it
                 if not self._queue:
+                    self._live -= 1  # under the lock: an extend now starts a new thread
                     return
                 key = self._queue.popleft()
                 self._started.add(key)
-            self._run(key)
+            try:
+                self._run(key)
+            except BaseException:
+                with self._cond:
+                    self._live -= 1
+                raise
 
     def _run(self, key) -> None:
         """Check ``key`` (taken by this thread) and publish the outcome to every waiter."""

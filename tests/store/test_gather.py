@@ -47,6 +47,32 @@ def test_waiter_checks_queued_keys_itself_and_waits_for_started_ones():
     assert not ahead.busy("a")
 
 
+def test_extended_keys_go_first_and_a_finished_verifier_takes_new_ones():
+    order, four, hold_e, release_e = [], threading.Event(), threading.Event(), threading.Event()
+    check, started, release, who = _blocking_check("a")
+
+    def recorded(key):
+        check(key)
+        order.append(key)
+        if len(order) == 4:
+            four.set()
+        if key == "e":
+            hold_e.set()  # taken by a background thread, not by a waiter
+            assert release_e.wait(60)
+
+    ahead = V.AheadVerifier(["a", "b", "c"], recorded, threads=1)
+    assert started.wait(60)  # the one worker holds "a"
+    ahead.extend(["c", "d"])  # a later pass needs c and d first
+    release.set()
+    assert four.wait(60)  # the worker alone checks them (this thread waits for none)
+    assert order == ["a", "c", "d", "b"]  # each once: c not again at its old place
+    assert all(ahead.wait(k) for k in "abcd")
+    ahead.extend(["e", "b"])  # b was reported: checked again; e: a thread takes it
+    assert hold_e.wait(60) and who["e"].startswith("hiddenlens-verify")
+    release_e.set()
+    assert ahead.wait("e") and ahead.wait("b") and order.count("b") == 2
+
+
 def test_error_of_a_check_reaches_the_waiter_once():
     check, _, _, _ = _blocking_check("none")
     ahead = V.AheadVerifier(["bad"], check, threads=1)

@@ -131,3 +131,33 @@ def test_array_of_a_map_dropped_and_remapped_meanwhile_is_not_cached(store_dir, 
     assert np.array_equal(arr, ActivationStore.open(store_dir).rows("0", *store.shard_rows(0)))
     cached = store._maps.get((0, "act.0.npy"))
     assert cached is None or cached.base is store._mmaps[(0, "act.0.npy")]
+
+
+def test_passes_share_one_verifier_and_each_file_is_checked_once(store_dir):
+    """A pass started, then ``meta`` (another pass) before it is read: one verifier serves
+    both, so no file is hashed twice (a second verifier re-checked what the first was
+    checking: every activation file twice)."""
+    import threading
+    from collections import Counter
+
+    before = set(threading.enumerate())
+    store = ActivationStore.open(store_dir)
+    checked, lock, real = Counter(), threading.Lock(), store._check_file
+
+    def counted(*a, **k):
+        with lock:
+            checked[a] += 1
+        return real(*a, **k)
+
+    store._check_file = counted
+    it = store.batches("0", 64, seed=3)
+    meta = store.meta["sample_idx"]
+    got = torch.cat(list(it))
+    for t in set(threading.enumerate()) - before:  # every verifier thread of this test done
+        if t.name.startswith("hiddenlens-verify"):
+            t.join(60)
+    files = ["act.0.npy"] + [info["file"] for info in store.manifest["meta"].values()]
+    assert len(files) >= 2 and checked == Counter((i, n) for i in range(store.n_shards) for n in files)
+    ref = ActivationStore.open(store_dir, verify=False)
+    assert torch.equal(got, torch.cat(list(ref.batches("0", 64, seed=3))))
+    assert np.array_equal(meta, ref.meta["sample_idx"])
