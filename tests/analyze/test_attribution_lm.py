@@ -137,3 +137,15 @@ def test_forward_order_and_residual_hooks(tiny_tl_text):
     # hook_attn_out is [batch, seq, d_model] too; q of one head is not
     hooks = lm.residual_hooks(handle, [*shuffled, "blocks.0.attn.hook_q"], probe, limit=3)
     assert hooks == ["blocks.0.hook_resid_pre", "blocks.1.hook_attn_out", "blocks.1.hook_resid_post"]
+
+
+def test_no_fix_is_not_credited_to_a_pair(tmp_path, planted_tl):
+    """With W_U = 0 no back-patch changes an output: the note says none fixes a failure
+    instead of naming a 'best' pair at 0%."""
+    raw = _raw(planted_tl.model, _text_corpus(tmp_path, n=12), ["blocks.*.hook_resid_post"])
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    m = result.metrics
+    assert _m(m, "back_patching_n_failed") > 0 and _m(m, "back_patching_fixed_by_any") == 0
+    html = result.report.read_text()
+    assert "no back-patch fixes any of the" in html and "the most (0%)" not in html

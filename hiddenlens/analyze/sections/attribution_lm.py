@@ -223,10 +223,12 @@ def run_back_patching(ctx, cfg, sec, seqs: list[TokenSeq], hooks: list[str]) -> 
                    caption="share of the failed queries (top-1 is not the actual next token) that "
                    "injecting layer j's last-position state at layer i < j fixes")
     n_len = len({len(p) for p, _ in queries})
-    note = (f"Back-patching: {len(queries)} text prefixes ({n_len} lengths) over {len(hooks)} hooks "
+    note = (f"Back-patching: {len(queries)} prefixes ({n_len} lengths) over {len(hooks)} hooks "
             f"({', '.join(hooks)}); the model's top-1 is the actual next token on "
             f"{sweep.baseline.mean():.0%} of them")
-    if sweep.failed.any():
+    if sweep.failed.any() and not sweep.fixed_by_any() > 0:
+        note += f"; no back-patch fixes any of the {int(sweep.failed.sum())} failures."
+    elif sweep.failed.any():
         note += (f"; {sweep.fixed_by_any():.0%} of the {int(sweep.failed.sum())} failures are fixed "
                  f"by some back-patch, the most ({best:.0%}) by {src} -> {dst}.")
     else:
