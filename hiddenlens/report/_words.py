@@ -369,6 +369,24 @@ _ATTRIBUTION = {
         LOWER,
         "through its translator, this layer predicts the next token with perplexity {value:.3g}",
     ),
+    "lens_model_ppl": MetricInfo(
+        "the model's own next-token perplexity",
+        "perplexity",
+        LOWER,
+        "the model's output predicts the next token with perplexity {value:.3g}",
+    ),
+    "tuned_lens_better_share": MetricInfo(
+        "share of layers where the tuned lens beats the logit lens",
+        "fraction",
+        HIGHER,
+        "the tuned lens is closer to the final distribution at {pct} of the earlier layers",
+    ),
+    "lens_final_logprob_gap": MetricInfo(
+        "decoded final hook vs the model's output",
+        "max |log p difference|",
+        LOWER,
+        "decoding the final hook differs from the model's output by up to {value:.2g} in log-probability",
+    ),
 }
 _LOGITS, _FAILED = "logits", "fraction of failed"
 _ATTRIBUTION |= {  # per-head DLA, back-patching (language models), missingness bias (images)

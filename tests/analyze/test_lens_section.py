@@ -32,6 +32,10 @@ def test_gpt2_by_path_tuned_lens_is_closer_than_the_logit_lens(tmp_path, tiny_gp
     assert np.isclose(ppl, m[metric_key("attribution", "lens_model_ppl")])
     html = result.report.read_text()
     assert "Tuned lens vs logit lens" in html and "lens_kl" in html
+    from hiddenlens.report.glossary import lookup
+
+    words = [k for k in m if lookup(*k.split("/")[:2]) is None]
+    assert words == []  # every lens metric is said in words in the report
 
 
 def test_encoder_says_why_no_lens(tmp_path, tiny_bert_dir):
