@@ -42,7 +42,8 @@ def _shards_done(out: Path) -> int:
 def test_sigkill_mid_cache_then_rerun_equals_uninterrupted(tmp_path):
     out = tmp_path / "killed"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(out), "0.03"], env=env)
+    # 0.08 s a batch: ~2.4 s of run left after shard 2 for a loaded parent to notice it
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(out), "0.08"], env=env)
     try:
         deadline = time.time() + 120
         while _shards_done(out) < 2 and proc.poll() is None and time.time() < deadline:
