@@ -65,3 +65,16 @@ def test_hooked_transformer_lens_on_pre_and_post_residuals(tmp_path):
     for lens in ("logit_lens_kl", "tuned_lens_kl"):
         assert m[metric_key("attribution", lens, "blocks.0.hook_resid_post")] == pytest.approx(
             m[metric_key("attribution", lens, "blocks.1.hook_resid_pre")], rel=1e-5)
+
+
+def test_causal_lm_without_a_known_final_norm_says_so(tmp_path, tiny_gpt2_dir, monkeypatch):
+    """An architecture whose final norm has a name hiddenlens does not know: a stated
+    reason, not the section failing in lens_decoder."""
+    import hiddenlens.hooks.model as model_mod
+
+    monkeypatch.setattr(model_mod, "_FINAL_NORMS", ())
+    raw = _raw(str(tiny_gpt2_dir), _text_corpus(tmp_path), ["transformer.h.*"])
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    assert not any("lens" in k for k in result.metrics)
+    assert "final norm, and this model" in result.report.read_text().replace("&#x27;", "'")

@@ -86,6 +86,12 @@ def run(ctx, cfg, report) -> None:
         sec.add_text(f"Not run: a lens decodes a layer through the model's final norm and "
                      f"unembedding, and this {model_kind(handle)} has no unembedding.")
         return
+    if handle.final_norm() is None:
+        sec.add_text("Not run: a lens decodes a layer through the model's final norm, and this "
+                     "model's was not found (looked for ln_final, ln_f, norm, final_layer_norm, "
+                     "final_layernorm, final_norm on its base model); hiddenlens.attribution."
+                     "LensDecoder(norm, W_U, b_U) builds one by hand.")
+        return
     decoder = lens_decoder(handle)
     hooks, final, wide = _layers(ctx, cfg, decoder.d_model)
     train, test = _split(ctx, cfg)
