@@ -78,3 +78,13 @@ def test_causal_lm_without_a_known_final_norm_says_so(tmp_path, tiny_gpt2_dir, m
     assert result.failed == []
     assert not any("lens" in k for k in result.metrics)
     assert "final norm, and this model" in result.report.read_text().replace("&#x27;", "'")
+
+
+def test_one_document_says_so(tmp_path, tiny_gpt2_dir):
+    """One document leaves no held-out documents: a stated reason, not torch.randint on an
+    empty training set."""
+    raw = _raw(str(tiny_gpt2_dir), _text_corpus(tmp_path, n=1), ["transformer.h.*"], steps=5)
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    assert not any("lens" in k for k in result.metrics)
+    assert "this run has 1 document" in result.report.read_text()

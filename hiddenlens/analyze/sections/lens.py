@@ -92,6 +92,11 @@ def run(ctx, cfg, report) -> None:
                      "final_layernorm, final_norm on its base model); hiddenlens.attribution."
                      "LensDecoder(norm, W_U, b_U) builds one by hand.")
         return
+    n_docs = len(np.unique(ctx.groups))
+    if n_docs < 2:
+        sec.add_text(f"Not run: the translators train on some documents and are scored on held-out "
+                     f"ones, and this run has {n_docs} document.")
+        return
     decoder = lens_decoder(handle)
     hooks, final, wide = _layers(ctx, cfg, decoder.d_model)
     train, test = _split(ctx, cfg)
