@@ -149,3 +149,17 @@ def test_no_fix_is_not_credited_to_a_pair(tmp_path, planted_tl):
     assert _m(m, "back_patching_n_failed") > 0 and _m(m, "back_patching_fixed_by_any") == 0
     html = result.report.read_text()
     assert "no back-patch fixes any of the" in html and "the most (0%)" not in html
+
+
+def test_a_pair_that_tokenises_alike_is_not_patched(tmp_path, tiny_bert_dir):
+    """The default pair is outside the tiny BERT's vocabulary (every word [UNK]): both texts
+    have the same ids, so the note says so instead of NaN patching correlations."""
+    from tests.analyze.test_matrix import BERT_DOCS, _jsonl
+
+    source = _jsonl(tmp_path / "bert.jsonl", [BERT_DOCS[i % 5] for i in range(10)])
+    raw = _raw(str(tiny_bert_dir), source, ["encoder.layer.*"],
+               pair=["The cat sat on the warm mat.", "The dog sat on the warm mat."])
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    assert not any("patching_" in k for k in result.metrics)
+    assert "tokenise to the same ids" in result.report.read_text()

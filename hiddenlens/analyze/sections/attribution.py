@@ -186,6 +186,9 @@ def _patching(ctx, cfg, sec, hooks) -> tuple[dict[str, float], str | None]:
     clean, corrupt = (_text_batch(handle, [t], cfg.seq_len) for t in cfg.pair)
     if clean["input_ids"].shape != corrupt["input_ids"].shape:
         return {}, f"the two texts of attribution.pair tokenise to different lengths {cfg.pair}"
+    if torch.equal(clean["input_ids"], corrupt["input_ids"]):
+        return {}, (f"the two texts of attribution.pair {cfg.pair} tokenise to the same ids "
+                    "(words outside the vocabulary?), so there is no gap to restore")
     if is_language_model(handle):
         tgt = _lm_target(clean)
         metric = lambda out: tgt(out).sum()  # noqa: E731
