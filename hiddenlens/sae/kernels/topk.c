@@ -1,0 +1,187 @@
+/* Exact per-row top-k of a float32 matrix, for the TopK SAE's latent choice.
+ *
+ * hiddenlens.sae.topk_kernel compiles this file with the system C compiler at first use and
+ * calls it through ctypes (no Python or torch headers). Per row, three steps:
+ *   1. the maximum of each group of G entries, one vectorised pass (group_maxima);
+ *   2. a threshold t that at least k group maxima reach (group_threshold). Those k groups
+ *      hold an entry >= t each, so the row's k-th largest value is >= t: every entry of the
+ *      top k is >= t and lies in a group whose maximum is >= t;
+ *   3. the entries >= t of those groups (about 1.5 k of them) are gathered without branches,
+ *      and a quickselect keeps the k largest.
+ * The same filter is the eager fallback in hiddenlens.sae.architectures.topk (two rounds of
+ * torch calls); done here it is one pass over the row. A row holding a NaN takes a one-pass
+ * heap instead, in which NaN counts as larger than every number, as in torch.topk, so a NaN
+ * is chosen and reaches the loss rather than being skipped.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#define G 32 /* entries per group */
+
+/* Hoare-style quickselect: reorder val[0..n) (and idx alike, when given) so that the k
+ * largest come first (in any order). Returns the k-th largest value. Needs 1 <= k <= n and
+ * no NaN. */
+static float select_top(float *val, int64_t *idx, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        float a = val[lo], b = val[mid], c = val[hi]; /* median of three as the pivot */
+        float p = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (val[i] > p) i++;
+            while (val[j] < p) j--;
+            if (i <= j) {
+                float tv = val[i]; val[i] = val[j]; val[j] = tv;
+                if (idx) { int64_t ti = idx[i]; idx[i] = idx[j]; idx[j] = ti; }
+                i++;
+                j--;
+            }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else break; /* val[want] == p, in place */
+    }
+    return val[want];
+}
+
+/* ---- the NaN path: a one-pass k-entry min-heap ---------------------------------------- */
+
+static inline int gt(float a, float b) { /* a > b with NaN largest */
+    if (a != a) return b == b;
+    if (b != b) return 0;
+    return a > b;
+}
+
+static void sift_down(float *val, int64_t *idx, int64_t k, int64_t i) {
+    for (;;) {
+        int64_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < k && gt(val[m], val[l])) m = l;
+        if (r < k && gt(val[m], val[r])) m = r;
+        if (m == i) return;
+        float tv = val[i]; val[i] = val[m]; val[m] = tv;
+        int64_t ti = idx[i]; idx[i] = idx[m]; idx[m] = ti;
+        i = m;
+    }
+}
+
+static void heap_topk(const float *x, int64_t n, int64_t k, float *val, int64_t *idx) {
+    for (int64_t j = 0; j < k; j++) { val[j] = x[j]; idx[j] = j; }
+    for (int64_t i = k / 2 - 1; i >= 0; i--) sift_down(val, idx, k, i);
+    for (int64_t j = k; j < n; j++) {
+        if (gt(x[j], val[0])) { val[0] = x[j]; idx[0] = j; sift_down(val, idx, k, 0); }
+    }
+}
+
+/* ---- the common path -------------------------------------------------------------------- */
+
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+
+static inline f32x8 vmax(f32x8 a, f32x8 b) { /* lane-wise max: a compare and a blend */
+    i32x8 m = a > b, ai, bi, r;
+    memcpy(&ai, &a, sizeof ai);
+    memcpy(&bi, &b, sizeof bi);
+    r = (ai & m) | (bi & ~m);
+    memcpy(&a, &r, sizeof a);
+    return a;
+}
+
+/* Groups: the row is read in runs of R = 8 G entries, as G vectors of 8 lanes; group
+ * (run q, lane l) holds entries q R + 8 s + l, s < G, so the G-entry maxima of a run are one
+ * lane-wise max over its G vectors (no horizontal step). Entries past the last full run form
+ * one tail group. */
+#define R (8 * G)
+
+/* Group maxima of x[0..n) into gmax (8 per full run, then the tail's). Returns nonzero
+ * when the row holds a NaN (the maxima are then meaningless). */
+static int group_maxima(const float *x, int64_t n, float *gmax) {
+    int64_t runs = n / R;
+    i32x8 nan = {0};
+    for (int64_t q = 0; q < runs; q++) {
+        f32x8 m, v;
+        memcpy(&m, x + q * R, sizeof m);
+        for (int s = 0; s < G; s++) {
+            memcpy(&v, x + q * R + 8 * s, sizeof v);
+            nan |= v != v;
+            m = vmax(v, m);
+        }
+        memcpy(gmax + 8 * q, &m, sizeof m);
+    }
+    int bad = 0;
+    for (int u = 0; u < 8; u++) bad |= nan[u];
+    if (n % R) {
+        float s = x[runs * R];
+        for (int64_t j = runs * R; j < n; j++) {
+            bad |= x[j] != x[j];
+            s = x[j] > s ? x[j] : s;
+        }
+        gmax[8 * runs] = s;
+    }
+    return bad;
+}
+
+/* A threshold t with at least k of the ng group maxima >= t, and few more: a bisection on
+ * the value that keeps count(gmax >= lo) >= k, counting without branches (a quickselect
+ * over the maxima costs several times more in mispredicted branches). Needs k <= ng. */
+static float group_threshold(const float *gmax, int64_t ng, int64_t k) {
+    float lo = gmax[0], hi = gmax[0];
+    for (int64_t g = 1; g < ng; g++) {
+        lo = gmax[g] < lo ? gmax[g] : lo;
+        hi = gmax[g] > hi ? gmax[g] : hi;
+    }
+    for (int it = 0; it < 16; it++) {
+        float mid = lo + (hi - lo) * 0.5f;
+        if (!(mid > lo && mid < hi)) break; /* no float strictly between */
+        int64_t c = 0;
+        for (int64_t g = 0; g < ng; g++) c += gmax[g] >= mid;
+        if (c >= k) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* k largest of one row into val/idx, or -1 when the row holds a NaN. gbuf: 2 (n / G + 1)
+ * floats; cbuf: n floats; ibuf: n int64. */
+static int row_topk(const float *x, int64_t n, int64_t k, float *val, int64_t *idx,
+                    float *gbuf, float *cbuf, int64_t *ibuf) {
+    int64_t runs = n / R, ng = 8 * runs + (n % R != 0);
+    if (group_maxima(x, n, gbuf)) return -1;
+    float t = group_threshold(gbuf, ng, k);
+    int64_t cnt = 0;
+    for (int64_t g = 0; g < 8 * runs; g++) {
+        if (!(gbuf[g] >= t)) continue;
+        int64_t j0 = (g / 8) * R + g % 8;
+        for (int s = 0; s < G; s++) { /* branch-free append of the entries >= t */
+            int64_t j = j0 + 8 * s;
+            cbuf[cnt] = x[j];
+            ibuf[cnt] = j;
+            cnt += x[j] >= t;
+        }
+    }
+    if (ng > 8 * runs && gbuf[ng - 1] >= t) {
+        for (int64_t j = runs * R; j < n; j++) {
+            cbuf[cnt] = x[j];
+            ibuf[cnt] = j;
+            cnt += x[j] >= t;
+        }
+    }
+    select_top(cbuf, ibuf, cnt, k);
+    memcpy(val, cbuf, k * sizeof *val);
+    memcpy(idx, ibuf, k * sizeof *idx);
+    return 0;
+}
+
+/* Rows [r0, r1) of x (row stride ld, n columns): the k largest entries of each, unordered,
+ * into val[r * k ...] and idx[r * k ...]. Needs 1 <= k <= the number of groups,
+ * 8 (n / R) + (n % R != 0). scratch: room for 2 (n / G + 1) + n floats; iscratch: n int64. */
+void hl_topk_rows_f32(const float *x, int64_t ld, int64_t n, int64_t k, int64_t r0,
+                      int64_t r1, float *val, int64_t *idx, float *scratch,
+                      int64_t *iscratch) {
+    float *gbuf = scratch, *cbuf = scratch + 2 * (n / G + 1);
+    for (int64_t r = r0; r < r1; r++) {
+        const float *row = x + r * ld;
+        if (row_topk(row, n, k, val + r * k, idx + r * k, gbuf, cbuf, iscratch))
+            heap_topk(row, n, k, val + r * k, idx + r * k);
+    }
+}
