@@ -93,6 +93,7 @@ def hiddenlens_trainer(lr: float, device: str = "cpu", encoder_dtype: str = "flo
 def step_breakdown(sae, opt, batches, device: str, clock) -> dict[str, float]:
     """Mean seconds of each piece of the hiddenlens TopK step (the library's own calls),
     by ``clock`` (``time.process_time`` on CPU: steadier on a shared box)."""
+    from hiddenlens.sae import topk_kernel
     from hiddenlens.sae.architectures.topk import CHUNK_ROWS, select_topk, sparse_forward
 
     names = ["encoder matmul", "top-k", "sparse forward", "backward", "decoder-grad projection",
@@ -113,8 +114,12 @@ def step_breakdown(sae, opt, batches, device: str, clock) -> dict[str, float]:
         start["t"] = clock()
         with torch.no_grad():  # the matmul alone, tile by tile as select_topk runs it
             tile = x_c.new_empty(CHUNK_ROWS, D_SAE, dtype=w.dtype)
+            folded = w.dtype == torch.float32 and topk_kernel.available(tile, K)
             for s in range(0, x.shape[0], CHUNK_ROWS):
-                torch.addmm(b, x_c[s : s + CHUNK_ROWS].to(w.dtype), w, out=tile)
+                if folded:  # the C top-k adds the bias as it reads the tile
+                    torch.mm(x_c[s : s + CHUNK_ROWS], w, out=tile)
+                else:
+                    torch.addmm(b, x_c[s : s + CHUNK_ROWS].to(w.dtype), w, out=tile)
         lap("encoder matmul")
         with torch.no_grad():
             sel = select_topk(sae, x_c, K)

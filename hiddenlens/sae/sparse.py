@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hiddenlens.sae import sparse_kernel
+
 
 @dataclass
 class Active:
@@ -90,16 +92,27 @@ class Active:
             return self.cols.int(), self.crow.int()
         return self.cols, self.crow
 
-    def _group_by_latent(self, table: Tensor, weights: Tensor) -> Tensor:
-        """[d_sae, d] = sum over pairs (r, l) of weights * table[r], grouped by latent l."""
+    def _group_by_latent(self, table: Tensor, weights: Tensor, *, transposed=False) -> Tensor:
+        """[d_sae, d] = sum over pairs (r, l) of weights * table[r], grouped by latent l;
+        [d, d_sae] contiguous when ``transposed`` (W_enc's layout)."""
+        weights = weights.contiguous()
+        if sparse_kernel.available(table, weights, self.rows, self.by_latent):
+            start = torch.cat([self.latent_offsets, self.latent_offsets.new_full((1,), self.nnz)])
+            return sparse_kernel.group_rows(
+                table, self.by_latent, start, self.rows, weights, transposed=transposed
+            )
         rows, offsets = self._latent_bags
-        return F.embedding_bag(
+        out = F.embedding_bag(
             rows, table, offsets, mode="sum", per_sample_weights=weights[self.by_latent]
         )
+        return out.t().contiguous() if transposed else out
 
 
 def _latent_order(cols: Tensor, d_sae: int) -> tuple[Tensor, Tensor]:
     """(stable permutation sorting the pairs by latent, start of each latent's pairs)."""
+    if sparse_kernel.available(cols):  # a counting sort in C
+        order, start = sparse_kernel.latent_order(cols, d_sae)
+        return order, start[:-1]
     # a stable sort of int32 keys is ~2x faster than of int64 ones (CPU radix sort)
     keys = cols.int() if d_sae < 2**31 - 1 and cols.numel() < 2**31 - 1 else cols
     by_latent = torch.argsort(keys, stable=True)
@@ -132,10 +145,11 @@ class _EncodeAt(torch.autograd.Function):
         per_latent = g.new_zeros(a.d_sae).index_add_(0, a.cols, g)  # = grad of b_enc
         if ctx.needs_input_grad[1]:
             g_bdec = -(w_enc @ per_latent)
-        if ctx.needs_input_grad[2]:
-            g_w = a._group_by_latent(x_c, g).t()  # [d_in, d_sae], transposed storage
-            if not w_enc.t().is_contiguous():  # laid out like W_enc (the fused Adam needs it)
-                g_w = g_w.contiguous()
+        if ctx.needs_input_grad[2]:  # laid out like W_enc (the fused Adam needs it)
+            if w_enc.t().is_contiguous():  # W_enc stored as [d_sae, d_in]
+                g_w = a._group_by_latent(x_c, g).t()
+            else:
+                g_w = a._group_by_latent(x_c, g, transposed=True)
         g_b = per_latent if ctx.needs_input_grad[3] else None
         return None, g_bdec, g_w, g_b, None, None
 

@@ -35,7 +35,7 @@ def _kernel():
         return None
     fn = lib.hl_topk_rows_f32
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    fn.argtypes = [ptr, i64, i64, i64, i64, i64, ptr, ptr, ptr, ptr]
+    fn.argtypes = [ptr, i64, i64, ptr, i64, i64, i64, ptr, ptr, ptr, ptr]
     fn.restype = None
     return fn
 
@@ -62,11 +62,14 @@ def _pool(n: int) -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(max_workers=n, thread_name_prefix="hl-topk")
 
 
-def topk_rows(score: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """(values [c, k], column indices [c, k] int64) of each row's k largest, unordered.
-
-    Check :func:`available` first; raises ValueError for an input the kernel cannot take."""
-    if not available(score, k):
+def topk_rows(score: Tensor, k: int, bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(values [c, k], column indices [c, k] int64) of the k largest of each row of
+    ``score + bias``, unordered; ``bias`` [n] is added on the fly (the encoder matmul then
+    needs no pass of its own to add it). Check :func:`available` first; raises ValueError
+    for an input the kernel cannot take."""
+    if bias is None:
+        bias = score.new_zeros(score.shape[-1])
+    if not available(score, k) or bias.shape != score.shape[1:] or not available(bias[None], 1):
         raise ValueError(
             f"the C top-k takes a CPU float32 [rows, n] tensor with unit column stride and "
             f"1 <= k <= {n_groups(score.shape[-1]) if score.dim() else 0}, and a compiled "
@@ -82,7 +85,7 @@ def topk_rows(score: Tensor, k: int) -> tuple[Tensor, Tensor]:
     def run(t: int) -> None:
         scratch = torch.empty(2 * (n // GROUP + 1) + n)
         iscratch = torch.empty(n, dtype=torch.long)
-        fn(score.data_ptr(), score.stride(0), n, k, bounds[t], bounds[t + 1],
+        fn(score.data_ptr(), score.stride(0), n, bias.data_ptr(), k, bounds[t], bounds[t + 1],
            val.data_ptr(), idx.data_ptr(), scratch.data_ptr(), iscratch.data_ptr())  # fmt: skip
 
     if threads == 1:

@@ -99,3 +99,14 @@ def test_native_off_by_environment_and_a_failed_build_logs_once(monkeypatch, tmp
         assert _native.load(bad) is None
     assert "PyTorch path" in caplog.text and "broken.c" in caplog.text
     assert not list(tmp_path.glob("*.so"))  # built in a private temp dir, gone after load
+
+
+@needs_cc
+def test_the_bias_is_added_on_the_fly():
+    g = torch.Generator().manual_seed(4)
+    score, bias = torch.randn(20, 6144 + 70, generator=g), 2 * torch.randn(6144 + 70, generator=g)
+    val, idx = topk_kernel.topk_rows(score, 16, bias=bias)
+    _same_choice(score + bias, idx, 16)
+    torch.testing.assert_close(val, (score + bias).gather(1, idx), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError):
+        topk_kernel.topk_rows(score, 16, bias=bias[:-1])  # the wrong width

@@ -100,17 +100,26 @@ def select_topk(
         else (sae.W_enc.to(low), sae.b_enc.to(low), x_c.to(low))
     )
     tile = xs.new_empty(min(CHUNK_ROWS, n), w.shape[1])
+    # the C top-k adds the bias as it reads the tile: a plain matmul, no bias pass over it
+    fold = exact and score_fn is None and topk_kernel.available(tile, k)
     for s in range(0, n, CHUNK_ROWS):
         rows = slice(s, min(s + CHUNK_ROWS, n))
-        p = torch.addmm(b, xs[rows], w, out=tile[: rows.stop - s])  # [c, d_sae]
-        score = p if score_fn is None else score_fn(p, rows)
-        i = topk_indices(score, k)  # unordered: CPU kernels need no order (sorted below)
-        idx[rows], pre[rows] = i, p.gather(1, i) if exact else _pre_at(sae, x_c[rows], i)
+        if fold:
+            p = torch.mm(xs[rows], w, out=tile[: rows.stop - s])  # [c, d_sae], bias not added
+            pre[rows], idx[rows] = topk_kernel.topk_rows(p, k, bias=b)
+        else:
+            p = torch.addmm(b, xs[rows], w, out=tile[: rows.stop - s])  # [c, d_sae]
+            score = p if score_fn is None else score_fn(p, rows)
+            i = topk_indices(score, k)  # unordered: CPU kernels need no order (sorted below)
+            idx[rows], pre[rows] = i, p.gather(1, i) if exact else _pre_at(sae, x_c[rows], i)
         if aux:
-            pd = p[:, dead]
+            pd = p[:, dead] + b[dead] if fold else p[:, dead]
             j = dead[pd.topk(k_aux, dim=1, sorted=False).indices]
             a_idx[rows] = j
-            a_pre[rows] = p.gather(1, j) if exact else _pre_at(sae, x_c[rows], j)
+            if exact:
+                a_pre[rows] = p.gather(1, j) + b[j] if fold else p.gather(1, j)
+            else:
+                a_pre[rows] = _pre_at(sae, x_c[rows], j)
     if x_c.device.type != "cpu":  # cuSPARSE's CSR (sampled_addmm) assumes sorted columns
         idx, pre = _sorted_pairs(idx, pre)
         if aux:

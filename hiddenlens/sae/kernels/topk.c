@@ -2,7 +2,8 @@
  *
  * hiddenlens.sae.topk_kernel compiles this file with the system C compiler at first use and
  * calls it through ctypes (no Python or torch headers). Per row, three steps:
- *   1. the maximum of each group of G entries, one vectorised pass (group_maxima);
+ *   1. the maximum of each group of G entries of the row plus the bias b (the encoder bias,
+ *      added here rather than in a pass of its own), one vectorised pass (group_maxima);
  *   2. a threshold t that at least k group maxima reach (group_threshold). Those k groups
  *      hold an entry >= t each, so the row's k-th largest value is >= t: every entry of the
  *      top k is >= t and lies in a group whose maximum is >= t;
@@ -65,11 +66,13 @@ static void sift_down(float *val, int64_t *idx, int64_t k, int64_t i) {
     }
 }
 
-static void heap_topk(const float *x, int64_t n, int64_t k, float *val, int64_t *idx) {
-    for (int64_t j = 0; j < k; j++) { val[j] = x[j]; idx[j] = j; }
+static void heap_topk(const float *x, const float *b, int64_t n, int64_t k, float *val,
+                      int64_t *idx) {
+    for (int64_t j = 0; j < k; j++) { val[j] = x[j] + b[j]; idx[j] = j; }
     for (int64_t i = k / 2 - 1; i >= 0; i--) sift_down(val, idx, k, i);
     for (int64_t j = k; j < n; j++) {
-        if (gt(x[j], val[0])) { val[0] = x[j]; idx[0] = j; sift_down(val, idx, k, 0); }
+        float v = x[j] + b[j];
+        if (gt(v, val[0])) { val[0] = v; idx[0] = j; sift_down(val, idx, k, 0); }
     }
 }
 
@@ -95,14 +98,18 @@ static inline f32x8 vmax(f32x8 a, f32x8 b) { /* lane-wise max: a compare and a b
 
 /* Group maxima of x[0..n) into gmax (8 per full run, then the tail's). Returns nonzero
  * when the row holds a NaN (the maxima are then meaningless). */
-static int group_maxima(const float *x, int64_t n, float *gmax) {
+static int group_maxima(const float *x, const float *b, int64_t n, float *gmax) {
     int64_t runs = n / R;
     i32x8 nan = {0};
     for (int64_t q = 0; q < runs; q++) {
-        f32x8 m, v;
+        f32x8 m, v, bv;
         memcpy(&m, x + q * R, sizeof m);
+        memcpy(&bv, b + q * R, sizeof bv);
+        m += bv;
         for (int s = 0; s < G; s++) {
             memcpy(&v, x + q * R + 8 * s, sizeof v);
+            memcpy(&bv, b + q * R + 8 * s, sizeof bv);
+            v += bv;
             nan |= v != v;
             m = vmax(v, m);
         }
@@ -111,10 +118,11 @@ static int group_maxima(const float *x, int64_t n, float *gmax) {
     int bad = 0;
     for (int u = 0; u < 8; u++) bad |= nan[u];
     if (n % R) {
-        float s = x[runs * R];
+        float s = x[runs * R] + b[runs * R];
         for (int64_t j = runs * R; j < n; j++) {
-            bad |= x[j] != x[j];
-            s = x[j] > s ? x[j] : s;
+            float v = x[j] + b[j];
+            bad |= v != v;
+            s = v > s ? v : s;
         }
         gmax[8 * runs] = s;
     }
@@ -143,10 +151,10 @@ static float group_threshold(const float *gmax, int64_t ng, int64_t k) {
 
 /* k largest of one row into val/idx, or -1 when the row holds a NaN. gbuf: 2 (n / G + 1)
  * floats; cbuf: n floats; ibuf: n int64. */
-static int row_topk(const float *x, int64_t n, int64_t k, float *val, int64_t *idx,
-                    float *gbuf, float *cbuf, int64_t *ibuf) {
+static int row_topk(const float *x, const float *b, int64_t n, int64_t k, float *val,
+                    int64_t *idx, float *gbuf, float *cbuf, int64_t *ibuf) {
     int64_t runs = n / R, ng = 8 * runs + (n % R != 0);
-    if (group_maxima(x, n, gbuf)) return -1;
+    if (group_maxima(x, b, n, gbuf)) return -1;
     float t = group_threshold(gbuf, ng, k);
     int64_t cnt = 0;
     for (int64_t g = 0; g < 8 * runs; g++) {
@@ -154,16 +162,18 @@ static int row_topk(const float *x, int64_t n, int64_t k, float *val, int64_t *i
         int64_t j0 = (g / 8) * R + g % 8;
         for (int s = 0; s < G; s++) { /* branch-free append of the entries >= t */
             int64_t j = j0 + 8 * s;
-            cbuf[cnt] = x[j];
+            float v = x[j] + b[j];
+            cbuf[cnt] = v;
             ibuf[cnt] = j;
-            cnt += x[j] >= t;
+            cnt += v >= t;
         }
     }
     if (ng > 8 * runs && gbuf[ng - 1] >= t) {
         for (int64_t j = runs * R; j < n; j++) {
-            cbuf[cnt] = x[j];
+            float v = x[j] + b[j];
+            cbuf[cnt] = v;
             ibuf[cnt] = j;
-            cnt += x[j] >= t;
+            cnt += v >= t;
         }
     }
     select_top(cbuf, ibuf, cnt, k);
@@ -172,16 +182,17 @@ static int row_topk(const float *x, int64_t n, int64_t k, float *val, int64_t *i
     return 0;
 }
 
-/* Rows [r0, r1) of x (row stride ld, n columns): the k largest entries of each, unordered,
- * into val[r * k ...] and idx[r * k ...]. Needs 1 <= k <= the number of groups,
- * 8 (n / R) + (n % R != 0). scratch: room for 2 (n / G + 1) + n floats; iscratch: n int64. */
-void hl_topk_rows_f32(const float *x, int64_t ld, int64_t n, int64_t k, int64_t r0,
-                      int64_t r1, float *val, int64_t *idx, float *scratch,
+/* Rows [r0, r1) of x + b (x: row stride ld, n columns; b: n entries, added to every row):
+ * the k largest entries of each, unordered, into val[r * k ...] (with b added) and
+ * idx[r * k ...]. Needs 1 <= k <= the number of groups, 8 (n / R) + (n % R != 0).
+ * scratch: room for 2 (n / G + 1) + n floats; iscratch: n int64. */
+void hl_topk_rows_f32(const float *x, int64_t ld, int64_t n, const float *b, int64_t k,
+                      int64_t r0, int64_t r1, float *val, int64_t *idx, float *scratch,
                       int64_t *iscratch) {
     float *gbuf = scratch, *cbuf = scratch + 2 * (n / G + 1);
     for (int64_t r = r0; r < r1; r++) {
         const float *row = x + r * ld;
-        if (row_topk(row, n, k, val + r * k, idx + r * k, gbuf, cbuf, iscratch))
-            heap_topk(row, n, k, val + r * k, idx + r * k);
+        if (row_topk(row, b, n, k, val + r * k, idx + r * k, gbuf, cbuf, iscratch))
+            heap_topk(row, b, n, k, val + r * k, idx + r * k);
     }
 }
