@@ -7,13 +7,12 @@ entries of those groups that reach it (see the C file). On a 1,024 x 6,144 tile 
 ~4 ms against ~24 ms for ``torch.topk`` and ~11 ms for the eager group filter in
 ``architectures.topk`` (one thread, this repository's 2-core benchmark machine).
 
-Rows are split across ``torch.get_num_threads()`` Python threads (ctypes releases the GIL),
-so the kernel follows the same thread setting as the rest of the step.
+Rows are shared among torch's own OpenMP threads (see :mod:`hiddenlens._native`), so the
+kernel follows ``torch.set_num_threads`` like the rest of the step.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import ctypes
 import functools
 from pathlib import Path
@@ -35,8 +34,8 @@ def _kernel():
         return None
     fn = lib.hl_topk_rows_f32
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    fn.argtypes = [ptr, i64, i64, ptr, i64, i64, i64, ptr, ptr, ptr, ptr]
-    fn.restype = None
+    fn.argtypes = [ptr, i64, i64, ptr, i64, i64, i64, ptr, ptr]
+    fn.restype = ctypes.c_int
     return fn
 
 
@@ -57,11 +56,6 @@ def available(score: Tensor, k: int) -> bool:
     )
 
 
-@functools.cache
-def _pool(n: int) -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(max_workers=n, thread_name_prefix="hl-topk")
-
-
 def topk_rows(score: Tensor, k: int, bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(values [c, k], column indices [c, k] int64) of the k largest of each row of
     ``score + bias``, unordered; ``bias`` [n] is added on the fly (the encoder matmul then
@@ -78,18 +72,8 @@ def topk_rows(score: Tensor, k: int, bias: Tensor | None = None) -> tuple[Tensor
     c, n = score.shape
     val = score.new_empty(c, k)
     idx = torch.empty(c, k, dtype=torch.long)
-    threads = max(1, min(torch.get_num_threads(), c // 64))
-    bounds = [c * t // threads for t in range(threads + 1)]
-    fn = _kernel()
-
-    def run(t: int) -> None:
-        scratch = torch.empty(2 * (n // GROUP + 1) + n)
-        iscratch = torch.empty(n, dtype=torch.long)
-        fn(score.data_ptr(), score.stride(0), n, bias.data_ptr(), k, bounds[t], bounds[t + 1],
-           val.data_ptr(), idx.data_ptr(), scratch.data_ptr(), iscratch.data_ptr())  # fmt: skip
-
-    if threads == 1:
-        run(0)
-    else:
-        list(_pool(threads).map(run, range(threads)))
+    code = _kernel()(score.data_ptr(), score.stride(0), n, bias.data_ptr(), k, 0, c,
+                     val.data_ptr(), idx.data_ptr())  # fmt: skip
+    if code:
+        raise MemoryError(f"the top-k kernel could not allocate its {3 * n}-entry scratch")
     return val, idx

@@ -32,35 +32,42 @@ void hl_latent_order(const int64_t *cols, int64_t nnz, int64_t n_lat, int64_t *o
 /* Latents [l0, l1): out[l] (or out[:, l] when transposed; row stride ld_out) =
  * sum over j in [start[l], start[l+1]) of w[order[j]] * table[rows[order[j]]], table being
  * [*, d] contiguous. The rows are random, so each is prefetched a few pairs ahead (without
- * it the loop waits on memory: 2.6x slower than embedding_bag). Returns -1 when out of
- * memory for the block buffer, else 0. */
+ * it the loop waits on memory: 2.6x slower than embedding_bag). Blocks of latents are
+ * shared among OpenMP threads (torch's pool, as in topk.c). Returns -1 when out of memory
+ * for a block buffer, else 0. */
 int hl_group_rows(const float *table, int64_t d, const int64_t *order, const int64_t *start,
-                   const int64_t *rows, const float *w, int64_t l0, int64_t l1, float *out,
-                   int64_t ld_out, int transposed) {
-    float *buf = malloc(LB * (d > 0 ? d : 1) * sizeof *buf); /* heap: d may be large */
-    if (!buf) return -1;
+                  const int64_t *rows, const float *w, int64_t l0, int64_t l1, float *out,
+                  int64_t ld_out, int transposed) {
     int64_t nnz_end = start[l1];
-    for (int64_t b = l0; b < l1; b += LB) {
-        int64_t nb = l1 - b < LB ? l1 - b : LB;
-        for (int64_t i = 0; i < nb; i++) {
-            float *a = buf + i * d;
-            memset(a, 0, d * sizeof *a);
-            for (int64_t j = start[b + i]; j < start[b + i + 1]; j++) {
-                int64_t p = order[j];
-                if (j + AHEAD < nnz_end) { /* the row a few pairs on: random, so fetch it */
-                    const char *nx = (const char *)(table + rows[order[j + AHEAD]] * d);
-                    for (int64_t c = 0; c < d * 4; c += 64) __builtin_prefetch(nx + c);
+    int failed = 0;
+#pragma omp parallel if (l1 - l0 >= 4 * LB) reduction(| : failed)
+    {
+        float *buf = malloc(LB * (d > 0 ? d : 1) * sizeof *buf); /* heap: d may be large */
+        if (!buf) failed = 1;
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t b = l0; b < l1; b += LB) {
+            if (!buf) continue;
+            int64_t nb = l1 - b < LB ? l1 - b : LB;
+            for (int64_t i = 0; i < nb; i++) {
+                float *a = buf + i * d;
+                memset(a, 0, d * sizeof *a);
+                for (int64_t j = start[b + i]; j < start[b + i + 1]; j++) {
+                    int64_t p = order[j];
+                    if (j + AHEAD < nnz_end) { /* the row a few pairs on: random, fetch it */
+                        const char *nx = (const char *)(table + rows[order[j + AHEAD]] * d);
+                        for (int64_t c = 0; c < d * 4; c += 64) __builtin_prefetch(nx + c);
+                    }
+                    const float *src = table + rows[p] * d;
+                    float wp = w[p];
+                    for (int64_t u = 0; u < d; u++) a[u] += wp * src[u];
                 }
-                const float *src = table + rows[p] * d;
-                float wp = w[p];
-                for (int64_t u = 0; u < d; u++) a[u] += wp * src[u];
+                if (!transposed) memcpy(out + (b + i) * ld_out, a, d * sizeof *a);
             }
-            if (!transposed) memcpy(out + (b + i) * ld_out, a, d * sizeof *a);
+            if (transposed)
+                for (int64_t u = 0; u < d; u++)
+                    for (int64_t i = 0; i < nb; i++) out[u * ld_out + b + i] = buf[i * d + u];
         }
-        if (transposed)
-            for (int64_t u = 0; u < d; u++)
-                for (int64_t i = 0; i < nb; i++) out[u * ld_out + b + i] = buf[i * d + u];
+        free(buf);
     }
-    free(buf);
-    return 0;
+    return failed ? -1 : 0;
 }

@@ -15,6 +15,7 @@
  * is chosen and reaches the loss rather than being skipped.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define G 32 /* entries per group */
@@ -184,15 +185,28 @@ static int row_topk(const float *x, const float *b, int64_t n, int64_t k, float 
 
 /* Rows [r0, r1) of x + b (x: row stride ld, n columns; b: n entries, added to every row):
  * the k largest entries of each, unordered, into val[r * k ...] (with b added) and
- * idx[r * k ...]. Needs 1 <= k <= the number of groups, 8 (n / R) + (n % R != 0).
- * scratch: room for 2 (n / G + 1) + n floats; iscratch: n int64. */
-void hl_topk_rows_f32(const float *x, int64_t ld, int64_t n, const float *b, int64_t k,
-                      int64_t r0, int64_t r1, float *val, int64_t *idx, float *scratch,
-                      int64_t *iscratch) {
-    float *gbuf = scratch, *cbuf = scratch + 2 * (n / G + 1);
-    for (int64_t r = r0; r < r1; r++) {
-        const float *row = x + r * ld;
-        if (row_topk(row, b, n, k, val + r * k, idx + r * k, gbuf, cbuf, iscratch))
-            heap_topk(row, b, n, k, val + r * k, idx + r * k);
+ * idx[r * k ...]. Needs 1 <= k <= the number of groups, 8 (n / R) + (n % R != 0). Rows
+ * are shared among OpenMP threads (torch's own pool: the library is built with -fopenmp
+ * and binds to the libgomp torch has loaded). Returns -1 when out of memory, else 0. */
+int hl_topk_rows_f32(const float *x, int64_t ld, int64_t n, const float *b, int64_t k,
+                      int64_t r0, int64_t r1, float *val, int64_t *idx) {
+    int failed = 0;
+#pragma omp parallel if (r1 - r0 >= 64) reduction(| : failed)
+    {
+        /* per-thread scratch: 2 (n / G + 1) group maxima, n candidate values and indices */
+        float *gbuf = malloc((2 * (n / G + 1) + n) * sizeof *gbuf);
+        int64_t *ibuf = malloc(n * sizeof *ibuf);
+        if (!gbuf || !ibuf) failed = 1;
+        float *cbuf = gbuf ? gbuf + 2 * (n / G + 1) : NULL;
+#pragma omp for schedule(static)
+        for (int64_t r = r0; r < r1; r++) {
+            if (!gbuf || !ibuf) continue;
+            const float *row = x + r * ld;
+            if (row_topk(row, b, n, k, val + r * k, idx + r * k, gbuf, cbuf, ibuf))
+                heap_topk(row, b, n, k, val + r * k, idx + r * k);
+        }
+        free(gbuf);
+        free(ibuf);
     }
+    return failed ? -1 : 0;
 }
