@@ -170,6 +170,8 @@ class TrainConfig:
         normalize_activations: scale inputs so E||x|| = sqrt(d_in) during training; the
             scale is folded into the weights when the SAE is returned or saved.
         unit_norm_decoder: keep decoder rows at unit norm (gradient projection + renorm).
+        encoder_init_scale: the encoder starts as this multiple of the decoder's transpose
+            (unit rows; Gao et al. 2024 tie them at 1). See the README's "Encoder start".
         batchtopk_threshold_lr: EMA rate of the BatchTopK inference threshold.
         checkpoint_every: write a resumable checkpoint every N steps (0: never); only with
             an ``out_dir``.
@@ -203,6 +205,7 @@ class TrainConfig:
     b_dec_init: str = "mean"
     normalize_activations: bool = True
     unit_norm_decoder: bool = True
+    encoder_init_scale: float = 1.0
     batchtopk_threshold_lr: float = 0.01
     checkpoint_every: int = 1000
     on_nonfinite: str = "skip"
@@ -233,6 +236,7 @@ class TrainConfig:
         _check_real("eps", self.eps, 0.0, open_low=True)
         _check_real("l1_coefficient", self.l1_coefficient, 0.0)
         _check_real("aux_coefficient", self.aux_coefficient, 0.0)
+        _check_real("encoder_init_scale", self.encoder_init_scale, 0.0, open_low=True)
         _check_real("batchtopk_threshold_lr", self.batchtopk_threshold_lr, 0.0, 1.0, open_low=True)
         _check_real("max_nonfinite_fraction", self.max_nonfinite_fraction, 0.0, 1.0, open_high=True)
         if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:

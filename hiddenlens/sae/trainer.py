@@ -176,6 +176,8 @@ def _new_run(store, hook_point, cfg, train_cfg, out_dir) -> _Run:
         sized_source(store, sae_cfg.output_hook, sae_cfg.d_out, "the transcoder has d_out")
     torch.manual_seed(tcfg.seed)
     sae = build_sae(sae_cfg, seed=tcfg.seed).to(tcfg.device).train()
+    with torch.no_grad():  # a resumed run loads its own weights over this start
+        sae.W_enc.mul_(tcfg.encoder_init_scale)
     if tcfg.encoder_dtype != "float32":
         if not type(sae).low_precision_selection:
             raise ValueError(

@@ -123,3 +123,19 @@ def test_lr_schedule_and_geometric_median():
     assert lr_factor(90, 100, cfg) == pytest.approx(0.5)
     pts = torch.tensor([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0]])
     assert torch.allclose(geometric_median(pts, n_iter=500), torch.tensor([1.0, 0.0]), atol=1e-2)
+
+
+def test_encoder_init_scale_sets_the_starting_encoder(planted):
+    store, _ = planted
+    cfg = SAEConfig(d_in=32, d_sae=64, architecture="topk", k=3)
+
+    def start(scale):  # one step at a negligible lr: the returned weights are the start
+        t = TrainConfig(total_tokens=256, batch_size=256, lr=1e-12, encoder_init_scale=scale)
+        return train(store, "h", cfg, t)
+
+    one, half = start(1.0), start(0.5)
+    torch.testing.assert_close(half.W_enc, 0.5 * one.W_enc, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(half.W_dec, one.W_dec)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="encoder_init_scale"):
+            TrainConfig(encoder_init_scale=bad)
