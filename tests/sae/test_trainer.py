@@ -133,9 +133,11 @@ def test_encoder_init_scale_sets_the_starting_encoder(planted):
         t = TrainConfig(total_tokens=256, batch_size=256, lr=1e-12, encoder_init_scale=scale)
         return train(store, "h", cfg, t)
 
-    one, half = start(1.0), start(0.5)
+    one, half, default = start(1.0), start(0.5), start(None)
     torch.testing.assert_close(half.W_enc, 0.5 * one.W_enc, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(half.W_dec, one.W_dec)
+    torch.testing.assert_close(default.W_enc, one.W_enc / 3**0.5, rtol=1e-5, atol=1e-7)
+    assert TrainConfig().encoder_start(topk_family=False) == 1.0  # L1 recipes keep the tie
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="encoder_init_scale"):
             TrainConfig(encoder_init_scale=bad)
