@@ -16,7 +16,8 @@ It prints tokens/s and the ratios (targets: >= 6x sae-lens, >= 2.5x sparsify, st
 the floor), FVU on held-out rows after the same training for all three (quality must not
 fall), and the breakdown of the hiddenlens step (chunked encoder matmul, top-k, sparse
 forward, backward, decoder-gradient projection, Adam, renormalisation), so the gap to the
-floor is visible.
+floor is visible, and the kernels every exact sparse step needs, each timed alone, whose
+sum bounds the step from below (``bare_kernels``).
 
     .venv/bin/python benchmarks/sae_train.py [--steps 8] [--rounds 3] [--threads 1]
         [--device cuda] [--encoder-dtype bfloat16]
@@ -139,6 +140,57 @@ def step_breakdown(sae, opt, batches, device: str, clock) -> dict[str, float]:
         lap("decoder renormalisation")
     parts["top-k"] -= parts["encoder matmul"]
     return {k: v / len(batches) for k, v in parts.items()}
+
+
+def bare_kernels(sae, x: torch.Tensor, device: str, clock) -> dict[str, float]:
+    """Best-of-5 seconds of each kernel an exact sparse TopK step runs at least once, alone,
+    on this batch's chosen pairs: a pass over the pre-activation tiles (the choice must read
+    them), the decode, the value gradient, the two grouped weight gradients and the Adam
+    update. Whatever is fused, the step cannot take less than the floor plus their sum."""
+    import warnings
+
+    import torch.nn.functional as F
+
+    from hiddenlens.sae.architectures.topk import CHUNK_ROWS, select_topk
+    from hiddenlens.sae.optim import Adam
+    from hiddenlens.sae.sparse import Active
+
+    with torch.no_grad():
+        x_c = sae.center(x).detach()
+        sel = select_topk(sae, x_c, K)
+        act = Active.from_topk(sel.idx, D_SAE)
+        v, gy = torch.relu(sel.pre.reshape(-1)).contiguous(), torch.randn_like(x)
+        tile = torch.mm(x_c[:CHUNK_ROWS], sae.W_enc)
+        cols, crow = act._row_bags
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # sparse CSR is "beta"
+            mask = torch.sparse_csr_tensor(crow, cols, v, (BATCH, D_SAE), check_invariants=False)
+        params = [p.detach().clone() for p in (sae.W_enc, sae.W_dec)]
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt = Adam(params, lr=1e-6)
+        kernels = {
+            "a pass over the tiles": lambda: [tile.amax(1) for _ in range(BATCH // CHUNK_ROWS)],
+            "decode": lambda: F.embedding_bag(
+                cols, sae.W_dec, crow[:-1], mode="sum", per_sample_weights=v
+            ),  # fmt: skip
+            "value gradient": lambda: torch.sparse.sampled_addmm(mask, gy, sae.W_dec.t(), beta=0),
+            "dW_dec (grouped)": lambda: act._group_by_latent(gy, v),
+            "dW_enc (grouped)": lambda: act._group_by_latent(x_c, v, transposed=True),
+            "Adam": opt.step,
+        }
+        out = {}
+        for name, fn in kernels.items():
+            fn()
+            best = float("inf")
+            for _ in range(5):
+                _sync(device)
+                t = clock()
+                fn()
+                _sync(device)
+                best = min(best, clock() - t)
+            out[name] = best
+    return out
 
 
 def saelens_trainer(lr: float, device: str = "cpu"):
@@ -294,6 +346,12 @@ def main() -> None:
     print(f"hiddenlens step breakdown, {'CPU time' if cpu else 'wall-clock'} (sum "
           f"{sum(pieces.values()) * 1e3:.1f} ms; floor = the dense encoder matmul):")  # fmt: skip
     for name, s in pieces.items():
+        print(f"  {name:<24}: {s * 1e3:8.1f} ms  ({s / floor:5.2f} x floor)")
+    bare = bare_kernels(hl_sae, batches[0], dev, time.process_time if cpu else time.perf_counter)
+    total = sum(bare.values())
+    print(f"kernels every exact sparse TopK step runs, each alone (sum {total * 1e3:.1f} ms): "
+          f"the step cannot go below {1 + total / floor:.2f} x the floor with them")  # fmt: skip
+    for name, s in bare.items():
         print(f"  {name:<24}: {s * 1e3:8.1f} ms  ({s / floor:5.2f} x floor)")
 
 

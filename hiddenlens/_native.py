@@ -75,8 +75,12 @@ def load(source: Path) -> ctypes.CDLL | None:
         for flags in _FLAG_SETS:
             why = _build(cc, flags, source, lib)
             if not why:
-                return ctypes.CDLL(str(lib))  # the mapping outlives the deleted file
-        logger.warning("could not compile %s (%s); its caller runs its PyTorch path", source, why)
+                try:
+                    return ctypes.CDLL(str(lib))  # the mapping outlives the deleted file
+                except OSError as err:  # e.g. a temp dir mounted noexec
+                    why = f"built but could not be loaded: {err}"
+                    break
+        logger.warning("could not build %s (%s); its caller runs its PyTorch path", source, why)
         return None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

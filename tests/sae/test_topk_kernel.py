@@ -101,6 +101,19 @@ def test_native_off_by_environment_and_a_failed_build_logs_once(monkeypatch, tmp
     assert not list(tmp_path.glob("*.so"))  # built in a private temp dir, gone after load
 
 
+def test_a_library_that_builds_but_cannot_load_falls_back(monkeypatch, tmp_path, caplog):
+    # a temp dir mounted noexec lets the compiler write the .so but not dlopen it
+    def refuse(path, *a, **k):
+        raise OSError(f"{path}: failed to map segment from shared object")
+
+    monkeypatch.setattr(_native.ctypes, "CDLL", refuse)
+    src = tmp_path / "fine.c"
+    src.write_text("int hl_one(void) { return 1; }\n")
+    with caplog.at_level(logging.WARNING, logger="hiddenlens._native"):
+        assert _native.load(src) is None
+    assert "could not be loaded" in caplog.text
+
+
 @needs_cc
 def test_the_bias_is_added_on_the_fly():
     g = torch.Generator().manual_seed(4)
