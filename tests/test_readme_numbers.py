@@ -114,3 +114,17 @@ def test_readme_minimal_edit_search_numbers_are_the_shipped_ones():
     assert abs(sae["mean_set_size"] - float(g[1])) <= 0.005 and pca["min_latents"] == int(g[3])
     assert abs(pca["mean_set_size"] - float(g[4])) <= 0.005
     assert sup["min_latents"] is None and abs(100 * sup["success_at_max"] - float(g[5])) <= 0.05
+
+
+def test_readme_encoder_start_table_is_the_shipped_sweep():
+    """Each FVU in the README's encoder-start table is the seed mean in docs/sae_init."""
+    import numpy as np
+
+    runs = json.loads((ROOT / "docs/sae_init/results.json").read_text())["runs"]
+    scales = [1.0, 0.75, 1 / 3**0.5, 0.4, 0.25]
+    for k in (16, 32):
+        row = re.search(rf"^\| {k} \| " + r" \| ".join([NUM] * 5) + r" \|$", README, re.M)
+        assert row, f"no k = {k} row in the README's encoder-start table"
+        for got, s in zip(row.groups(), scales):
+            fvu = [r["fvu"] for r in runs if r["k"] == k and abs(r["scale"] - s) < 1e-9]
+            assert len(fvu) == 2 and got == f"{np.mean(fvu):.4f}", (k, s, got)
