@@ -145,8 +145,11 @@ def step_breakdown(sae, opt, batches, device: str, clock) -> dict[str, float]:
 def bare_kernels(sae, x: torch.Tensor, device: str, clock) -> dict[str, float]:
     """Best-of-5 seconds of each kernel an exact sparse TopK step runs at least once, alone,
     on this batch's chosen pairs: a pass over the pre-activation tiles (the choice must read
-    them), the decode, the value gradient, the two grouped weight gradients and the Adam
-    update. Whatever is fused, the step cannot take less than the floor plus their sum."""
+    them), the decode, the value gradient, the two grouped weight gradients, the Adam update
+    and the unit-norm decoder's gradient projection and renormalisation (the library's and
+    sparsify's default recipe). Whatever is fused, the step cannot take less than the floor
+    plus their sum."""
+    import copy
     import warnings
 
     import torch.nn.functional as F
@@ -165,10 +168,10 @@ def bare_kernels(sae, x: torch.Tensor, device: str, clock) -> dict[str, float]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # sparse CSR is "beta"
             mask = torch.sparse_csr_tensor(crow, cols, v, (BATCH, D_SAE), check_invariants=False)
-        params = [p.detach().clone() for p in (sae.W_enc, sae.W_dec)]
-        for p in params:
+        twin = copy.deepcopy(sae)  # the library's own update calls, on a copy
+        for p in twin.parameters():
             p.grad = torch.randn_like(p)
-        opt = Adam(params, lr=1e-6)
+        opt = Adam(twin.parameters(), lr=1e-6)
         kernels = {
             "a pass over the tiles": lambda: [tile.amax(1) for _ in range(BATCH // CHUNK_ROWS)],
             "decode": lambda: F.embedding_bag(
@@ -178,6 +181,9 @@ def bare_kernels(sae, x: torch.Tensor, device: str, clock) -> dict[str, float]:
             "dW_dec (grouped)": lambda: act._group_by_latent(gy, v),
             "dW_enc (grouped)": lambda: act._group_by_latent(x_c, v, transposed=True),
             "Adam": opt.step,
+            # unit-norm decoder rows (the default recipe): project the gradient, renormalise
+            "decoder projection": twin.project_decoder_grad,
+            "decoder renormalisation": twin.normalize_decoder,
         }
         out = {}
         for name, fn in kernels.items():
