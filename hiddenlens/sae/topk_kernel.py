@@ -63,12 +63,18 @@ def topk_rows(score: Tensor, k: int, bias: Tensor | None = None) -> tuple[Tensor
     for an input the kernel cannot take."""
     if bias is None:
         bias = score.new_zeros(score.shape[-1])
-    if not available(score, k) or bias.shape != score.shape[1:] or not available(bias[None], 1):
+    if not available(score, k):
         raise ValueError(
             f"the C top-k takes a CPU float32 [rows, n] tensor with unit column stride and "
             f"1 <= k <= {n_groups(score.shape[-1]) if score.dim() else 0}, and a compiled "
             f"kernel; got {score.dtype} {tuple(score.shape)} on {score.device}, k={k}"
         )
+    if bias.shape != score.shape[1:] or bias.dtype != score.dtype or not bias.is_contiguous():
+        raise ValueError(
+            f"bias must be a contiguous {score.dtype} tensor of shape {tuple(score.shape[1:])}, "
+            f"got {bias.dtype} {tuple(bias.shape)}"
+        )
+    bias = bias.cpu()
     c, n = score.shape
     val = score.new_empty(c, k)
     idx = torch.empty(c, k, dtype=torch.long)

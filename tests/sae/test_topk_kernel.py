@@ -123,3 +123,5 @@ def test_the_bias_is_added_on_the_fly():
     torch.testing.assert_close(val, (score + bias).gather(1, idx), rtol=0, atol=1e-6)
     with pytest.raises(ValueError):
         topk_kernel.topk_rows(score, 16, bias=bias[:-1])  # the wrong width
+    with pytest.raises(ValueError, match="bias must be"):
+        topk_kernel.topk_rows(score, 16, bias=bias.double())
