@@ -2,6 +2,7 @@
 comparison page of a small SAE sweep, each opened in headless Chromium.
 
     python docs/screenshots.py --demo runs/demo      # after `make demo` (or demo --fast)
+        [--tinylm runs/tinylm/report]                # + the tinylm report, if run
 
 The sweep trains a few SAEs (TopK at three k, BatchTopK and ReLU) on the demo store's
 ``encoder.layer.3`` for a short schedule, evaluates each (FVU, L0 and the spliced embedding
@@ -69,6 +70,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--demo", type=Path, default=ROOT / "runs" / "demo")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "screenshots")
+    parser.add_argument("--tinylm", type=Path, default=None, help="a tinylm analyze run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not (args.demo / "report.html").is_file():
@@ -76,11 +78,16 @@ def main(argv=None) -> int:
     SHOTS.mkdir(parents=True, exist_ok=True)
     open_page(args.demo / "report.html", screenshot=SHOTS / "report.png", size=(1200, 3200))
     open_page(
-        sorted(args.demo.glob("sae_dashboard*.html"))[0], screenshot=SHOTS / "dashboard.png", size=(1200, 1600)
+        sorted(args.demo.glob("sae_dashboard*.html"))[0],
+        screenshot=SHOTS / "dashboard.png",
+        size=(1200, 1600),
     )
     sweep = train_sweep(args.demo, args.work / "sweep")
     page = compare_runs([sweep], args.work / "comparison", title="SAE sweep on MiniLM " + HOOK)
     open_page(page, screenshot=SHOTS / "comparison.png", size=(1200, 2200))
+    if args.tinylm is not None:
+        open_page(args.tinylm / "report.html", screenshot=SHOTS / "tinylm_report.png",
+                  size=(1200, 3200))  # fmt: skip
     sys.stdout.write(f"screenshots written to {SHOTS}\n")
     return 0
 
