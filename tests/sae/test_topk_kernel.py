@@ -125,3 +125,21 @@ def test_the_bias_is_added_on_the_fly():
         topk_kernel.topk_rows(score, 16, bias=bias[:-1])  # the wrong width
     with pytest.raises(ValueError, match="bias must be"):
         topk_kernel.topk_rows(score, 16, bias=bias.double())
+
+
+@needs_cc
+def test_inference_encode_takes_the_kernel_and_matches_torch(monkeypatch):
+    from hiddenlens.sae import SAEConfig, build_sae
+
+    sae = build_sae(SAEConfig(d_in=24, d_sae=512, architecture="topk", k=8), seed=0)
+    x = torch.randn(3, 5, 24, generator=torch.Generator().manual_seed(5))  # leading dims kept
+    calls = []
+    real = topk_kernel.topk_rows
+    monkeypatch.setattr(topk_kernel, "topk_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with torch.no_grad():
+        z = sae.encode(x)
+    assert calls and z.shape == (3, 5, 512)
+    pre = sae.pre_acts(x)
+    v, i = pre.topk(8, dim=-1)
+    ref = torch.zeros_like(pre).scatter_(-1, i, torch.relu(v))
+    torch.testing.assert_close(z, ref)

@@ -191,7 +191,12 @@ def _output(recon, losses, active, values, n, d_sae) -> SAEOutput:
 
 def topk_dense(pre: Tensor, k: int) -> Tensor:
     """Dense latents: ReLU of the k largest entries per row, zeros elsewhere."""
-    v, i = pre.topk(k, dim=-1, sorted=False)
+    flat = pre.reshape(-1, pre.shape[-1]) if pre.dim() != 2 else pre
+    if not pre.requires_grad and topk_kernel.available(flat, k):  # inference: the C top-k
+        v, i = topk_kernel.topk_rows(flat, k)
+        v, i = v.view(*pre.shape[:-1], k), i.view(*pre.shape[:-1], k)
+    else:
+        v, i = pre.topk(k, dim=-1, sorted=False)
     return torch.zeros_like(pre).scatter_(-1, i, torch.relu(v))
 
 
