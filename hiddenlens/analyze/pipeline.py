@@ -18,6 +18,7 @@ import fnmatch
 import hashlib
 import importlib
 import logging
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -88,16 +89,24 @@ def _store_identity(store) -> str:
     return stages.fingerprint(store.manifest["run"])
 
 
-def _sae_fingerprint(store_id: str, scfg, hook: str, seed: int) -> str:
-    keys = ("architecture", "k", "expansion", "d_sae", "total_tokens", "batch_size", "lr",
-            "l1_coefficient")
+def _sae_fingerprint(store_id: str, hook: str, cfg, tcfg) -> str:
+    """What a trained SAE depends on: the store, the hook, the full SAE and training configs
+    (library defaults included, so a changed default retrains on resume) and the training
+    code (a new release, or an edit of the trainer, the SAE base or its architecture)."""
+    from hiddenlens.sae import base, registry, trainer
+
+    arch = sys.modules[registry.get(cfg.architecture).__module__]
+    skip = ("num_threads", "log_every", "checkpoint_every")  # they do not change the SAE
+    train = {k: v for k, v in tcfg.to_dict().items() if k not in skip}
     return stages.fingerprint(
-        {"store": store_id, "hook": hook, "seed": seed, **{k: getattr(scfg, k) for k in keys}}
-    )
+        {"store": store_id, "hook": hook, "sae": cfg.to_dict(), "train": train,
+         "code": [_version(), *(_source_sha(m) for m in (trainer, base, arch))]}
+    )  # fmt: skip
 
 
-def _train_one(ctx: Context, scfg, hook: str, directory: Path, progress: bool):
-    from hiddenlens.sae import SAEConfig, TrainConfig, registry, train
+def _train_configs(ctx: Context, scfg, hook: str):
+    """(SAEConfig, TrainConfig) the analyze run trains ``hook``'s SAE with."""
+    from hiddenlens.sae import SAEConfig, TrainConfig, registry
 
     d_in = ctx.store.d(hook)
     n_rows = len(ctx.store)
@@ -122,18 +131,19 @@ def _train_one(ctx: Context, scfg, hook: str, directory: Path, progress: bool):
         num_threads=1,  # faster on small shared CPU boxes (many small sparse ops per step)
         device=str(ctx.handle_device),
     )
-    return train(ctx.store, hook, cfg, tcfg, out_dir=directory, progress=progress, resume=True)
+    return cfg, tcfg
 
 
 def _sae_stage(ctx: Context, scfg, out: Path, progress: bool) -> dict[str, str]:
-    from hiddenlens.sae import load
+    from hiddenlens.sae import load, train
     from hiddenlens.sae.io import load_sparsity
 
     status = {}
     store_id = _store_identity(ctx.store)
     for hook in ctx.hooks_for(scfg.hooks):
         directory = out / "sae" / safe_name(hook)
-        fp = _sae_fingerprint(store_id, scfg, hook, ctx.seed)
+        cfg, tcfg = _train_configs(ctx, scfg, hook)
+        fp = _sae_fingerprint(store_id, hook, cfg, tcfg)
         if stages.is_done(directory, fp):
             sae = load(directory)
             density = load_sparsity(directory)
@@ -143,7 +153,8 @@ def _sae_stage(ctx: Context, scfg, out: Path, progress: bool) -> dict[str, str]:
         else:
             stages.begin(directory, fp)
             t0 = time.perf_counter()
-            sae = _train_one(ctx, scfg, hook, directory, progress)
+            sae = train(ctx.store, hook, cfg, tcfg, out_dir=directory, progress=progress,
+                        resume=True)  # fmt: skip
             stages.finish(directory, fp, seconds=time.perf_counter() - t0)
             status[f"sae:{hook}"] = "ran"
         ctx.saes[hook] = sae

@@ -150,3 +150,21 @@ def test_a_section_is_redone_when_its_code_or_the_release_changes(tmp_path, monk
     assert edited != fp
     monkeypatch.setattr(pipeline, "_version", lambda: "99.0")
     assert pipeline._section_fingerprint(ctx, "probe", ProbeSectionConfig(), module) != edited
+
+
+def test_a_changed_library_default_retrains_the_sae_on_resume(tmp_path, monkeypatch):
+    """A resumed run must not reuse an SAE trained under other defaults (a new release)."""
+    import dataclasses
+
+    out = tmp_path / "run"
+    assert hiddenlens.analyze(_raw(), out, progress=False).stages["sae:2"] == "ran"
+    assert hiddenlens.analyze(_raw(), out, progress=False).stages["sae:2"] == "skipped"
+    real = pipeline._train_configs
+
+    def new_default(*args):  # what a release that changes a TrainConfig default gives
+        cfg, tcfg = real(*args)
+        return cfg, dataclasses.replace(tcfg, encoder_init_scale=0.9)
+
+    monkeypatch.setattr(pipeline, "_train_configs", new_default)
+    again = hiddenlens.analyze(_raw(), out, progress=False)
+    assert again.stages["sae:2"] == "ran" and again.stages["sae"] == "ran"
