@@ -365,10 +365,18 @@ FLOORS = ("dense matmul (one x @ W_enc)", "dense matmul (row chunks)",
           "dense matmul (chunks, 1 tile)")  # fmt: skip
 
 
+def _native_on() -> bool:
+    """Whether hiddenlens's C kernels are built here (off: HIDDENLENS_NATIVE=0, no compiler)."""
+    from hiddenlens.sae import sparse_kernel, topk_kernel
+
+    return topk_kernel._kernel() is not None and sparse_kernel._lib() is not None
+
+
 def _report(args, sec: dict, models: dict, held_out, sparsify_missing: str | None) -> None:
     print(
         f"device={args.device} threads={args.threads} steps={args.steps} rounds={args.rounds} "
         f"batch={BATCH} d_in={D_IN} d_sae={D_SAE} k={K} encoder_dtype={args.encoder_dtype} "
+        f"native_kernels={'on' if _native_on() else 'off'} "
         f"(best round of {args.rounds}, libraries interleaved)"
     )
     wall, cpu = sec["wall"], sec["cpu"]
