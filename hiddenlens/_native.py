@@ -67,7 +67,7 @@ def load(source: Path) -> ctypes.CDLL | None:
         return None
     cc = _compiler()
     if cc is None:
-        logger.warning("no C compiler found; %s runs its slower PyTorch path", source.stem)
+        logger.warning("no C compiler found; %s: its caller runs its PyTorch path", source.name)
         return None
     tmp = tempfile.mkdtemp(prefix="hiddenlens-native-")  # mode 0700: ours alone
     try:

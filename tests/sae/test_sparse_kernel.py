@@ -8,10 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hiddenlens import _native
 from hiddenlens.sae import SAEConfig, build_sae, sparse_kernel
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler"
+    (shutil.which("cc") is None and shutil.which("gcc") is None) or not _native.enabled(),
+    reason="no C compiler, or HIDDENLENS_NATIVE=0",
 )
 
 

@@ -12,8 +12,10 @@ from hiddenlens import _native
 from hiddenlens.sae import topk_kernel
 from hiddenlens.sae.architectures import topk as topk_arch
 
-needs_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
-                              reason="no C compiler")  # fmt: skip
+needs_cc = pytest.mark.skipif(
+    (shutil.which("cc") is None and shutil.which("gcc") is None) or not _native.enabled(),
+    reason="no C compiler, or HIDDENLENS_NATIVE=0",
+)
 
 
 def _same_choice(score, idx, k):
@@ -89,6 +91,7 @@ def test_without_the_kernel_the_torch_path_chooses_the_same(monkeypatch):
         _same_choice(score, topk_arch.topk_indices(score, k), k)
 
 
+@needs_cc
 def test_native_off_by_environment_and_a_failed_build_logs_once(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("HIDDENLENS_NATIVE", "0")
     assert _native.load(tmp_path / "never_read.c") is None
@@ -101,6 +104,7 @@ def test_native_off_by_environment_and_a_failed_build_logs_once(monkeypatch, tmp
     assert not list(tmp_path.glob("*.so"))  # built in a private temp dir, gone after load
 
 
+@needs_cc
 def test_a_library_that_builds_but_cannot_load_falls_back(monkeypatch, tmp_path, caplog):
     # a temp dir mounted noexec lets the compiler write the .so but not dlopen it
     def refuse(path, *a, **k):
@@ -143,3 +147,11 @@ def test_inference_encode_takes_the_kernel_and_matches_torch(monkeypatch):
     v, i = pre.topk(8, dim=-1)
     ref = torch.zeros_like(pre).scatter_(-1, i, torch.relu(v))
     torch.testing.assert_close(z, ref)
+
+
+def test_without_a_compiler_the_loader_says_so(monkeypatch, caplog):
+    monkeypatch.delenv("HIDDENLENS_NATIVE", raising=False)
+    monkeypatch.setattr(_native, "_compiler", lambda: None)
+    with caplog.at_level(logging.WARNING, logger="hiddenlens._native"):
+        assert _native.load(topk_kernel._SOURCE.parent / "nothing_here.c") is None
+    assert "no C compiler" in caplog.text and "nothing_here.c" in caplog.text
