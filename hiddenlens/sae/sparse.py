@@ -96,7 +96,7 @@ class Active:
         """[d_sae, d] = sum over pairs (r, l) of weights * table[r], grouped by latent l;
         [d, d_sae] contiguous when ``transposed`` (W_enc's layout)."""
         weights = weights.contiguous()
-        if sparse_kernel.available(table, weights, self.rows, self.by_latent):
+        if sparse_kernel.available((table, weights), (self.rows, self.by_latent)):
             start = torch.cat([self.latent_offsets, self.latent_offsets.new_full((1,), self.nnz)])
             return sparse_kernel.group_rows(
                 table, self.by_latent, start, self.rows, weights, transposed=transposed
@@ -110,7 +110,7 @@ class Active:
 
 def _latent_order(cols: Tensor, d_sae: int) -> tuple[Tensor, Tensor]:
     """(stable permutation sorting the pairs by latent, start of each latent's pairs)."""
-    if sparse_kernel.available(cols):  # a counting sort in C
+    if sparse_kernel.available((), (cols,)):  # a counting sort in C
         order, start = sparse_kernel.latent_order(cols, d_sae)
         return order, start[:-1]
     # a stable sort of int32 keys is ~2x faster than of int64 ones (CPU radix sort)

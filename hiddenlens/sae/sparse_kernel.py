@@ -37,18 +37,28 @@ def _lib():
     return lib
 
 
-def available(*tensors: Tensor) -> bool:
+def available(floats: tuple[Tensor, ...], indices: tuple[Tensor, ...] = ()) -> bool:
     """Whether the kernel is built and every tensor is a contiguous CPU tensor of the dtype
-    the kernel reads (float32 tables and weights, int64 indices)."""
-    ok = (torch.float32, torch.int64)
+    the kernel reads: float32 ``floats`` (tables, weights), int64 ``indices``."""
     return _lib() is not None and all(
-        t.device.type == "cpu" and t.dtype in ok and t.is_contiguous() for t in tensors
+        t.device.type == "cpu" and t.dtype == dtype and t.is_contiguous()
+        for group, dtype in ((floats, torch.float32), (indices, torch.int64))
+        for t in group
     )
+
+
+def _check_range(name: str, ids: Tensor, bound: int) -> None:
+    """C reads and writes through these ids: an id outside [0, bound) would corrupt memory."""
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= bound):
+        raise ValueError(
+            f"{name} must lie in [0, {bound}), got ids from {int(ids.min())} to {int(ids.max())}"
+        )
 
 
 def latent_order(cols: Tensor, d_sae: int) -> tuple[Tensor, Tensor]:
     """(stable permutation sorting the pairs by latent [nnz], start of each latent's pairs
     [d_sae + 1]) of the int64 latent ids ``cols``."""
+    _check_range("latent ids", cols, d_sae)
     nnz = cols.numel()
     buf = torch.empty(nnz + d_sae, dtype=torch.long)
     start = torch.empty(d_sae + 1, dtype=torch.long)
@@ -60,6 +70,10 @@ def group_rows(table, order, start, rows, weights, *, transposed: bool = False) 
     """[d_sae, d] (or [d, d_sae] when ``transposed``) sums over each latent's pairs p of
     ``weights[p] * table[rows[p]]``, the pairs taken in ``order`` (from :func:`latent_order`)."""
     d_sae, d = start.numel() - 1, table.shape[1]
+    _check_range("row ids", rows, table.shape[0])
+    if order.numel() != rows.numel() or int(start[-1]) != order.numel():
+        raise ValueError(f"order ({order.numel()}), rows ({rows.numel()}) and the end of "
+                         f"start ({int(start[-1])}) must all count the same pairs")  # fmt: skip
     out = table.new_empty((d, d_sae) if transposed else (d_sae, d))
     ld = d_sae if transposed else d
     code = _lib().hl_group_rows(table.data_ptr(), d, order.data_ptr(), start.data_ptr(),

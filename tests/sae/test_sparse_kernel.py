@@ -70,7 +70,23 @@ def test_float32_training_gradients_equal_with_and_without_the_kernels(monkeypat
     fast, sae = grads()
     assert fast["W_enc"].is_contiguous() and fast["W_enc"].shape == sae.W_enc.shape
     monkeypatch.setattr(sparse_kernel, "_lib", lambda: None)
-    assert not sparse_kernel.available(torch.zeros(1))
+    assert not sparse_kernel.available((torch.zeros(1),))
     slow, _ = grads()
     for n in fast:
         torch.testing.assert_close(fast[n], slow[n], rtol=1e-5, atol=1e-6)
+
+
+def test_ids_outside_their_range_are_refused_before_c_touches_memory():
+    cols, rows, g = _pairs()
+    with pytest.raises(ValueError, match=r"latent ids must lie in \[0, 200\)"):
+        sparse_kernel.latent_order(torch.cat([cols, torch.tensor([200])]), 200)
+    with pytest.raises(ValueError, match="latent ids"):
+        sparse_kernel.latent_order(torch.tensor([-1, 3]), 200)
+    order, start = sparse_kernel.latent_order(cols, 200)
+    table, w = torch.randn(300, 8, generator=g), torch.randn(cols.numel(), generator=g)
+    with pytest.raises(ValueError, match=r"row ids must lie in \[0, 299\)"):
+        sparse_kernel.group_rows(table[:299], order, start, rows, w)
+    with pytest.raises(ValueError, match="count the same pairs"):
+        sparse_kernel.group_rows(table, order[:-1], start, rows, w)
+    assert not sparse_kernel.available((table.double(),)) and not sparse_kernel.available(
+        (table,), (rows.int(),))  # fmt: skip
