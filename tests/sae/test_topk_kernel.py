@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 
 import pytest
@@ -101,7 +102,24 @@ def test_native_off_by_environment_and_a_failed_build_logs_once(monkeypatch, tmp
     with caplog.at_level(logging.WARNING, logger="hiddenlens._native"):
         assert _native.load(bad) is None
     assert "PyTorch path" in caplog.text and "broken.c" in caplog.text
-    assert not list(tmp_path.glob("*.so"))  # built in a private temp dir, gone after load
+
+
+@needs_cc
+def test_a_build_leaves_nothing_on_disk_and_its_dir_is_private(monkeypatch, tmp_path):
+    made = []
+    real = _native.tempfile.mkdtemp
+
+    def recording(*a, **k):
+        made.append(real(*a, **k))
+        made.append(oct(os.stat(made[-1]).st_mode & 0o777))
+        return made[-2]
+
+    monkeypatch.setattr(_native.tempfile, "mkdtemp", recording)
+    src = tmp_path / "ok.c"
+    src.write_text("int hl_two(void) { return 2; }\n")
+    lib = _native.load(src)
+    assert lib is not None and lib.hl_two() == 2  # loaded and callable
+    assert made[1] == "0o700" and not os.path.exists(made[0])  # private, then deleted
 
 
 @needs_cc
