@@ -59,10 +59,19 @@ def statement_tree(text: str) -> Statement | None:
     bspans = [(nbytes[s], nbytes[e]) for s, e in spans]
     nodes = [n for n in ast.walk(tree.body[0]) if hasattr(n, "col_offset")]
     nodes = [n for n in nodes if n.end_lineno == 1 and n.lineno == 1]
+    placed = set(nodes)
     parent_of = {}
     for n in ast.walk(tree.body[0]):
         for c in ast.iter_child_nodes(n):
             parent_of[c] = n
+
+    def enclosing(n):
+        # skip the nodes without a source span (``comprehension``, ``arguments``, ``withitem``):
+        # stopping at one would make a second root and drop every comprehension and lambda
+        n = parent_of.get(n)
+        while n is not None and n not in placed:
+            n = parent_of.get(n)
+        return n
 
     def innermost(i):
         s, e = bspans[i]
@@ -86,8 +95,8 @@ def statement_tree(text: str) -> Statement | None:
         if n is None:
             return None
         h = head(n)
-        while h == i and n in parent_of and parent_of[n] in nodes:
-            n = parent_of[n]
+        while h == i and enclosing(n) is not None:
+            n = enclosing(n)
             h = head(n)
         parents.append(-1 if h == i else h)
     if sum(p < 0 for p in parents) != 1:

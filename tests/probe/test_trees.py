@@ -63,3 +63,16 @@ def test_piece_groups_pool_subwords_onto_tokens():
     assert piece_groups(offsets, st.spans) == [[1, 2], [3], [4], [5], [6], [7]]
     assert piece_groups(offsets[:4], st.spans) is None  # truncated: "f(a)" has no pieces
     assert piece_groups([(0, 0), (0, 2), (3, 4), (4, 5)], [(0, 2), (3, 5)]) == [[1], [2, 3]]
+
+
+def test_comprehensions_lambdas_and_with_get_one_tree():
+    # their ``comprehension`` / ``arguments`` / ``withitem`` nodes carry no source span: the
+    # tokens under them must attach through to the enclosing node, not become extra roots
+    comp = statement_tree("x = [i for i in y if i]")
+    assert comp.parents == [-1, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2]  # all of it under "["
+    lam = statement_tree("f = lambda a, b: a")
+    assert lam.parents == [-1, 0, 0, 2, 2, 2, 2, 2]  # the arguments under "lambda"
+    for text in ("with open(p) as f: pass", "y = {k: v for k, v in d}"):
+        st = statement_tree(text)
+        assert st is not None and st.parents.count(-1) == 1
+        tree_distances(st.parents)
