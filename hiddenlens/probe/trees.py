@@ -140,9 +140,13 @@ def stdlib_statements(modules=STDLIB_MODULES, min_tokens: int = 6, max_tokens: i
 def parse_statements(texts, min_tokens: int = 6, max_tokens: int = 24) -> list[Statement]:
     """The distinct texts that are one-line Python statements with a usable tree (others and
     repeats dropped: a repeat across a train/test split would be scored on seen data)."""
+    if isinstance(texts, (str, bytes)):  # iterating it would parse its characters one by one
+        raise TypeError(f"texts must be a list of str, got one {type(texts).__name__}: {texts[:40]!r}")
     out, seen = [], set()
-    for text in texts:
-        if not isinstance(text, str) or text.strip() in seen:
+    for k, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts must be str, item {k} is {type(text).__name__}: {text!r:.40}")
+        if text.strip() in seen:
             continue
         seen.add(text.strip())
         st = statement_tree(text.strip()) if "\n" not in text.strip() else None

@@ -76,3 +76,13 @@ def test_comprehensions_lambdas_and_with_get_one_tree():
         st = statement_tree(text)
         assert st is not None and st.parents.count(-1) == 1
         tree_distances(st.parents)
+
+
+def test_parse_statements_rejects_a_bare_string_and_non_text_items():
+    import pytest
+
+    # a bare string would be iterated by character, giving one-token "statements"
+    with pytest.raises(TypeError, match="list of str, got one str"):
+        parse_statements("total = f(a, b) + g(c)", min_tokens=1)
+    with pytest.raises(TypeError, match="item 1 is bytes"):
+        parse_statements(["total = f(a, b) + g(c)", b"y = 1"], min_tokens=1)
