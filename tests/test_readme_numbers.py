@@ -128,3 +128,68 @@ def test_readme_encoder_start_table_is_the_shipped_sweep():
         for got, s in zip(row.groups(), scales):
             fvu = [r["fvu"] for r in runs if r["k"] == k and abs(r["scale"] - s) < 1e-9]
             assert len(fvu) == 2 and got == f"{np.mean(fvu):.4f}", (k, s, got)
+
+
+def _table(path, n_keys=1):
+    """{first n_keys cells: the row's other cells} for each row of the markdown tables in path."""
+    rows = {}
+    for line in (ROOT / path).read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and not set(cells[0]) <= set("-"):
+            rows[tuple(cells[:n_keys]) if n_keys > 1 else cells[0]] = cells[n_keys:]
+    return rows
+
+
+def _close(printed: str, cell: str) -> bool:
+    """The printed number is the table cell's mean (its leading number) rounded as printed."""
+    value = float(cell.split()[0])
+    return abs(value - float(printed)) <= 0.5 * 10 ** -len(printed.split(".")[1]) + 1e-12
+
+
+def test_readme_structural_ast_row_is_its_report_table():
+    table = _table("experiments/structural_ast/REPORT.md")
+    found = re.search(_loose(
+        rf"UUAS {NUM} ± {NUM} at layer 2 \(middle peak; {NUM} at layer 5\) vs {NUM} for the "
+        rf"right-branching chain and {NUM} ± {NUM} for the embeddings, distance Spearman {NUM} "
+        rf"vs {NUM} / {NUM}, depth Spearman {NUM} vs {NUM} for word position; reproduces for "
+        rf"distances; root accuracy {NUM} < {NUM} of"), README)
+    assert found, "README's structural_ast row changed"
+    chain, emb = table["right-branching chain / position"], table["embeddings"]
+    l2, l5 = table["encoder.layer.2"], table["encoder.layer.5"]
+    # columns: distance Spearman, UUAS, depth Spearman, root accuracy ("mean ± sd"); the depth
+    # numbers quoted are the best layer's (depth Spearman peaks at layer 3)
+    layers = [v for k, v in table.items() if k == "embeddings" or k.startswith("encoder.")]
+    assert len(layers) == 7
+    best = [max(layers, key=lambda r, c=c: float(r[c].split()[0]))[c] for c in (2, 3)]
+    cells = [l2[1], l2[1].split("± ")[1], l5[1], chain[1], emb[1], emb[1].split("± ")[1],
+             l2[0], chain[0], emb[0], best[0], chain[2], best[1], chain[3]]
+    for printed, cell in zip(found.groups(), cells, strict=True):
+        assert _close(printed, cell), (printed, cell)
+
+
+def test_readme_tuned_lens_row_is_its_report_table():
+    table = _table("experiments/tuned_lens/REPORT.md")
+    found = re.search(_loose(
+        rf"KL at the embedding output {NUM} → {NUM} nats, block 0 {NUM} → {NUM}"), README)
+    assert found, "README's tuned_lens row changed"
+    cells = [*table["transformer.drop"][:2], *table["transformer.h.0"][:2]]
+    for printed, cell in zip(found.groups(), cells, strict=True):
+        assert _close(printed, cell), (printed, cell)
+
+
+def test_chaos_tables_and_prose_agree():
+    """The ChaosMining table of experiments/attribution_eval/README.md is the ``default`` rows of
+    its chaos_floor table, and the prose's 100 → 400 rise quotes those rows."""
+    doc = (ROOT / "experiments/attribution_eval/README.md").read_text(encoding="utf-8")
+    sweep, floor = _table("experiments/attribution_eval/README.md"), _table(
+        "experiments/attribution_eval/README.md", n_keys=2)
+    for level in ("5", "20", "100", "400"):
+        # sweep: R2, chance, five methods; floor: R2, five methods, ...
+        assert sweep[level][:1] + sweep[level][2:7] == floor[("default", level)][:6], level
+    found = re.search(_loose(
+        rf"\(saliency {NUM} ± {NUM} → {NUM} ± {NUM}, IxG {NUM} → {NUM}\)"), doc)
+    assert found, "the attribution_eval README's 100 → 400 sentence changed"
+    lo, hi = sweep["100"], sweep["400"]
+    cells = [lo[2], lo[2].split("± ")[1], hi[2], hi[2].split("± ")[1], lo[3], hi[3]]
+    for printed, cell in zip(found.groups(), cells, strict=True):
+        assert _close(printed, cell), (printed, cell)
