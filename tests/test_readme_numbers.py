@@ -86,33 +86,40 @@ def _loose(pattern: str) -> str:
     return pattern.replace(" ", r"\s+")  # the README wraps its lines anywhere
 
 
+def _readme_groups(pattern: str, what: str) -> tuple[str, ...]:
+    found = re.search(_loose(pattern), README)
+    assert found, f"README's {what} sentence changed"
+    return found.groups()
+
+
+def _check_edit_row(row, min_latents: str, mean_set: str | None = None) -> None:
+    """A README's ``min_latents`` (mean set size) pair is the shipped edit-search row's."""
+    assert row["min_latents"] == int(min_latents), (row, min_latents)
+    if mean_set is not None:
+        assert abs(row["mean_set_size"] - float(mean_set)) <= 0.005, (row, mean_set)
+
+
 def test_readme_minimal_edit_search_numbers_are_the_shipped_ones():
     ioi = _edit_rows("docs/sae_principled/edit_search_ioi.json")
-    found = re.search(_loose(
+    g = _readme_groups(
         r"takes `min_latents` (\d+) for the supervised dictionary \(mean set (\d\.\d+)\), (\d+) "
         r"for the TopK-4 SAE \(mean (\d\.\d+)\), (\d+) for PCA-15 and NMF-15 \(means "
-        r"(\d\.\d+) / (\d\.\d+); ranked by distance NMF needs (\d+)"), README)
-    assert found, "README's IOI minimal-edit sentence changed"
-    g = found.groups()
-    want = [ioi[("supervised", "output")], ioi[("sae_topk4", "output")], ioi[("pca15", "output")]]
-    for k, row in enumerate(want):
-        assert row["min_latents"] == int(g[2 * k]), (row, g)
-        assert abs(row["mean_set_size"] - float(g[2 * k + 1])) <= 0.005, (row, g)
-    assert ioi[("nmf15", "output")]["min_latents"] == int(g[4])  # "2 for PCA-15 and NMF-15"
-    assert abs(ioi[("nmf15", "output")]["mean_set_size"] - float(g[6])) <= 0.005
-    assert ioi[("nmf15", "distance")]["min_latents"] == int(g[7])
+        r"(\d\.\d+) / (\d\.\d+); ranked by distance NMF needs (\d+)", "IOI minimal-edit")
+    _check_edit_row(ioi[("supervised", "output")], g[0], g[1])
+    _check_edit_row(ioi[("sae_topk4", "output")], g[2], g[3])
+    _check_edit_row(ioi[("pca15", "output")], g[4], g[5])
+    _check_edit_row(ioi[("nmf15", "output")], g[4], g[6])  # "2 for PCA-15 and NMF-15"
+    _check_edit_row(ioi[("nmf15", "distance")], g[7])
     tiny = _edit_rows("docs/sae_principled/edit_search_tinylm.json")
-    found = re.search(_loose(
+    g = _readme_groups(
         r"needs `min_latents` (\d+) \(mean set (\d\.\d+); ranked by distance (\d+)\) to flip "
         r"the model's capitalised-vs-lower-case log-odds on 90% of items, PCA-16 needs (\d+) "
-        r"\(mean (\d\.\d+)\), and the supervised class-mean edit tops out at (\d+\.\d)%"), README)
-    assert found, "README's tinylm minimal-edit sentence changed"
-    sae, pca, sup = (tiny[(d, "output")] for d in ("sae_topk16", "pca16", "supervised"))
-    g = found.groups()
-    assert (sae["min_latents"], tiny[("sae_topk16", "distance")]["min_latents"]) == (
-        int(g[0]), int(g[2]))
-    assert abs(sae["mean_set_size"] - float(g[1])) <= 0.005 and pca["min_latents"] == int(g[3])
-    assert abs(pca["mean_set_size"] - float(g[4])) <= 0.005
+        r"\(mean (\d\.\d+)\), and the supervised class-mean edit tops out at (\d+\.\d)%",
+        "tinylm minimal-edit")
+    _check_edit_row(tiny[("sae_topk16", "output")], g[0], g[1])
+    _check_edit_row(tiny[("sae_topk16", "distance")], g[2])
+    _check_edit_row(tiny[("pca16", "output")], g[3], g[4])
+    sup = tiny[("supervised", "output")]
     assert sup["min_latents"] is None and abs(100 * sup["success_at_max"] - float(g[5])) <= 0.05
 
 
@@ -148,12 +155,11 @@ def _close(printed: str, cell: str) -> bool:
 
 def test_readme_structural_ast_row_is_its_report_table():
     table = _table("experiments/structural_ast/REPORT.md")
-    found = re.search(_loose(
+    groups = _readme_groups(
         rf"UUAS {NUM} ± {NUM} at layer 2 \(middle peak; {NUM} at layer 5\) vs {NUM} for the "
         rf"right-branching chain and {NUM} ± {NUM} for the embeddings, distance Spearman {NUM} "
         rf"vs {NUM} / {NUM}, depth Spearman {NUM} vs {NUM} for word position; reproduces for "
-        rf"distances; root accuracy {NUM} < {NUM} of"), README)
-    assert found, "README's structural_ast row changed"
+        rf"distances; root accuracy {NUM} < {NUM} of", "structural_ast row")
     chain, emb = table["right-branching chain / position"], table["embeddings"]
     l2, l5 = table["encoder.layer.2"], table["encoder.layer.5"]
     # columns: distance Spearman, UUAS, depth Spearman, root accuracy ("mean ± sd"); the depth
@@ -163,17 +169,16 @@ def test_readme_structural_ast_row_is_its_report_table():
     best = [max(layers, key=lambda r, c=c: float(r[c].split()[0]))[c] for c in (2, 3)]
     cells = [l2[1], l2[1].split("± ")[1], l5[1], chain[1], emb[1], emb[1].split("± ")[1],
              l2[0], chain[0], emb[0], best[0], chain[2], best[1], chain[3]]
-    for printed, cell in zip(found.groups(), cells, strict=True):
+    for printed, cell in zip(groups, cells, strict=True):
         assert _close(printed, cell), (printed, cell)
 
 
 def test_readme_tuned_lens_row_is_its_report_table():
     table = _table("experiments/tuned_lens/REPORT.md")
-    found = re.search(_loose(
-        rf"KL at the embedding output {NUM} → {NUM} nats, block 0 {NUM} → {NUM}"), README)
-    assert found, "README's tuned_lens row changed"
+    groups = _readme_groups(
+        rf"KL at the embedding output {NUM} → {NUM} nats, block 0 {NUM} → {NUM}", "tuned_lens row")
     cells = [*table["transformer.drop"][:2], *table["transformer.h.0"][:2]]
-    for printed, cell in zip(found.groups(), cells, strict=True):
+    for printed, cell in zip(groups, cells, strict=True):
         assert _close(printed, cell), (printed, cell)
 
 
