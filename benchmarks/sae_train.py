@@ -78,7 +78,7 @@ def hiddenlens_trainer(lr: float, device: str = "cpu", encoder_dtype: str = "flo
     cfg = SAEConfig(d_in=D_IN, d_sae=D_SAE, architecture="topk", k=K)
     sae = build_sae(cfg, seed=0).to(device).train()
     with torch.no_grad():  # the encoder start the trainer gives a TopK SAE by default
-        sae.W_enc.mul_(TrainConfig().encoder_start(topk_family=True))
+        sae.W_enc.mul_(TrainConfig().encoder_start(type(sae)))
     sae.selection_dtype = getattr(torch, encoder_dtype)  # what TrainConfig.encoder_dtype sets
     opt = Adam(sae.parameters(), lr=lr)
 

@@ -135,6 +135,9 @@ def test_readme_encoder_start_table_is_the_shipped_sweep():
         for got, s in zip(row.groups(), scales):
             fvu = [r["fvu"] for r in runs if r["k"] == k and abs(r["scale"] - s) < 1e-9]
             assert len(fvu) == 2 and got == f"{np.mean(fvu):.4f}", (k, s, got)
+    bt = json.loads((ROOT / "docs/sae_init/batchtopk_results.json").read_text())["runs"]
+    tied, small = (f"{r['fvu']:.4f}" for r in sorted(bt, key=lambda r: -r["scale"]))
+    assert f"held-out FVU {tied} for the tied start and {small} at" in " ".join(README.split())
 
 
 def _table(path, n_keys=1):

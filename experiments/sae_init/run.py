@@ -40,6 +40,7 @@ def _args(argv):
     ap.add_argument("--out", type=Path, default=Path("runs/sae_init"))
     ap.add_argument("--store", type=Path, default=Path("runs/demo/store"))
     ap.add_argument("--hook", default="encoder.layer.3")
+    ap.add_argument("--architecture", default="topk", help="a TopK-family architecture")
     ap.add_argument("--scales", type=float, nargs="+", default=list(SCALES))
     ap.add_argument("--ks", type=int, nargs="+", default=[16, 32])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -54,6 +55,14 @@ def _args(argv):
         args.d_sae, args.tokens, args.held_out = 64, 16_384, 2048
     if any(s <= 0 for s in args.scales):
         ap.error(f"--scales must be > 0, got {args.scales}")
+    from hiddenlens.sae import registry
+
+    try:
+        topk = registry.facts(args.architecture)["topk_family"]
+    except ValueError as err:
+        ap.error(str(err))
+    if not topk or registry.get(args.architecture).pair_role is not None:
+        ap.error(f"--architecture must be a single-hook TopK-family SAE, got {args.architecture!r}")
     return args
 
 
@@ -85,7 +94,7 @@ def one_run(rows_train: np.ndarray, test: torch.Tensor, args, scale: float, k: i
     from hiddenlens.sae import SAEConfig, TrainConfig, train
     from hiddenlens.sae.evaluation import reconstruction_metrics
 
-    cfg = SAEConfig(d_in=rows_train.shape[1], d_sae=args.d_sae, architecture="topk", k=k)
+    cfg = SAEConfig(d_in=rows_train.shape[1], d_sae=args.d_sae, architecture=args.architecture, k=k)
     out = {}
     for frac in (0.05, 1.0):
         tokens = max(4096, int(args.tokens * frac) // 4096 * 4096)

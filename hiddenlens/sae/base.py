@@ -73,6 +73,9 @@ class BaseSAE(nn.Module, metaclass=abc.ABCMeta):
     inference_architecture: str | None = None
     topk_family = False
     store_hooks: tuple[str, ...] = ("",)
+    #: the encoder's default start as a multiple of the decoder's transpose (the trainer
+    #: applies it unless ``TrainConfig.encoder_init_scale`` is set); 1 is the tied start
+    encoder_start = 1.0
     #: the training encoder matmul may choose latents in ``selection_dtype`` (bf16)
     low_precision_selection = False
     selection_dtype = torch.float32

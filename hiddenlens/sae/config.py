@@ -149,7 +149,7 @@ class SAEConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-#: the TopK family's default encoder start (see ``TrainConfig.encoder_init_scale``)
+#: TopK and BatchTopK SAEs' default encoder start (``TrainConfig.encoder_init_scale``)
 TOPK_ENCODER_START = 1.0 / math.sqrt(3.0)
 
 
@@ -174,11 +174,13 @@ class TrainConfig:
         normalize_activations: scale inputs so E||x|| = sqrt(d_in) during training; the
             scale is folded into the weights when the SAE is returned or saved.
         unit_norm_decoder: keep decoder rows at unit norm (gradient projection + renorm).
-        encoder_init_scale: the encoder starts as this multiple of the decoder's transpose
-            (unit rows). None: 1/sqrt(3) for the TopK family (what sparsify's start
-            amounts to; 2-5% lower held-out FVU than Gao et al.'s tied 1 on MiniLM,
-            ``experiments/sae_init``), 1 for the others (the Anthropic April-update start
-            their L1 recipes were tuned with).
+        encoder_init_scale: the starting encoder is multiplied by this. None: the
+            architecture's own ``encoder_start`` -- 1/sqrt(3) of the decoder's transpose
+            for TopK (and g-SAE) and BatchTopK (and Matryoshka), what sparsify's start
+            amounts to (2-6% lower held-out FVU than Gao et al.'s tied 1 on MiniLM,
+            ``experiments/sae_init``); 1 for the L1 architectures (the Anthropic
+            April-update start their recipes were tuned with) and for transcoders, whose
+            start nothing here has measured.
         batchtopk_threshold_lr: EMA rate of the BatchTopK inference threshold.
         checkpoint_every: write a resumable checkpoint every N steps (0: never); only with
             an ``out_dir``.
@@ -275,12 +277,12 @@ class TrainConfig:
     def n_steps(self) -> int:
         return self.total_tokens // self.batch_size
 
-    def encoder_start(self, topk_family: bool) -> float:
-        """The encoder's starting multiple of the decoder's transpose (``encoder_init_scale``
-        resolved for an architecture of the TopK family or not)."""
+    def encoder_start(self, sae_class: type) -> float:
+        """The multiplier of a fresh ``sae_class`` encoder: ``encoder_init_scale``, or the
+        architecture's ``encoder_start`` when that is None."""
         if self.encoder_init_scale is not None:
             return float(self.encoder_init_scale)
-        return TOPK_ENCODER_START if topk_family else 1.0
+        return float(sae_class.encoder_start)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

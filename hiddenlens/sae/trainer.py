@@ -177,7 +177,7 @@ def _new_run(store, hook_point, cfg, train_cfg, out_dir) -> _Run:
     torch.manual_seed(tcfg.seed)
     sae = build_sae(sae_cfg, seed=tcfg.seed).to(tcfg.device).train()
     with torch.no_grad():  # a resumed run loads its own weights over this start
-        sae.W_enc.mul_(tcfg.encoder_start(type(sae).topk_family))
+        sae.W_enc.mul_(tcfg.encoder_start(type(sae)))
     if tcfg.encoder_dtype != "float32":
         if not type(sae).low_precision_selection:
             raise ValueError(

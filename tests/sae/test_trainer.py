@@ -137,7 +137,14 @@ def test_encoder_init_scale_sets_the_starting_encoder(planted):
     torch.testing.assert_close(half.W_enc, 0.5 * one.W_enc, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(half.W_dec, one.W_dec)
     torch.testing.assert_close(default.W_enc, one.W_enc / 3**0.5, rtol=1e-5, atol=1e-7)
-    assert TrainConfig().encoder_start(topk_family=False) == 1.0  # L1 recipes keep the tie
+    from hiddenlens.sae import registry
+
+    starts = {a: TrainConfig().encoder_start(registry.get(a)) for a in registry.names()}
+    assert starts["batchtopk"] == starts["matryoshka_batchtopk"] == starts["topk"]
+    assert starts["gradient_topk"] == starts["topk"] == pytest.approx(3**-0.5)
+    for tied in ("relu", "gated", "jumprelu", "transcoder", "topk_transcoder"):
+        assert starts[tied] == 1.0, tied  # unmeasured here: the tied start
+    assert TrainConfig(encoder_init_scale=0.3).encoder_start(registry.get("relu")) == 0.3
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="encoder_init_scale"):
             TrainConfig(encoder_init_scale=bad)

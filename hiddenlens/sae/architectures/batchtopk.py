@@ -14,6 +14,7 @@ from torch import Tensor
 
 from hiddenlens.sae.architectures.topk import _output, aux_plan
 from hiddenlens.sae.base import BaseSAE, SAEOutput, register
+from hiddenlens.sae.config import TOPK_ENCODER_START
 from hiddenlens.sae.sparse import Active, decode_at, encode_at
 
 
@@ -24,6 +25,7 @@ class BatchTopKSAE(BaseSAE):
     saelens_architecture = "jumprelu"
     inference_architecture = "jumprelu"
     topk_family = True
+    encoder_start = TOPK_ENCODER_START  # experiments/sae_init --architecture batchtopk
 
     def __init__(self, cfg, *, generator=None):
         super().__init__(cfg, generator=generator)
