@@ -120,3 +120,15 @@ def test_statements_lost_to_truncation_say_so(tmp_path, tiny_gpt2_dir):
     assert not any("structural" in k for k in result.metrics)
     assert "survive truncation" in result.report.read_text()
 
+
+
+def test_no_hook_with_one_vector_per_token_says_so(tmp_path):
+    """Queries are [batch, seq, heads, d_head]: no hook left to probe is a stated
+    reason, not a crash on an empty list of layers."""
+    model = _models.tiny_hooked_transformer(tokenizer_dir=tmp_path / "tok", n_ctx=32)
+    raw = _raw(model, _text_corpus(tmp_path), ["blocks.0.attn.hook_q"])
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    assert not any("structural" in k for k in result.metrics)
+    html = result.report.read_text()
+    assert "no cached hook has one vector per token" in html and "blocks.0.attn.hook_q" in html

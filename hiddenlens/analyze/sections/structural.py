@@ -109,6 +109,10 @@ def run(ctx, cfg, report) -> None:
         sec.add_text(f"Not run: {why}.")
         return
     hooks, skipped = _sequence_hooks(ctx, cfg, statements[0])
+    if not hooks:
+        sec.add_text(f"Not run: no cached hook has one vector per token ([batch, seq, d]); "
+                     f"cached: {', '.join(skipped)}.")
+        return
     n_found = len(statements)
     vecs, statements = _vectors(ctx, hooks, statements, ctx.cfg.model.batch_size)
     if len(statements) < 12:
