@@ -117,3 +117,19 @@ def test_difull_on_one_predicted_class_says_which_condition_failed(tmp_path):
     assert not any("difull" in k for k in result.metrics)
     pred = int(_models.bn_cnn()(x[:1]).argmax(1))
     assert (f"predicts one class ({pred}) for all 4 examples" in result.report.read_text())
+
+
+def test_mlp_says_which_image_and_lm_parts_do_not_apply(tmp_path):
+    """An MLP on vectors: no grid or mask (not images), no DLA or back-patching (no
+    next-token prediction): each says why, none leaves a metric."""
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    raw = {"model": {"spec": _models.mlp()}, "data": {"source": x}, "cache": {"hooks": ["0"]},
+           "attribution": {"examples": 4, "n_steps": 4}}
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    assert "attribution/grad_x_act_total/0" in result.metrics  # the section itself ran
+    assert not any(s in k for k in result.metrics
+                   for s in ("difull", "missingness", "dla_", "back_patching"))
+    html = result.report.read_text()
+    assert "DiFull and missingness bias not run" in html
+    assert "Per-head DLA and back-patching not run" in html and "this module makes none" in html

@@ -161,5 +161,9 @@ def test_a_pair_that_tokenises_alike_is_not_patched(tmp_path, tiny_bert_dir):
                pair=["The cat sat on the warm mat.", "The dog sat on the warm mat."])
     result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
     assert result.failed == []
-    assert not any("patching_" in k for k in result.metrics)
-    assert "tokenise to the same ids" in result.report.read_text()
+    assert not any("patching_" in k or "dla_" in k for k in result.metrics)
+    html = result.report.read_text()
+    assert "tokenise to the same ids" in html
+    # an encoder makes no next-token prediction: the LM parts say so
+    assert "Per-head DLA and back-patching not run" in html and "this text encoder" in html
+    assert "DiFull and missingness bias not run" in html

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from hiddenlens._keys import metric_key
-from hiddenlens.analyze.context import is_language_model, is_text_encoder
+from hiddenlens.analyze.context import is_language_model, is_text_encoder, model_kind
 
 USES_SAE = True
 
@@ -269,6 +269,9 @@ def run(ctx, cfg, report) -> None:
         m, note = _missingness(ctx, cfg, sec)
         metrics |= m
         notes.append(note)
+    else:
+        notes.append("DiFull and missingness bias not run: they tile and mask images, and these "
+                     "examples are not [N, C, H, W] images.")
     if is_language_model(ctx.handle):
         from hiddenlens.analyze.sections.attribution_lm import run_lm
 
@@ -276,6 +279,9 @@ def run(ctx, cfg, report) -> None:
         m, lm_notes = run_lm(ctx, cfg, sec, _texts(ctx, n) if ctx.texts is not None else None, hooks)
         metrics |= m
         notes += lm_notes
+    else:
+        notes.append(f"Per-head DLA and back-patching not run: they explain next-token "
+                     f"predictions, and this {model_kind(ctx.handle)} makes none.")
     if ctx.saes and ctx.cfg.cache.rows != "position":
         metrics |= _sae(ctx, sec, s)
     elif ctx.saes:
