@@ -68,16 +68,21 @@ def test_border_keep_and_config():
             AttributionSectionConfig(**bad)
 
 
+def _cnn_grid_raw(x, examples):
+    """The BN CNN with conv hooks "1" and "2" for DiFull / AggAtt only (no missingness, no
+    back-patching)."""
+    return {"model": {"spec": _models.bn_cnn()}, "data": {"source": x},
+            "cache": {"hooks": ["1", "2"]},
+            "attribution": {"examples": examples, "n_steps": 4, "back_patching_queries": 0,
+                            "missingness_sizes": []}}
+
+
 def test_aggatt_bins_rank_the_difull_maps(tmp_path):
     """AggAtt in the attribution section: bins best first, their mean scores are the sorted
     DiFull scores averaged per bin, so they never rise from one bin to the next."""
     g = torch.Generator().manual_seed(1)
     x = torch.randn(32, 1, 8, 8, generator=g)
-    raw = {"model": {"spec": _models.bn_cnn()}, "data": {"source": x},
-           "cache": {"hooks": ["1", "2"]},
-           "attribution": {"examples": 8, "n_steps": 4, "back_patching_queries": 0,
-                           "missingness_sizes": []}}
-    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    result = hiddenlens.analyze(_cnn_grid_raw(x, 8), tmp_path / "run", progress=False)
     assert result.failed == []
     m = result.metrics
     for method in ("grad", "gradcam"):
@@ -94,11 +99,7 @@ def test_aggatt_bins_rank_the_difull_maps(tmp_path):
 def test_too_few_grids_for_aggatt_say_so(tmp_path):
     g = torch.Generator().manual_seed(4)  # the first 3 examples get 2 predicted classes
     x = torch.randn(32, 1, 8, 8, generator=g)
-    raw = {"model": {"spec": _models.bn_cnn()}, "data": {"source": x},
-           "cache": {"hooks": ["1", "2"]},
-           "attribution": {"examples": 3, "n_steps": 4, "back_patching_queries": 0,
-                           "missingness_sizes": []}}
-    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    result = hiddenlens.analyze(_cnn_grid_raw(x, 3), tmp_path / "run", progress=False)
     assert result.failed == []
     assert any(k.startswith("attribution/difull/") for k in result.metrics)  # DiFull ran
     assert not any("aggatt" in k for k in result.metrics)
@@ -109,10 +110,7 @@ def test_difull_on_one_predicted_class_says_which_condition_failed(tmp_path):
     """Identical images get one prediction: the note names the class, the count and the
     setting to raise, not a list of every condition DiFull has."""
     x = torch.ones(8, 1, 8, 8)
-    raw = {"model": {"spec": _models.bn_cnn()}, "data": {"source": x},
-           "cache": {"hooks": ["1", "2"]},
-           "attribution": {"examples": 4, "n_steps": 4, "missingness_sizes": []}}
-    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    result = hiddenlens.analyze(_cnn_grid_raw(x, 4), tmp_path / "run", progress=False)
     assert result.failed == []
     assert not any("difull" in k for k in result.metrics)
     pred = int(_models.bn_cnn()(x[:1]).argmax(1))
