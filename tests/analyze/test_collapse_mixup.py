@@ -127,3 +127,20 @@ def test_the_clean_pass_is_batched(tmp_path):
     assert result.failed == []
     assert result.metrics["collapse/mixup_pos_err/2:input"] == pytest.approx(0.0, abs=1e-6)
     assert probe.seen <= 256
+
+
+def test_each_labels_reason_is_kept(tmp_path):
+    """Two labels, neither measurable for its own reason: the report names both, not only
+    the last label's."""
+    c = 3
+    y = np.repeat(np.arange(c), 8)
+    raw = _raw(_identity_net(c), torch.eye(c)[torch.as_tensor(y)], np.array(["cat", "dog", "eel"])[y])
+    raw["data"]["source"]["shifted"] = (y + 1) % c  # the net predicts y, not y + 1
+    raw["data"]["labels"] = ["label", "shifted"]
+    raw["collapse"]["labels"] = ["label", "shifted"]
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == [] and not any("mixup" in k for k in result.metrics)
+    html = result.report.read_text().replace("&#x27;", "'")
+    assert "'label': its values (cat, dog, eel, ...) are not class indices" in html
+    assert "'shifted': the model's top-1 matches 'shifted' on 0%" in html
+

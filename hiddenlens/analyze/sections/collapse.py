@@ -105,17 +105,21 @@ def run(ctx, cfg, report) -> None:
     sec = report.add_section("Neural collapse")
     metrics: dict = {}
     n_classes = 2
-    why_not = None
+    why_not: dict[str, str] = {}  # label -> why its mixed inputs were not measured
     for name in names:
         metrics |= _one_label(ctx, cfg, sec, name, vals[name], hooks, len(names) > 1)
         n_classes = max(n_classes, len(np.unique(vals[name])))
         if cfg.mixup_classes and not any("mixup" in k for k in metrics):
             from hiddenlens.analyze.sections.collapse_mixup import run_mixup
 
-            m, why_not = run_mixup(ctx, cfg, sec, name, vals[name])
+            m, why = run_mixup(ctx, cfg, sec, name, vals[name])
             metrics |= m
+            if why:
+                why_not[name] = why
     if why_not and not any("mixup" in k for k in metrics):
-        sec.add_text(f"Mixed-input geometry (Fisher et al. 2024) not measured: {why_not}.")
+        whys = "; ".join(f"{n!r}: {w}" for n, w in why_not.items()) if len(why_not) > 1 \
+            else next(iter(why_not.values()))
+        sec.add_text(f"Mixed-input geometry (Fisher et al. 2024) not measured: {whys}.")
     if cfg.ufm_steps:
         metrics |= _ufm(cfg, min(n_classes, 10), sec)
     sec.add_metrics(metrics)
