@@ -144,3 +144,19 @@ def test_each_labels_reason_is_kept(tmp_path):
     assert "'label': its values (cat, dog, eel, ...) are not class indices" in html
     assert "'shifted': the model's top-1 matches 'shifted' on 0%" in html
 
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_text_models_say_why_not(tmp_path, kind, tiny_bert_dir, tiny_gpt2_dir):
+    """A text encoder and a causal LM by path: no nn.Sequential head over tensor examples."""
+    from tests.analyze.test_matrix import _jsonl
+
+    spec = str(tiny_bert_dir if kind == "bert" else tiny_gpt2_dir)
+    docs = [("the cat sat on the mat .", 0), ("hello world , the big red dog .", 1)] * 6
+    raw = {"model": {"spec": spec, "batch_size": 8},
+           "data": {"source": _jsonl(tmp_path / "d.jsonl", docs), "labels": ["topic"]},
+           "cache": {"hooks": ["encoder.layer.0" if kind == "bert" else "transformer.h.0"]},
+           "collapse": {"labels": ["topic"], "ufm_steps": 0}}
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == [] and not any("mixup" in k for k in result.metrics)
+    assert "needs an nn.Sequential classifier on tensor examples" in result.report.read_text()
