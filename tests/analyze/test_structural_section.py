@@ -102,11 +102,15 @@ def test_too_few_code_texts_say_so(tmp_path, tiny_gpt2_dir):
     assert result.failed == [] and "usable statements were found" in result.report.read_text()
 
 
-@pytest.mark.parametrize("bad", [{"statements": "github"}, {"n_statements": 5}, {"rank": 0}])
+@pytest.mark.parametrize("bad", [{"statements": "github"}, {"n_statements": 5}, {"rank": 0},
+                                 {"steps": -1}, {"lr": -0.1}])
 def test_bad_settings_are_named(bad):
+    """Each bad value's error names that very field and the value given."""
+    (field, value), = bad.items()
     raw = _raw("minilm", "demo", ["x"], **bad)
-    with pytest.raises(ValueError, match="structural"):
+    with pytest.raises(ValueError, match=rf"structural\.{field}\b") as err:
         load_config(raw)
+    assert repr(value) in str(err.value) or str(value) in str(err.value)
 
 
 def test_statements_lost_to_truncation_say_so(tmp_path, tiny_gpt2_dir):
