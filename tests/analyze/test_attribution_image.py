@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 import hiddenlens
 from hiddenlens import metric_key
@@ -131,3 +132,29 @@ def test_mlp_says_which_image_and_lm_parts_do_not_apply(tmp_path):
     html = result.report.read_text()
     assert "DiFull and missingness bias not run" in html
     assert "Per-head DLA and back-patching not run" in html and "this module makes none" in html
+
+
+class _Wrapped(nn.Module):
+    """The BN CNN inside a custom module: the same network, not an nn.Sequential."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _models.bn_cnn()
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_a_cnn_that_is_not_sequential_says_why_not(tmp_path):
+    """DiFull cuts an nn.Sequential into per-cell copies and layer masking hooks its
+    children: a custom module gets both reasons, and the rest of the section still runs."""
+    x = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    raw = {"model": {"spec": _Wrapped().eval()}, "data": {"source": x},
+           "cache": {"hooks": ["net.1", "net.2"]}, "attribution": {"examples": 4, "n_steps": 4}}
+    result = hiddenlens.analyze(raw, tmp_path / "run", progress=False)
+    assert result.failed == []
+    assert "attribution/grad_x_act_total/net.2" in result.metrics
+    assert not any("difull" in k or "missingness" in k for k in result.metrics)
+    html = result.report.read_text()
+    assert "DiFull not run: it needs an nn.Sequential image model" in html
+    assert "Missingness bias not run: it needs an nn.Sequential image model" in html
