@@ -131,6 +131,8 @@ def score_structure(kind, pred, parents, name: str = "structural") -> Structural
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     parents = [np.asarray(p) for p in parents]
     pred = [np.asarray(a, np.float64) for a in pred]
+    if not parents:  # every score would be a mean over nothing: NaN and a RuntimeWarning
+        raise ValueError("need at least one tree to score, got none")
     want = [(len(p), len(p)) if kind == "distance" else (len(p),) for p in parents]
     if len(pred) != len(parents) or any(a.shape != w for a, w in zip(pred, want)):
         raise ValueError(

@@ -79,6 +79,7 @@ def test_plot_tree_distances():
 
 def test_score_structure_on_exact_and_chain_predictions():
     from hiddenlens.probe.structural import score_structure
+    from hiddenlens.probe.trees import chain_baselines
 
     trees = [np.array([-1, 0, 0, 1, 3]), np.array([-1, 0, 1, 1])]
     exact = score_structure("distance", [tree_distances(p) for p in trees], trees)
@@ -99,6 +100,10 @@ def test_score_structure_on_exact_and_chain_predictions():
         score_structure("distance", [np.zeros(5)], trees[:1])
     with pytest.raises(ValueError, match="kind"):
         score_structure("height", chain, trees)
+    with pytest.raises(ValueError, match="at least one tree"):
+        score_structure("distance", [], [])
+    with pytest.raises(ValueError, match="at least one tree"):
+        chain_baselines([])
 
 
 def test_a_probe_that_ranks_nothing_scores_zero_not_missing():
