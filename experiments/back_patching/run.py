@@ -156,11 +156,22 @@ def main(argv=None) -> int:
     parser.add_argument("--fast", action="store_true",
                         help="at most 20 entities, 3 relations, 150 steps; 1 seed")
     args = parser.parse_args(argv)
+    # checked before any training, so a bad flag is a usage message, not a traceback
+    for flag, value, ok, want in (
+        ("--seeds", args.seeds, args.seeds >= 1, ">= 1"),
+        ("--entities", args.entities, args.entities >= 2, ">= 2"),
+        ("--relations", args.relations, args.relations >= 1, ">= 1"),
+        ("--test-share", args.test_share, 0 < args.test_share < 1, "in (0, 1)"),
+        ("--layers", args.layers, args.layers >= 1, ">= 1"),
+        ("--d-model", args.d_model, args.d_model >= 4 and args.d_model % 4 == 0,
+         "a multiple of 4 (4 heads)"),
+        ("--steps", args.steps, args.steps >= 1, ">= 1"),
+    ):  # fmt: skip
+        if not ok:
+            parser.error(f"{flag} must be {want}, got {value}")
     if args.fast:
         args.entities, args.relations = min(args.entities, 20), min(args.relations, 3)
         args.steps, args.seeds = min(args.steps, 150), 1
-    if args.seeds < 1:
-        parser.error(f"--seeds must be >= 1, got {args.seeds}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)  # tiny ops: a second thread only adds synchronisation
     from experiments.back_patching.report import write_outputs

@@ -97,3 +97,11 @@ def test_tiny_run_writes_metrics_and_report(tmp_path):
     assert 0.0 <= m["attribution/back_patching_baseline_accuracy/seed0"] <= 1.0
     assert (out / "figures" / "back_patching.png").stat().st_size > 1000
     assert "Verdict on this toy:" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("flag, value", [("--test-share", "1.5"), ("--entities", "1"),
+                                         ("--d-model", "30"), ("--seeds", "0")])
+def test_bad_flags_are_usage_errors_before_training(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--fast", flag, value, "--out", "/nonexistent/never-written"])
+    assert exit_.value.code == 2 and f"{flag} must be" in capsys.readouterr().err
