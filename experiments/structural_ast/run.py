@@ -152,6 +152,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="splits / probe inits")
     parser.add_argument("--fast", action="store_true", help="150 statements, 100 steps, 1 seed")
     args = parser.parse_args(argv)
+    # before MiniLM loads: --seeds 0 used to fail at the end on an empty stack, --statements 1
+    # on a probe fitted to no training statement
+    for flag, value, least in (("--statements", args.statements, 3), ("--rank", args.rank, 1),
+                               ("--steps", args.steps, 1), ("--seeds", args.seeds, 1)):  # fmt: skip
+        if value < least:
+            parser.error(f"{flag} must be >= {least}, got {value}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
 

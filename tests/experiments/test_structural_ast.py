@@ -30,3 +30,14 @@ def test_token_vectors_drop_only_statements_with_an_unmatched_token():
     assert out[1] is None and out[0] is not None and out[2] is not None
     assert out[0].shape == (2, 3, 2)  # 2 states, 3 tokens (ab, =, c), width 2
     assert np.allclose(out[0][1, :, 1], [1.5, 3.0, 4.0])  # "ab" = mean of pieces 1 and 2
+
+
+def test_bad_flags_are_usage_errors_before_the_model_loads(capsys):
+    import pytest
+
+    from experiments.structural_ast.run import main
+
+    for flag, value in (("--seeds", "0"), ("--statements", "1")):
+        with pytest.raises(SystemExit) as exit_:
+            main([flag, value, "--out", "/nonexistent/never-written"])
+        assert exit_.value.code == 2 and f"{flag} must be >=" in capsys.readouterr().err
