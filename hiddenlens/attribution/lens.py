@@ -25,15 +25,15 @@ from torch import Tensor
 __all__ = ["DirectLogitAttribution", "LogitLens", "direct_logit_attribution", "logit_lens"]
 
 
-def _check_tl(model) -> None:
+def _check_tl(model, instead: str) -> None:
+    """TypeError unless model is a HookedTransformer; ``instead`` names what to use otherwise."""
     try:
         from transformer_lens import HookedTransformer
     except ImportError as err:  # pragma: no cover - transformer-lens is a core dependency
-        raise ImportError("direct logit attribution needs transformer-lens") from err
+        raise ImportError("direct logit attribution and the logit lens need transformer-lens") from err
     if not isinstance(model, HookedTransformer):
         raise TypeError(
-            f"{type(model).__name__} is not a TransformerLens HookedTransformer; for other models "
-            "use layer_gradient_x_activation or activation_patching"
+            f"{type(model).__name__} is not a TransformerLens HookedTransformer; {instead}"
         )
 
 
@@ -104,7 +104,7 @@ def direct_logit_attribution(
     model, tokens: Tensor, answer, *, counterfactual=None, position: int = -1
 ) -> DirectLogitAttribution:
     """DLA of logit[answer] (minus logit[counterfactual]) at ``position``. tokens: [batch, seq]."""
-    _check_tl(model)
+    _check_tl(model, "for other models use layer_gradient_x_activation or activation_patching")
     vocab = model.cfg.d_vocab_out
     ans = _token_index(tokens, answer, vocab, "answer", model.W_U.device)
     direction = model.W_U[:, ans].T.detach()  # [batch, d_model]
@@ -177,7 +177,9 @@ class LogitLens:
 def logit_lens(model, tokens: Tensor, token_ids, *, position: int = -1) -> LogitLens:
     """Rank and probability of ``token_ids`` when each layer's residual is decoded through the
     final norm and the unembedding. tokens: [batch, seq]; token_ids: one id or one per example."""
-    _check_tl(model)
+    # a Hugging Face causal LM has the same lens through its own final norm and unembedding
+    _check_tl(model, "for a Hugging Face causal LM (or its path) TunedLens(model, n_steps=0) is "
+              "the logit lens (its .evaluate scores it on stored activations)")
     ids = _token_index(tokens, token_ids, model.cfg.d_vocab_out, "token_ids", model.W_U.device)
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens)

@@ -107,6 +107,12 @@ def test_tuned_beats_logit_lens_on_a_tiny_gpt2_by_path(tmp_path, tiny_gpt2_dir):
     assert res.hooks == ["transformer.drop", "transformer.h.0", "transformer.h.1"]
     assert np.all(res.kl_tuned[:-1] < res.kl_logit[:-1]) and res.kl_tuned[-1] == 0.0
     assert np.all(res.kl_logit[:-1] > 0)
+    # the TransformerLens-only logit_lens points a Hugging Face causal LM here, where an
+    # unfitted lens is the logit lens
+    zero = TunedLens(str(tiny_gpt2_dir), n_steps=0).fit(store).evaluate(store)
+    np.testing.assert_allclose(zero.kl_tuned, zero.kl_logit, atol=1e-6)
+    with pytest.raises(TypeError, match=r"TunedLens\(model, n_steps=0\) is the logit lens"):
+        logit_lens(_models.tiny_gpt2(), torch.zeros(1, 3, dtype=torch.long), 1)
 
 
 def test_next_token_ids_follow_positions_within_a_sample():
