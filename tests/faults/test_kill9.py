@@ -1,8 +1,9 @@
 """kill -9 at a seeded random point, then a rerun: the result is byte-identical to a clean run.
 
 The kill is timed on an observed file event (the k-th shard in ``progress.json``, the k-th
-complete checkpoint), with k drawn from a seeded RNG, never on wall time, so it lands
-mid-run however loaded the machine is.
+complete checkpoint), with k drawn from a seeded RNG, never on wall time, and the worker
+blocks before it could finish until it is killed ("hold"), so the kill lands mid-run
+however loaded the machine is.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from hiddenlens.store import format as fmt
+from tests.faults._kill_worker import _checkpoints
 from tests.faults._trees import assert_same_tree
 
 WORKER = Path(__file__).with_name("_kill_worker.py")
@@ -68,24 +70,20 @@ def clean_store(tmp_path_factory) -> Path:
 def test_kill9_of_caching_then_rerun_is_byte_identical(tmp_path, clean_store, seed):
     k = random.Random(seed).randint(1, 5)  # of the 8 shards, kill after the k-th is recorded
     out = tmp_path / "store"
-    # 0.08 s a batch (5 a shard): >= 1.2 s of run left after the k-th shard, so a parent
-    # descheduled on a loaded machine still kills it mid-run
-    _kill_when(_worker("cache", out, 0.08), lambda: _shards_done(out) >= k, f"shard {k}")
+    # "hold": the worker blocks at its last batch, so however late the parent looks it is
+    # still mid-run (the sleep only spreads where, after the k-th shard, the kill lands)
+    _kill_when(_worker("cache", out, 0.03, "hold"), lambda: _shards_done(out) >= k, f"shard {k}")
     assert not (out / "manifest.json").exists()
     assert k <= _shards_done(out) < 8
     subprocess.run(_worker("cache", out, 0), env=_env(), check=True)  # the same command again
     assert_same_tree(out, clean_store)  # shards, manifest; no run log, lock or temp file
 
 
-def _checkpoints(out: Path) -> int:
-    return sum(1 for p in (out / "checkpoints").glob("step_*") if (p / "state.json").exists())
-
-
 def test_kill9_of_train_sae_then_rerun_is_byte_identical(tmp_path, clean_store):
     k = random.Random(2).randint(1, 8)  # of the 10 checkpoints, kill after the k-th
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     _kill_when(
-        _worker("train", clean_store, killed, 0.04), lambda: _checkpoints(killed) >= k,
+        _worker("train", clean_store, killed, 0.04, "hold"), lambda: _checkpoints(killed) >= k,
         f"checkpoint {k}",
     )  # fmt: skip
     assert not (killed / "metrics.json").exists() and _checkpoints(killed) < 10

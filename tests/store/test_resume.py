@@ -42,8 +42,9 @@ def _shards_done(out: Path) -> int:
 def test_sigkill_mid_cache_then_rerun_equals_uninterrupted(tmp_path):
     out = tmp_path / "killed"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
-    # 0.08 s a batch: ~2.4 s of run left after shard 2 for a loaded parent to notice it
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(out), "0.08"], env=env)
+    # "hold": the worker blocks at its last batch until killed, so it is still running
+    # however late a loaded parent notices shard 2
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(out), "0.03", "hold"], env=env)
     try:
         deadline = time.time() + 120
         while _shards_done(out) < 2 and proc.poll() is None and time.time() < deadline:
