@@ -283,6 +283,8 @@ def check_manifest(m: Manifest, path: str | Path) -> ShardTable:
         if type(info.d) is not int or info.storage_dtype != STORAGE_DTYPE[info.dtype]:
             raise bad(f"hook {h!r} has d={info.d!r}, dtype={info.dtype!r}, "
                       f"storage_dtype={info.storage_dtype!r}")  # fmt: skip
+    if not isinstance(m.meta, dict):
+        raise bad(f"meta must be an object of metadata layouts, got {m.meta!r}")
     for name, info in m.meta.items():
         if not isinstance(info, dict) or not {"dtype", "file"} <= set(info):
             raise bad(f"meta {name!r} needs 'dtype' and 'file', got {info!r}")

@@ -96,6 +96,8 @@ HEADER_CASES = {  # the same header in both layouts
     "unknown dtype": (lambda m: m["hooks"]["0"].update(dtype="int8"), "dtype must be one of"),
     "meta dtype": (lambda m: m["meta"]["sample_idx"].update(dtype="nonsense"),
                    "meta 'sample_idx' has dtype 'nonsense'"),
+    "meta not an object": (lambda m: m.update(meta=None), "meta must be an object .*got None"),
+    "meta a string": (lambda m: m.update(meta="x"), "meta must be an object .*got 'x'"),
 }  # fmt: skip
 
 
