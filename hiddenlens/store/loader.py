@@ -121,6 +121,8 @@ def iter_batches(
 ) -> Iterator:
     """See :meth:`ActivationStore.batches`."""
     single = isinstance(hooks, str)
+    if not single and not isinstance(hooks, (list, tuple)):
+        raise TypeError(f"hooks must be a hook name or a list of hook names, got {hooks!r}")
     names = [hooks] if single else list(hooks)
     if not names:
         raise ValueError("hooks is empty; pass a hook name or a list of hook names")

@@ -171,3 +171,9 @@ def test_bad_batch_arguments_are_refused_naming_them(id_store, kw, word):
 def test_numpy_int_seed_gives_the_batches_of_the_same_int(id_store):
     a = _ids(id_store.batches("0", 100, seed=np.int64(3)))
     assert np.array_equal(a, _ids(id_store.batches("0", 100, seed=3)))
+
+
+@pytest.mark.parametrize("hooks", [None, 5, {"0"}])
+def test_hooks_that_are_not_names_are_refused_naming_them(id_store, hooks):
+    with pytest.raises(TypeError, match=rf"hooks must be a hook name or a list .*got {hooks!r}"):
+        id_store.batches(hooks, 32)
