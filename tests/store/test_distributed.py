@@ -107,15 +107,29 @@ def test_every_npy_header_of_a_ranked_cache_is_parsed_under_the_lock(tmp_path, m
     the store parses with numpy takes the one lock: here the ranks' stats merged by rank 0
     and the shard tables opened by each rank (threads, as in the tests above)."""
     import ast
+    import threading
 
     from hiddenlens.store import verify
 
-    real, calls = ast.literal_eval, []
+    class Owned:  # the lock, knowing which thread holds it (locked() is true for any)
+        def __init__(self):
+            self.lock, self.owner = threading.Lock(), None
+
+        def __enter__(self):
+            self.lock.acquire()
+            self.owner = threading.get_ident()
+
+        def __exit__(self, *exc):
+            self.owner = None
+            self.lock.release()
+
+    lock, real, calls = Owned(), ast.literal_eval, []
 
     def guarded(*args, **kwargs):  # numpy parses .npy headers with ast.literal_eval
-        calls.append(verify._HEADER_LOCK.locked())
+        calls.append(lock.owner == threading.get_ident())  # held by this very thread
         return real(*args, **kwargs)
 
+    monkeypatch.setattr(verify, "_HEADER_LOCK", lock)
     monkeypatch.setattr(ast, "literal_eval", guarded)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 5))
