@@ -34,6 +34,7 @@ class ActivationStore:
         self._lock = threading.Lock()
         self._meta: dict[str, np.ndarray] | None = None
         self._ahead: AheadVerifier | None = None
+        self._ahead_lock = threading.Lock()  # passes started on two threads: one verifier
         if not isinstance(manifest.shards, fmt.ShardTable):
             raise TypeError("open a store with ActivationStore.open (its shards are a table)")
         self._table: fmt.ShardTable = manifest.shards
@@ -218,10 +219,13 @@ class ActivationStore:
         keys = unchecked(range(self.n_shards))
         if keys and first_use is not None:
             keys = unchecked(_all_shards(first_use(), self.n_shards))
-        if keys and self._ahead is None:
-            self._ahead = AheadVerifier(keys, lambda key: self._check_file(*key))
-        elif keys:  # one verifier for every pass: none hashes what another is checking
-            self._ahead.extend(keys)
+        if not keys:
+            return
+        with self._ahead_lock:  # one verifier for every pass: none hashes what another checks
+            if self._ahead is None:
+                self._ahead = AheadVerifier(keys, lambda key: self._check_file(*key))
+            else:
+                self._ahead.extend(keys)
 
     def verify(self) -> None:
         """Check every file's size and sha256 now; raise naming each corrupt file."""

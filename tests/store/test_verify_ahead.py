@@ -161,3 +161,51 @@ def test_passes_share_one_verifier_and_each_file_is_checked_once(store_dir):
     ref = ActivationStore.open(store_dir, verify=False)
     assert torch.equal(got, torch.cat(list(ref.batches("0", 64, seed=3))))
     assert np.array_equal(meta, ref.meta["sample_idx"])
+
+
+def test_passes_started_on_two_threads_share_one_verifier(store_dir, monkeypatch):
+    """Thread A is creating the verifier when thread B starts a pass: B must extend A's
+    verifier, not create a second one (which hashes the same files again). Synchronised
+    by events only: B either waits on the store's verifier lock or creates a verifier."""
+    import threading
+
+    from hiddenlens.store import reader
+
+    entered, go, either, made = threading.Event(), threading.Event(), threading.Event(), []
+
+    class Held(reader.AheadVerifier):
+        def __init__(self, keys, check):
+            made.append(keys)
+            if len(made) == 1:
+                entered.set()
+                assert go.wait(60), "the test never let the first verifier go"
+            either.set()
+            super().__init__(keys, check)
+
+    class Gate:  # the store's verifier lock, telling when a second thread waits on it
+        def __init__(self):
+            self.lock = threading.Lock()
+
+        def __enter__(self):
+            if not self.lock.acquire(blocking=False):
+                either.set()
+                self.lock.acquire()
+
+        def __exit__(self, *exc):
+            self.lock.release()
+
+    monkeypatch.setattr(reader, "AheadVerifier", Held)
+    store = ActivationStore.open(store_dir)
+    store._ahead_lock = Gate()
+    meta = [info["file"] for info in store.manifest["meta"].values()]
+    a = threading.Thread(target=store.verify_ahead, args=(["act.0.npy"],))
+    a.start()
+    assert entered.wait(60)
+    b = threading.Thread(target=store.verify_ahead, args=(meta,))
+    b.start()
+    assert either.wait(60)  # B waits on the lock (one verifier) or made a second one
+    go.set()
+    a.join(60)
+    b.join(60)
+    assert len(made) == 1  # B's files went to A's verifier
+    assert all(store._ahead.wait((i, n)) for i in range(store.n_shards) for n in meta)
