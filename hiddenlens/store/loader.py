@@ -128,6 +128,9 @@ def iter_batches(
         raise ValueError("hooks is empty; pass a hook name or a list of hook names")
     infos = [store._info(h) for h in names]
     _check_args(batch_size, rank, world_size, block_rows, seed)
+    for flag, value in (("shuffle", shuffle), ("drop_last", drop_last), ("interleave", interleave)):
+        if not isinstance(value, (bool, np.bool_)):  # "no" or None would pass silently
+            raise TypeError(f"{flag} must be True or False, got {value!r}")
     n_blocks = -(-len(store) // block_rows)
     rng = np.random.default_rng(seed)
     order = rng.permutation(n_blocks) if shuffle else np.arange(n_blocks)

@@ -177,3 +177,10 @@ def test_numpy_int_seed_gives_the_batches_of_the_same_int(id_store):
 def test_hooks_that_are_not_names_are_refused_naming_them(id_store, hooks):
     with pytest.raises(TypeError, match=rf"hooks must be a hook name or a list .*got {hooks!r}"):
         id_store.batches(hooks, 32)
+
+
+@pytest.mark.parametrize("flag", ["shuffle", "drop_last", "interleave"])
+@pytest.mark.parametrize("value", ["no", None, 1])
+def test_non_bool_flags_are_refused_naming_them(id_store, flag, value):
+    with pytest.raises(TypeError, match=rf"{flag} must be True or False, got {value!r}"):
+        id_store.batches("0", 32, **{flag: value})
