@@ -217,7 +217,7 @@ def _plan(blocks, bounds, r0, r1, rng) -> tuple[np.ndarray, list[tuple[int, int,
     """
     shard, first, n = _by_shard(*blocks.runs(r0, r1), bounds)
     ends = np.cumsum(n)
-    local = np.repeat(first - (ends - n), n) + np.arange(r1 - r0)  # _expand, sums known
+    local = _expand(first, n)
     cut = np.flatnonzero(shard[1:] != shard[:-1]) + 1  # runs that start a new shard
     edges = np.concatenate(([0], ends[cut - 1], [r1 - r0]))  # groups' rows in `local`
     shards = shard[np.concatenate(([0], cut))]
