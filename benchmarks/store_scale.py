@@ -224,6 +224,8 @@ def main() -> None:
     ap.add_argument("--mib", type=int, default=256, help="store size for the pass timings")
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
+    # the README quotes the load each run was measured under: printed, not remembered
+    print(f"# {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (1 min) at start")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         bench_open(root, args.manifest_shards, args.reps)
