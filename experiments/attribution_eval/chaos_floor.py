@@ -93,6 +93,8 @@ def main(argv=None) -> dict[str, float]:
     parser.add_argument("--fan-in", type=int, default=105, help="fixed fan-in of the control")
     parser.add_argument("--fast", action="store_true", help="tiny settings for a smoke test")
     args = parser.parse_args(argv)
+    if args.fan_in < 1:  # before the sweep trains a single model
+        parser.error(f"--fan-in must be >= 1, got {args.fan_in}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
 

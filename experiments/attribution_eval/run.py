@@ -243,6 +243,8 @@ def chaos_model(cfg: EvalConfig, n_noise: int, seed: int, *, fan_in: int | None 
     irrelevant feature's weights shrink as features are added); an int draws it as if the
     layer had that many inputs at every level (the control of ``chaos_floor``).
     """
+    if fan_in is not None and (not isinstance(fan_in, int) or isinstance(fan_in, bool) or fan_in < 1):
+        raise ValueError(f"fan_in must be None or an int >= 1, got {fan_in!r}")
     n = cfg.chaos_train + cfg.chaos_test
     data = make_chaos_data(
         n, n_relevant=cfg.chaos_relevant, n_noise=n_noise, function=cfg.chaos_function, seed=seed

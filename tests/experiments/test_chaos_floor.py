@@ -27,3 +27,14 @@ def test_level_stats_hits_add_up_to_the_saliency_recall():
     assert st["hits"].shape == (5,) and np.all((0 <= st["hits"]) & (st["hits"] <= 1))
     assert st["hits"].mean() == pytest.approx(st["recall_saliency"])
     assert st["floor"] > 0 and st["w_irr_init"] > 0
+
+
+def test_a_fan_in_below_one_is_refused(capsys):
+    from experiments.attribution_eval.chaos_floor import main
+
+    for bad in (0, -4, 2.5):  # 0 divided by zero, -4 drew complex bounds
+        with pytest.raises(ValueError, match=f"fan_in must be None or an int >= 1, got {bad}"):
+            chaos_model(TINY, 5, 0, fan_in=bad)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--fan-in", "0", "--out", "/nonexistent/never-written"])
+    assert exit_.value.code == 2 and "--fan-in must be >= 1, got 0" in capsys.readouterr().err
