@@ -120,6 +120,25 @@ def make_chaos_data(
     )
 
 
+def _ranked(attributions, relevant, k) -> tuple[np.ndarray, np.ndarray, int]:
+    """|attributions| as [N, n_features] float64, the sorted relevant indices and k, checked."""
+    a = attributions.detach().cpu().numpy() if isinstance(attributions, Tensor) else attributions
+    a = np.abs(np.asarray(a, dtype=np.float64))
+    if a.ndim < 2 or len(a) == 0 or a[0].size == 0:  # a 1-D array would read as N one-feature rows
+        raise ValueError(f"attributions must be [N >= 1, n_features, ...], got shape {a.shape}")
+    a = a.reshape(len(a), -1)
+    r = np.asarray(relevant)
+    if r.size and not np.issubdtype(r.dtype, np.integer):  # 1.5 would be truncated to 1
+        raise ValueError(f"relevant must be integer feature indices, got {r.tolist()}")
+    rel = np.unique(r.astype(int))
+    if rel.size == 0 or rel.min() < 0 or rel.max() >= a.shape[1]:
+        raise ValueError(f"relevant must be indices in 0..{a.shape[1] - 1}, got {rel.tolist()}")
+    k = len(rel) if k is None else int(k)
+    if not 1 <= k <= a.shape[1]:
+        raise ValueError(f"k must be in 1..{a.shape[1]}, got {k}")
+    return a, rel, k
+
+
 def topk_recall(
     attributions: np.ndarray | Tensor, relevant: Sequence[int], *, k: int | None = None
 ) -> np.ndarray:
@@ -127,14 +146,7 @@ def topk_recall(
 
     attributions: [N, n_features] (more dims are flattened). Ties rank the lower index first.
     """
-    a = attributions.detach().cpu().numpy() if isinstance(attributions, Tensor) else attributions
-    a = np.abs(np.asarray(a, dtype=np.float64)).reshape(len(a), -1)
-    rel = np.unique(np.asarray(relevant, dtype=int))
-    if rel.size == 0 or rel.min() < 0 or rel.max() >= a.shape[1]:
-        raise ValueError(f"relevant must be indices in 0..{a.shape[1] - 1}, got {rel.tolist()}")
-    k = len(rel) if k is None else int(k)
-    if not 1 <= k <= a.shape[1]:
-        raise ValueError(f"k must be in 1..{a.shape[1]}, got {k}")
+    a, rel, k = _ranked(attributions, relevant, k)
     top = np.argsort(-a, axis=1, kind="stable")[:, :k]
     return np.isin(top, rel).sum(1) / min(k, len(rel))
 
@@ -149,11 +161,7 @@ def topk_hits(
     n_relevant)`` is the mean recall. It shows *which* relevant features a method misses
     (in ``mixed`` data: the weak z^2 and z^3 terms, whose gradients vanish near z = 0).
     """
-    a = attributions.detach().cpu().numpy() if isinstance(attributions, Tensor) else attributions
-    a = np.abs(np.asarray(a, dtype=np.float64)).reshape(len(a), -1)
-    rel = np.unique(np.asarray(relevant, dtype=int))
-    topk_recall(a[:1], rel, k=k)  # the same checks of relevant and k
-    k = len(rel) if k is None else int(k)
+    a, rel, k = _ranked(attributions, relevant, k)
     top = np.argsort(-a, axis=1, kind="stable")[:, :k]
     return np.asarray([(top == j).any(1).mean() for j in rel])
 

@@ -107,3 +107,15 @@ def test_topk_hits_per_relevant_feature():
     assert topk_hits(attr, [2, 7], k=1).tolist() == [1.0, 0.0]
     with pytest.raises(ValueError, match="k must be in"):
         topk_hits(attr, [2, 7], k=11)
+
+
+def test_topk_scores_refuse_shapes_and_indices_they_would_misread():
+    attr = np.zeros((3, 10))
+    for f in (topk_recall, topk_hits):
+        with pytest.raises(ValueError, match=r"\[N >= 1, n_features, ...\], got shape \(10,\)"):
+            f(np.zeros(10), [1])  # one example's map, not ten one-feature examples
+        with pytest.raises(ValueError, match=r"got shape \(0, 10\)"):
+            f(np.zeros((0, 10)), [1, 2])
+        with pytest.raises(ValueError, match=r"integer feature indices, got \[1.5\]"):
+            f(attr, [1.5])  # would be truncated to feature 1
+    assert topk_recall(attr, np.array([2, 5], dtype=np.int32)).shape == (3,)
