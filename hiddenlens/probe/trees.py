@@ -112,6 +112,12 @@ STDLIB_MODULES = (
 )
 
 
+def _check_lengths(min_tokens: int, max_tokens: int) -> None:
+    if not 1 <= min_tokens <= max_tokens:  # an empty range would keep nothing, quietly
+        raise ValueError(f"need 1 <= min_tokens <= max_tokens, got min_tokens={min_tokens}, "
+                         f"max_tokens={max_tokens}")
+
+
 def stdlib_statements(modules=STDLIB_MODULES, min_tokens: int = 6, max_tokens: int = 24, limit: int = 1000):
     """Distinct one-line statements of the given stdlib modules' source, with their trees.
 
@@ -120,6 +126,11 @@ def stdlib_statements(modules=STDLIB_MODULES, min_tokens: int = 6, max_tokens: i
     """
     import importlib
 
+    if isinstance(modules, str):  # iterating it would import "t", "e", "x"...
+        raise TypeError(f"modules must be a list of module names, got one str: {modules!r}")
+    _check_lengths(min_tokens, max_tokens)
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
     out: list[Statement] = []
     seen: set[str] = set()
     for name in modules:
@@ -142,6 +153,7 @@ def parse_statements(texts, min_tokens: int = 6, max_tokens: int = 24) -> list[S
     repeats dropped: a repeat across a train/test split would be scored on seen data)."""
     if isinstance(texts, (str, bytes)):  # iterating it would parse its characters one by one
         raise TypeError(f"texts must be a list of str, got one {type(texts).__name__}: {texts[:40]!r}")
+    _check_lengths(min_tokens, max_tokens)
     out, seen = [], set()
     for k, text in enumerate(texts):
         if not isinstance(text, str):

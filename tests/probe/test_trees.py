@@ -86,3 +86,14 @@ def test_parse_statements_rejects_a_bare_string_and_non_text_items():
         parse_statements("total = f(a, b) + g(c)", min_tokens=1)
     with pytest.raises(TypeError, match="item 1 is bytes"):
         parse_statements(["total = f(a, b) + g(c)", b"y = 1"], min_tokens=1)
+
+
+def test_stdlib_statements_rejects_a_bare_module_name_and_empty_ranges():
+    import pytest
+
+    with pytest.raises(TypeError, match="got one str: 'textwrap'"):
+        stdlib_statements("textwrap")
+    with pytest.raises(ValueError, match="min_tokens=9, max_tokens=4"):
+        stdlib_statements(["textwrap"], min_tokens=9, max_tokens=4)  # would return [] quietly
+    with pytest.raises(ValueError, match="min_tokens=0"):
+        parse_statements(["x = 1"], min_tokens=0)
