@@ -41,27 +41,14 @@ class Statement:
     parents: list[int]
 
 
-def statement_tree(text: str) -> Statement | None:
-    """Tokens and AST-derived parent array of a one-line statement (None if unusable)."""
-    try:
-        tree = ast.parse(text)
-        toks = [
-            t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type not in SKIP
-        ]
-    except (SyntaxError, tokenize.TokenError, IndentationError):
-        return None
-    if len(tree.body) != 1 or not toks:
-        return None
-    spans = [(t.start[1], t.end[1]) for t in toks]
-    # the AST's col_offset counts UTF-8 bytes, tokenize's columns count characters: match
-    # nodes on byte spans, or a non-ASCII literal shifts every later token to a wrong node
-    nbytes = [len(text[:c].encode("utf-8")) for c in range(len(text) + 1)]
-    bspans = [(nbytes[s], nbytes[e]) for s, e in spans]
-    nodes = [n for n in ast.walk(tree.body[0]) if hasattr(n, "col_offset")]
+def _ast_parents(stmt: ast.stmt, bspans: list[tuple[int, int]]) -> list[int] | None:
+    """Each token's parent (-1: a root) from the AST nodes spanning its byte span (None if
+    some token lies in no node)."""
+    nodes = [n for n in ast.walk(stmt) if hasattr(n, "col_offset")]
     nodes = [n for n in nodes if n.end_lineno == 1 and n.lineno == 1]
     placed = set(nodes)
     parent_of = {}
-    for n in ast.walk(tree.body[0]):
+    for n in ast.walk(stmt):
         for c in ast.iter_child_nodes(n):
             parent_of[c] = n
 
@@ -90,7 +77,7 @@ def statement_tree(text: str) -> Statement | None:
         )
 
     parents = []
-    for i in range(len(toks)):
+    for i in range(len(bspans)):
         n = innermost(i)
         if n is None:
             return None
@@ -99,7 +86,27 @@ def statement_tree(text: str) -> Statement | None:
             n = enclosing(n)
             h = head(n)
         parents.append(-1 if h == i else h)
-    if sum(p < 0 for p in parents) != 1:
+    return parents
+
+
+def statement_tree(text: str) -> Statement | None:
+    """Tokens and AST-derived parent array of a one-line statement (None if unusable)."""
+    try:
+        tree = ast.parse(text)
+        toks = [
+            t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type not in SKIP
+        ]
+    except (SyntaxError, tokenize.TokenError, IndentationError):
+        return None
+    if len(tree.body) != 1 or not toks:
+        return None
+    spans = [(t.start[1], t.end[1]) for t in toks]
+    # the AST's col_offset counts UTF-8 bytes, tokenize's columns count characters: match
+    # nodes on byte spans, or a non-ASCII literal shifts every later token to a wrong node
+    nbytes = [len(text[:c].encode("utf-8")) for c in range(len(text) + 1)]
+    bspans = [(nbytes[s], nbytes[e]) for s, e in spans]
+    parents = _ast_parents(tree.body[0], bspans)
+    if parents is None or sum(p < 0 for p in parents) != 1:
         return None
     return Statement(text, [t.string for t in toks], spans, parents)
 
