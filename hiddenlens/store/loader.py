@@ -251,6 +251,19 @@ def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)  # an epoch may be numpy
 
 
+def row_range(start, stop, n: int) -> tuple[int, int]:
+    """``[start, stop)`` (``stop`` None: ``n``) checked against ``n`` rows, as ints.
+
+    The one check of ``rows(hook, start, stop)`` for a store and a MemorySource.
+    """
+    stop = n if stop is None else stop
+    if not _is_int(start) or not _is_int(stop):
+        raise TypeError(f"row range bounds must be ints, got start={start!r}, stop={stop!r}")
+    if not 0 <= start <= stop <= n:
+        raise ValueError(f"row range [{start}, {stop}) is outside [0, {n}]")
+    return int(start), int(stop)
+
+
 def _check_args(batch_size, rank, world_size, block_rows, seed) -> None:
     if not _is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from hiddenlens.store import format as fmt
+from hiddenlens.store.loader import row_range
 from hiddenlens.store.shards import row_stats
 from hiddenlens.store.source import check_meta
 
@@ -90,10 +91,8 @@ class MemorySource:
 
     def rows(self, hook: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Rows [start, stop) of ``hook`` as ``[n, d]`` (a view of the array)."""
-        arr, n = self._array(hook), self._n
-        stop = n if stop is None else stop
-        if not (0 <= start <= stop <= n):
-            raise ValueError(f"row range [{start}, {stop}) is outside [0, {n}]")
+        arr = self._array(hook)
+        start, stop = row_range(start, stop, self._n)
         return arr[start:stop]
 
     @property

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from hiddenlens.store import format as fmt
+from hiddenlens.store.loader import row_range
 from hiddenlens.store.verify import AheadVerifier, buffer_digest, file_digest, map_file, npy_array
 
 
@@ -256,10 +257,8 @@ class ActivationStore:
         A range inside one shard is a read-only memory map (no copy); a range spanning
         shards is copied into one array. bfloat16 stores are returned as float32 copies.
         """
-        info, n = self._info(hook), len(self)
-        stop = n if stop is None else stop
-        if not (0 <= start <= stop <= n):
-            raise ValueError(f"row range [{start}, {stop}) is outside [0, {n}]")
+        info = self._info(hook)
+        start, stop = row_range(start, stop, len(self))
         parts = [self.array(s, info.file)[a:b] for s, a, b in self._pieces(start, stop)]
         if not parts:
             out = np.empty((0, info.d), dtype=info.storage_dtype)

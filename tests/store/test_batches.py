@@ -184,3 +184,14 @@ def test_hooks_that_are_not_names_are_refused_naming_them(id_store, hooks):
 def test_non_bool_flags_are_refused_naming_them(id_store, flag, value):
     with pytest.raises(TypeError, match=rf"{flag} must be True or False, got {value!r}"):
         id_store.batches("0", 32, **{flag: value})
+
+
+@pytest.mark.parametrize("bounds", [(1.5, 3), ("a", 3), (None, 3), (0, 2.0), (True, 3)])
+def test_row_bounds_that_are_not_ints_are_refused_naming_them(id_store, bounds):
+    from hiddenlens.store import MemorySource
+
+    mem = MemorySource({"0": id_store.rows("0")})
+    for src in (id_store, mem):
+        with pytest.raises(TypeError, match=r"row range bounds must be ints, got start="):
+            src.rows("0", *bounds)
+    assert np.array_equal(id_store.rows("0", np.int64(2), 5), mem.rows("0", 2, np.int64(5)))
