@@ -183,6 +183,12 @@ def test_readme_tuned_lens_row_is_its_report_table():
     cells = [*table["transformer.drop"][:2], *table["transformer.h.0"][:2]]
     for printed, cell in zip(groups, cells, strict=True):
         assert _close(printed, cell), (printed, cell)
+    # "lower KL and perplexity at every layer": each row before the output's (equal there)
+    assert re.search(_loose("the tuned lens has lower KL and perplexity at every layer"), README)
+    rows = [v for k, v in table.items() if k.startswith("transformer.")]
+    assert len(rows) == 5
+    for kl_logit, kl_tuned, ppl_logit, ppl_tuned in (r[:4] for r in rows[:-1]):
+        assert float(kl_tuned.split()[0]) < float(kl_logit) and float(ppl_tuned) < float(ppl_logit)
 
 
 def test_chaos_tables_and_prose_agree():
