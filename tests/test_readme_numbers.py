@@ -29,7 +29,20 @@ CLAIMS = [
      ["attribution/logit_lens_kl/transformer.h.0", "attribution/tuned_lens_kl/transformer.h.0"]),
     ("docs/tinylm/metrics.json",
      rf"best UUAS {NUM} vs {NUM}\)",
-     ["probe/structural_uuas/transformer.h.1", "probe/structural_chain_uuas"]),
+     ["probe/structural_uuas/transformer.h.3", "probe/structural_chain_uuas"]),  # the best layer
+    ("docs/demo/metrics.json",
+     rf"\(1,536 latents, k 16\): FVU {NUM},\s+spliced embedding-cosine score {NUM}",
+     ["sae/fvu/encoder.layer.3", "sae/embed_cos_score/encoder.layer.3"]),
+    ("docs/demo/metrics.json",
+     rf"codebook distilled embedding cosine {NUM} → {NUM}, best code F1 for digits {NUM} vs best\s+"
+     rf"neuron {NUM}; CKA\(layer 0, layer 5\) {NUM}; token-kind NC1 {NUM} → {NUM} with depth",
+     ["codebook/embedding_cosine_kmeans_init", "codebook/embedding_cosine_finetuned",
+      "codebook/code_f1/is_digit", "codebook/neuron_f1/is_digit",
+      "probe/cka/encoder.layer.0~encoder.layer.5", "collapse/nc1/encoder.layer.0",
+      "collapse/nc1/encoder.layer.5"]),
+    ("docs/demo/metrics.json",
+     rf"AST-Probe UUAS {NUM} at\s+`encoder.layer.2` vs {NUM} for the right-branching chain",
+     ["probe/structural_uuas/encoder.layer.2", "probe/structural_chain_uuas"]),
     ("docs/gsae_tinylm/metrics.json",
      rf"documents: {NUM} \[{NUM}, {NUM}\] / {NUM} \[{NUM}, {NUM}\] / {NUM} \[{NUM}, {NUM}\]",
      [f"sae/ce_increase{s}/gsae_minus_topk_k{k}" for k in (8, 16, 32)
