@@ -65,10 +65,14 @@ class Context:
         """Cached hooks matching ``patterns`` (names or globs), in store order; all if None."""
         if not patterns:
             return self.hooks
-        out = [h for h in self.hooks if any(fnmatch.fnmatchcase(h, p) for p in patterns)]
-        if not out:
-            raise ValueError(f"hooks {patterns} match no cached hook point; cached: {self.hooks}")
-        return out
+        # every pattern must match: a typo beside a good name would be dropped unseen
+        unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(h, p) for h in self.hooks)]
+        if unmatched:
+            raise ValueError(
+                f"hooks {unmatched} match no cached hook point (of {patterns}); "
+                f"cached: {self.hooks}"
+            )
+        return [h for h in self.hooks if any(fnmatch.fnmatchcase(h, p) for p in patterns)]
 
     def middle_hook(self) -> str:
         return self.hooks[len(self.hooks) // 2]

@@ -81,7 +81,8 @@ def test_unknown_table_names_the_valid_ones():
         ("cache", {"dtype": "int8"}, "cache.dtype = 'int8'; accepted"),
         ("probe", {"cv": 1}, "probe.cv must be an int >= 2, got 1"),
         ("lens", {"steps": 0}, "lens.steps must be a positive int"),
-        ("lens", {"lr": -1.0}, "lens.lr must be a positive number, got -1.0"),
+        ("lens", {"lr": -1.0}, "lens.lr must be a positive finite number, got -1.0"),
+        ("lens", {"lr": float("inf")}, "lens.lr must be a positive finite number, got inf"),
         ("data", {"labels": "topic"}, None),
     ],
 )
@@ -114,3 +115,15 @@ def test_bad_toml_and_missing_file(tmp_path):
         load_config(tmp_path / "none.toml")
     with pytest.raises(TypeError, match="TOML path, a dict or a RunConfig"):
         load_config(3)
+
+
+def test_a_mistyped_hook_beside_a_good_one_is_named_not_dropped():
+    import types
+
+    from hiddenlens.analyze.context import Context
+
+    ctx = types.SimpleNamespace(hooks=["encoder.layer.0", "encoder.layer.1"])
+    assert Context.hooks_for(ctx, ["encoder.layer.*"]) == ["encoder.layer.0", "encoder.layer.1"]
+    assert Context.hooks_for(ctx, ["encoder.layer.1", "encoder.layer.0"]) == ctx.hooks  # store order
+    with pytest.raises(ValueError, match=r"hooks \['encoder.layr.1'\] match no cached hook"):
+        Context.hooks_for(ctx, ["encoder.layer.0", "encoder.layr.1"])
