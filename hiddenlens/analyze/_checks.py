@@ -3,6 +3,7 @@ accepted."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -16,8 +17,9 @@ def _pos_int(where: str, value: Any, *, allow_none: bool = False, zero: bool = F
 
 
 def _pos_float(where: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{where} must be a positive number, got {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+            or not math.isfinite(value)):  # fmt: skip
+        raise ValueError(f"{where} must be a positive finite number, got {value!r}")
 
 
 def _str_list(where: str, value: Any, *, allow_none: bool = True) -> list[str] | None:
