@@ -138,6 +138,11 @@ def iter_batches(
     if not _is_int(start_batch) or start_batch < 0:
         raise ValueError(f"start_batch must be a non-negative int, got {start_batch!r}")
     ranges = _batch_ranges(len(store), batch_size, rank, world_size, drop_last, interleave)
+    if start_batch > len(ranges):  # == len: a pass resumed at its very end (nothing left)
+        raise ValueError(
+            f"start_batch={start_batch} is past this pass's {len(ranges)} batches "
+            f"(batch_size={batch_size}, world_size={world_size})"
+        )
     ranges = ranges[start_batch:]
     bounds = np.array([store.shard_rows(s)[0] for s in range(store.n_shards)] + [len(store)])
     group_seed = (seed, rank, world_size, start_batch) if shuffle else None

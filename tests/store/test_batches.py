@@ -140,8 +140,9 @@ def test_shards_shorter_than_a_block_give_the_in_memory_batches(tmp_path):
     from hiddenlens.store import MemorySource, cache_activations
 
     x = torch.arange(300, dtype=torch.float32)[:, None].repeat(1, 2)
-    store = cache_activations(nn.Sequential(nn.Identity()), x, "0", tmp_path / "s",
-                              batch_size=3, shard_size_mb=1e-5)  # fmt: skip  (3-row shards)
+    store = cache_activations(
+        nn.Sequential(nn.Identity()), x, "0", tmp_path / "s", batch_size=3, shard_size_mb=1e-5
+    )  # fmt: skip  (3-row shards)
     assert store.n_shards == 100
     mem = MemorySource({"0": store.rows("0")})
     for kw in [dict(seed=0, block_rows=16), dict(seed=1, block_rows=10, world_size=2, rank=1)]:
@@ -156,10 +157,16 @@ def test_shards_shorter_than_a_block_give_the_in_memory_batches(tmp_path):
 
 @pytest.mark.parametrize(
     "kw,word",
-    [(dict(seed=None), "seed"), (dict(seed=1.5), "seed"), (dict(seed=-1), "seed"),
-     (dict(seed=True), "seed"), (dict(batch_size=True), "batch_size"),
-     (dict(start_batch=True), "start_batch"), (dict(block_rows=0), "block_rows"),
-     (dict(rank=2, world_size=2), "rank")],  # fmt: skip
+    [
+        (dict(seed=None), "seed"),
+        (dict(seed=1.5), "seed"),
+        (dict(seed=-1), "seed"),
+        (dict(seed=True), "seed"),
+        (dict(batch_size=True), "batch_size"),
+        (dict(start_batch=True), "start_batch"),
+        (dict(block_rows=0), "block_rows"),
+        (dict(rank=2, world_size=2), "rank"),
+    ],  # fmt: skip
 )
 def test_bad_batch_arguments_are_refused_naming_them(id_store, kw, word):
     kw = dict(kw)
@@ -195,3 +202,18 @@ def test_row_bounds_that_are_not_ints_are_refused_naming_them(id_store, bounds):
         with pytest.raises(TypeError, match=r"row range bounds must be ints, got start="):
             src.rows("0", *bounds)
     assert np.array_equal(id_store.rows("0", np.int64(2), 5), mem.rows("0", 2, np.int64(5)))
+
+
+def test_start_batch_past_the_pass_is_refused_and_its_end_is_empty(id_store):
+    n_batches = -(-N // 64)
+    assert (
+        list(id_store.batches("0", 64, start_batch=n_batches, **SMALL)) == []
+    )  # resumed at the end
+    tail = list(
+        id_store.batches(
+            "0", 64, shuffle=False, start_batch=n_batches - 1, block_rows=SMALL["block_rows"]
+        )
+    )
+    assert len(tail) == 1 and tail[0].shape[0] == N - 64 * (n_batches - 1)
+    with pytest.raises(ValueError, match=rf"start_batch={n_batches + 1} is past this pass's "):
+        list(id_store.batches("0", 64, start_batch=n_batches + 1, **SMALL))
